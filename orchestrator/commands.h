@@ -1,0 +1,10 @@
+// The subcommands of `maye`: X(name, function, one-line summary). Each lives in orchestrator/cmd_<name>.c
+// and has the signature int cmd_<name>(int argc, char **argv) with argv[0] = the subcommand name.
+#pragma once
+
+#define MAYE_COMMANDS(X)                                                                                   \
+    X(version, cmd_version, "print the version and the build's backends")
+
+#define DECLARE_COMMAND(name, fn, summary) int fn(int argc, char **argv);
+MAYE_COMMANDS(DECLARE_COMMAND)
+#undef DECLARE_COMMAND
