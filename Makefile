@@ -19,11 +19,13 @@ else
   OPENBLAS_LIB := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 endif
 
-PKG_CFLAGS := $(shell pkg-config --cflags libpng libcjson 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags libpng libcjson cairo 2>/dev/null)
 MAYE_CFLAGS := -std=gnu11 $(OPT) -g -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
   -Wno-missing-field-initializers -Ilib -Itests -I$(BUILD)/gen $(OPENBLAS_INC) $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
 LIBS := -lprotobuf-c -lzstd -lyaml -lcjson -lpcre2-8 -lutf8proc -lpng16 -ljpeg $(OPENBLAS_LIB) -lm -lpthread
 MAYE_LDFLAGS := -fopenmp $(LDFLAGS)
+# only the orchestrator draws (maye synth, maye report)
+ORCH_LIBS := $(shell pkg-config --libs cairo 2>/dev/null || echo -lcairo)
 
 NVCC := $(shell command -v nvcc 2>/dev/null)
 
@@ -86,7 +88,7 @@ $(foreach s,$(STAGES),$(eval $(call STAGE_RULE,$(s))))
 
 $(BUILD)/bin/maye: $(ORCH_OBJ) $(LIBMAYE)
 	@mkdir -p $(dir $@)
-	$(CC) $(MAYE_LDFLAGS) -o $@ $(ORCH_OBJ) $(LIBMAYE) $(LIBS)
+	$(CC) $(MAYE_LDFLAGS) -o $@ $(ORCH_OBJ) $(LIBMAYE) $(LIBS) $(ORCH_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_OBJ) $(LIBMAYE)
 	@mkdir -p $(dir $@)

@@ -3,6 +3,7 @@
 #pragma once
 
 #define MAYE_COMMANDS(X)                                                                                   \
+    X(synth, cmd_synth, "render a small visual-math dataset (MAYE format) for demos and tests")                 \
     X(version, cmd_version, "print the version and the build's backends")
 
 #define DECLARE_COMMAND(name, fn, summary) int fn(int argc, char **argv);
