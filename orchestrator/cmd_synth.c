@@ -97,8 +97,8 @@ static void make_count(cairo_t *cr, int size, maye_rng *rng, int ood, item *it) 
     snprintf(it->question, sizeof it->question, "<image>How many %s shapes are there in the figure?", colours[target].name);
     snprintf(it->answer, sizeof it->answer, "%d", want);
     snprintf(it->solution, sizeof it->solution,
-             "I count the %s shapes in the figure: there are %d of them. The answer is \\boxed{%d}.",
-             colours[target].name, want, want);
+             "I count the %s shapes in the figure: there %s %d of them. The answer is \\boxed{%d}.",
+             colours[target].name, want == 1 ? "is" : "are", want, want);
 }
 
 // A rectangle with its width labelled below and its height labelled to the left.

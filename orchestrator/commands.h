@@ -4,7 +4,8 @@
 
 #define MAYE_COMMANDS(X)                                                                                   \
     X(synth, cmd_synth, "render a small visual-math dataset (MAYE format) for demos and tests")                 \
-    X(version, cmd_version, "print the version and the build's backends")
+    X(version, cmd_version, "print the version and the build's backends")                                  \
+    X(judge, cmd_judge, "judge answers: JSON lines {\"response\", \"answer\"} -> {\"correct\", ...}")             \
 
 #define DECLARE_COMMAND(name, fn, summary) int fn(int argc, char **argv);
 MAYE_COMMANDS(DECLARE_COMMAND)

@@ -37,6 +37,7 @@ typedef struct {
         int64_t min_pixels, max_pixels; // smart_resize bounds; 0 = the checkpoint's preprocessor config
         char *system_prompt;
         char *prompt_suffix;
+        bool strip_image_tag;           // remove "<image>" from questions (MAYE keeps it as text)
         int64_t max_prompt_tokens;      // longer prompts are an error naming the sample
     } data;
 
@@ -54,7 +55,7 @@ typedef struct {
 
     struct {
         int64_t forward_batch_size;   // sequences per scoring forward
-        maye_strlist rewards;         // which reward components: accuracy, language, length
+        maye_strlist rewards;         // which reward components: accuracy, language, format
         maye_floatlist reward_weights; // one per component (empty = all 1)
         double judge_tolerance;       // relative tolerance of numeric answer comparison
         bool penalise_no_eos;
@@ -70,10 +71,12 @@ typedef struct {
         double gamma;
         double kl_loss_coeff, kl_reward_coeff;
         char *kl_estimator;   // k1 | k2 | k3
+        char *kl_reward_estimator; // k1 | k2 | k3, of the token KL reward
         char *advantage;      // reinforce_pp | grpo | rloo
         bool shift_mean;      // MAYE's whiten(shift_mean=True)
         bool grpo_std;        // divide by the group std in grpo
         char *loss_reduction; // token_mean | token_sum_const | seq_mean
+        double loss_reduction_const; // token_sum_const's constant length; 0 = rollout.max_tokens
         double lr, weight_decay, beta1, beta2, eps, clip_grad_norm;
         char *lr_schedule;    // constant | cosine
         int64_t warmup_steps;
