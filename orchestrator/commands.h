@@ -4,6 +4,7 @@
 
 #define MAYE_COMMANDS(X)                                                                                   \
     X(synth, cmd_synth, "render a small visual-math dataset (MAYE format) for demos and tests")                 \
+    X(cat, cmd_cat, "print a record stream as JSON lines (--to-records: JSON lines back to records)")       \
     X(version, cmd_version, "print the version and the build's backends")                                  \
     X(judge, cmd_judge, "judge answers: JSON lines {\"response\", \"answer\"} -> {\"correct\", ...}")             \
 
