@@ -6,6 +6,8 @@
     X(synth, cmd_synth, "render a small visual-math dataset (MAYE format) for demos and tests")                 \
     X(cat, cmd_cat, "print a record stream as JSON lines (--to-records: JSON lines back to records)")       \
     X(version, cmd_version, "print the version and the build's backends")                                  \
+    X(init, cmd_init, "make a randomly initialised Qwen2-VL / Qwen2.5-VL checkpoint from a config.json")     \
+    X(forward, cmd_forward, "run the model on one sequence (-> positions, hidden states, logits, log-probs)")  \
     X(judge, cmd_judge, "judge answers: JSON lines {\"response\", \"answer\"} -> {\"correct\", ...}")             \
 
 #define DECLARE_COMMAND(name, fn, summary) int fn(int argc, char **argv);

@@ -1,0 +1,91 @@
+// Attention over packed segments (causal for the language model, bidirectional per image/window for the
+// vision tower). Each (segment, head) pair is one OpenMP task; its queries go in blocks whose score matrix
+// S = Q K^T lives in the thread's scratch slice, so memory grows with (block rows x keys), never T^2 per
+// head. Both products are single-threaded cblas_sgemm calls inside the parallel region.
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/vec_math.h"
+
+#include "core/error.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+
+#define ATTN_BLOCK_ROWS 128 // query rows per score block
+
+// ----------------------------------------------------------------------------
+// scratch
+
+size_t attention_scratch_floats(int max_nk) {
+    int threads = omp_get_max_threads();
+    return (size_t)threads * ATTN_BLOCK_ROWS * (size_t)(max_nk > 0 ? max_nk : 1);
+}
+
+// ----------------------------------------------------------------------------
+// forward
+
+// Softmax of one score row in place over its first `lim` entries (the rest set to 0); returns the
+// log-sum-exp of the row.
+static float softmax_row(float *s, int lim, int n) {
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < lim; j++) mx = s[j] > mx ? s[j] : mx;
+    float sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < lim; j++) {
+        float e = vec_expf(s[j] - mx);
+        s[j] = e;
+        sum += e;
+    }
+    float inv = 1.0f / sum;
+#pragma omp simd
+    for (int j = 0; j < lim; j++) s[j] *= inv;
+    for (int j = lim; j < n; j++) s[j] = 0.0f;
+    return mx + logf(sum);
+}
+
+void attention_forward(float *out, int64_t ldo, float *lse, const float *q, int64_t ldq, const float *const *k,
+                       const float *const *v, int64_t ldkv, const int *cu_q, const int *nk, int B, int H, int KV,
+                       int D, int causal, float *scratch, size_t scratch_n) {
+    int max_nk = 1;
+    for (int b = 0; b < B; b++) max_nk = nk[b] > max_nk ? nk[b] : max_nk;
+    if (scratch_n < (size_t)max_nk)
+        maye_die("attention scratch of %zu floats is below one row of %d keys", scratch_n, max_nk);
+    int threads = omp_get_max_threads();
+    if ((size_t)threads * (size_t)max_nk > scratch_n) threads = (int)(scratch_n / (size_t)max_nk);
+    if (threads < 1) threads = 1;
+    size_t slice = scratch_n / (size_t)threads;
+    int qb = (int)(slice / (size_t)max_nk);
+    if (qb > ATTN_BLOCK_ROWS) qb = ATTN_BLOCK_ROWS;
+    if (qb < 1) qb = 1;
+    int group = H / KV;
+    float scale = 1.0f / sqrtf((float)D);
+
+#pragma omp parallel for collapse(2) schedule(dynamic) num_threads(threads)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            int nq = cu_q[b + 1] - cu_q[b], n_k = nk[b];
+            if (nq <= 0 || n_k <= 0) continue;
+            int off = n_k - nq; // keys before the first query (cached prefix)
+            float *S = scratch + (size_t)omp_get_thread_num() * slice;
+            const float *K = k[b] + (size_t)(h / group) * D, *Vp = v[b] + (size_t)(h / group) * D;
+            for (int i0 = 0; i0 < nq; i0 += qb) {
+                int nb = nq - i0 < qb ? nq - i0 : qb;
+                int kend = causal ? off + i0 + nb : n_k;
+                if (kend > n_k) kend = n_k;
+                const float *Q = q + (int64_t)(cu_q[b] + i0) * ldq + (int64_t)h * D;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kend, D, scale, Q, (int)ldq, K, (int)ldkv,
+                            0.0f, S, kend);
+                for (int r = 0; r < nb; r++) {
+                    int lim = causal ? off + i0 + r + 1 : kend;
+                    if (lim > kend) lim = kend;
+                    float l = softmax_row(S + (size_t)r * kend, lim, kend);
+                    if (lse) lse[(int64_t)(cu_q[b] + i0 + r) * H + h] = l;
+                }
+                float *O = out + (int64_t)(cu_q[b] + i0) * ldo + (int64_t)h * D;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, kend, 1.0f, S, kend, Vp, (int)ldkv,
+                            0.0f, O, (int)ldo);
+            }
+        }
+    }
+}

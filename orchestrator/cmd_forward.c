@@ -1,0 +1,198 @@
+// maye forward: one forward pass of a checkpoint on one sequence (text, or text with images), for
+// debugging and for diffing against a reference: reads input_ids (+ pixel_values, image_grid_thw) from a
+// safetensors file and writes positions, image features, hidden states, logits and next-token log-probs.
+#include "commands.h"
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "io/safetensors.h"
+#include "kernels/cpu/kernels.h"
+#include "model/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void forward_usage(FILE *f) {
+    fprintf(f,
+            "usage: maye forward --model DIR --in IN.safetensors --out OUT.safetensors [--temperature T]\n"
+            "                    [--prefix P] [--no-logits] [--threads N]\n\n"
+            "Runs the vision tower, M-RoPE and the language model (CPU, fp32) on one sequence.\n"
+            "IN holds input_ids [L] (integers), and for images pixel_values [P, %s] and image_grid_thw [n, 3].\n"
+            "OUT gets position_ids [3, L] and rope_deltas [1] (I64), image_embeds [tokens, C] (with images),\n"
+            "embeds_after_merge [L, C], last_hidden [L, C], logits [L, V], token_logprobs [L-1]\n"
+            "(log p(token t+1 | tokens <= t) at the temperature) and entropy [L-1] (F32).\n\n"
+            "  --model DIR        checkpoint directory (config.json + safetensors)\n"
+            "  --in FILE          input tensors\n"
+            "  --out FILE         output tensors\n"
+            "  --temperature T    divide the logits by T for the log-probs and entropy (default 1)\n"
+            "  --prefix P         read P+input_ids, P+pixel_values, P+image_grid_thw (e.g. --prefix s0. on a\n"
+            "                     reference fixture's expected.safetensors)\n"
+            "  --no-logits        leave out the [L, V] logits\n"
+            "  --threads N        CPU threads (default 0 = all cores)\n"
+            "  -h, --help         this help\n",
+            "in_chans*temporal_patch*patch^2");
+}
+
+typedef struct {
+    int64_t L, P, n_img, n_tok;
+    int64_t *ids, *grid;
+    float *pixels;
+} fwd_input;
+
+static void input_free(fwd_input *in) { free(in->ids), free(in->grid), free(in->pixels); }
+
+static int read_input(const maye_model_config *c, const char *path, const char *prefix, fwd_input *in) {
+    memset(in, 0, sizeof *in);
+    maye_safetensors st;
+    TRY(maye_st_open(&st, path));
+    int rc = 0;
+    char n_ids[256], n_px[256], n_grid[256];
+    snprintf(n_ids, sizeof n_ids, "%s%s", prefix, "input_ids");
+    snprintf(n_px, sizeof n_px, "%s%s", prefix, "pixel_values");
+    snprintf(n_grid, sizeof n_grid, "%s%s", prefix, "image_grid_thw");
+    const maye_st_tensor *ids = maye_st_find(&st, n_ids), *px = maye_st_find(&st, n_px),
+                         *grid = maye_st_find(&st, n_grid);
+    if (!ids) rc = maye_fail("'%s': missing tensor '%s' ([L] token ids)", path, n_ids);
+    else if (!(ids->ndim == 1 || (ids->ndim == 2 && ids->shape[0] == 1)) || ids->numel < 1)
+        rc = maye_fail("'%s': %s must be a non-empty [L] (or [1, L]) tensor", path, n_ids);
+    else if (!px != !grid)
+        rc = maye_fail("'%s': give both %s and %s, or neither (text only)", path, n_px, n_grid);
+    if (rc == 0) {
+        in->L = ids->numel;
+        in->ids = xmalloc(sizeof(int64_t) * (size_t)in->L);
+        rc = maye_st_to_i64(ids, in->ids);
+        if (rc < 0) maye_fail_ctx("'%s'", path);
+    }
+    if (rc == 0 && px) {
+        int64_t ps[2] = {-1, c->vision.patch_dim}, gs[2] = {-1, 3};
+        rc = maye_st_expect(&st, n_px, 2, ps, NULL);
+        if (rc == 0) rc = maye_st_expect(&st, n_grid, 2, gs, NULL);
+        if (rc == 0 && px->dtype != MAYE_F32 && px->dtype != MAYE_BF16 && px->dtype != MAYE_F16)
+            rc = maye_fail("'%s': %s must be a float tensor (F32, BF16 or F16)", path, n_px);
+        if (rc == 0) {
+            in->P = px->shape[0], in->n_img = grid->shape[0];
+            in->pixels = xmalloc(sizeof(float) * (size_t)(px->numel ? px->numel : 1));
+            maye_st_to_f32(px, in->pixels);
+            in->grid = xmalloc(sizeof(int64_t) * (size_t)(grid->numel ? grid->numel : 1));
+            rc = maye_st_to_i64(grid, in->grid);
+            if (rc < 0) maye_fail_ctx("'%s'", path);
+        }
+    }
+    if (rc == 0 && in->L >= (1 << 30)) rc = maye_fail("'%s': %lld tokens are too many", path, (long long)in->L);
+    if (rc == 0 && maye_vision_check(c, in->P, in->grid, (int)in->n_img, &in->n_tok) < 0)
+        rc = maye_fail_ctx("'%s'", path);
+    maye_st_close(&st);
+    if (rc < 0) input_free(in);
+    return rc;
+}
+
+static int run(const maye_model *m, const fwd_input *in, float temperature, int with_logits, const char *out) {
+    const maye_model_config *c = &m->cfg;
+    int L = (int)in->L, C = c->hidden, V = c->vocab;
+    float *embeds = xmalloc(sizeof(float) * (size_t)(in->n_tok * C + 1));
+    int64_t *pos = xmalloc(sizeof(int64_t) * 3 * (size_t)L), delta = 0;
+    int64_t *tgt = xmalloc(sizeof(int64_t) * (size_t)L);
+    float *lp = xmalloc(sizeof(float) * (size_t)L), *ent = xmalloc(sizeof(float) * (size_t)L), *logits = NULL;
+    maye_llm_acts a;
+    maye_llm_acts_init(&a, c, L, 0, 0);
+    int cu[2] = {0, L};
+    maye_llm_batch b = {1, L, cu, in->ids, pos, embeds, in->n_tok};
+    int rc = maye_vision_forward(m, in->pixels, in->P, in->grid, (int)in->n_img, embeds);
+    if (rc == 0) rc = maye_mrope_positions(c, in->ids, L, in->grid, (int)in->n_img, pos, L, &delta);
+    if (rc == 0) rc = maye_llm_forward(m, &b, &a);
+    if (rc == 0) {
+        maye_next_token_targets(&b, tgt);
+        rc = maye_llm_logprobs(m, &a, tgt, temperature, lp, ent);
+    }
+    if (rc == 0) {
+        maye_st_writer w;
+        maye_st_writer_init(&w);
+        int64_t s3L[2] = {3, L}, s1[1] = {1}, sLC[2] = {L, C}, sTC[2] = {in->n_tok, C}, sL1[1] = {L - 1};
+        maye_st_writer_add(&w, "position_ids", MAYE_I64, 2, s3L, pos);
+        maye_st_writer_add(&w, "rope_deltas", MAYE_I64, 1, s1, &delta);
+        if (in->n_img) maye_st_writer_add(&w, "image_embeds", MAYE_F32, 2, sTC, embeds);
+        maye_st_writer_add(&w, "embeds_after_merge", MAYE_F32, 2, sLC, a.embeds);
+        maye_st_writer_add(&w, "last_hidden", MAYE_F32, 2, sLC, a.hidden);
+        maye_st_writer_add(&w, "token_logprobs", MAYE_F32, 1, sL1, lp);
+        maye_st_writer_add(&w, "entropy", MAYE_F32, 1, sL1, ent);
+        if (with_logits) {
+            int64_t sLV[2] = {L, V};
+            logits = xmalloc(sizeof(float) * (size_t)L * V);
+            maye_llm_logits(m, a.hidden, L, logits);
+            maye_st_writer_add(&w, "logits", MAYE_F32, 2, sLV, logits);
+        }
+        char temp[32];
+        snprintf(temp, sizeof temp, "%g", temperature);
+        maye_st_writer_meta(&w, "temperature", temp);
+        rc = maye_st_writer_save(&w, out);
+        maye_st_writer_free(&w);
+    }
+    maye_llm_acts_free(&a);
+    free(embeds), free(pos), free(tgt), free(lp), free(ent), free(logits);
+    return rc;
+}
+
+int cmd_forward(int argc, char **argv) {
+    const char *model = NULL, *in_path = NULL, *out = NULL, *temp_s = "1", *threads_s = "0", *prefix = "";
+    int with_logits = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            forward_usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--no-logits")) {
+            with_logits = 0;
+            continue;
+        }
+        const char **slot = !strcmp(a, "--model") ? &model
+                            : !strcmp(a, "--in") ? &in_path
+                            : !strcmp(a, "--out") ? &out
+                            : !strcmp(a, "--temperature") ? &temp_s
+                            : !strcmp(a, "--threads") ? &threads_s
+                            : !strcmp(a, "--prefix") ? &prefix
+                            : NULL;
+        if (!slot) {
+            log_error("unknown argument '%s' (see maye forward --help)", a);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            log_error("option %s needs a value (see maye forward --help)", a);
+            return 2;
+        }
+        *slot = argv[++i];
+    }
+    if (!model || !in_path || !out) {
+        forward_usage(stderr);
+        return 2;
+    }
+    double temperature;
+    int64_t threads;
+    if (maye_parse_f64(temp_s, &temperature, "--temperature") < 0 ||
+        maye_parse_i64(threads_s, &threads, "--threads") < 0) {
+        maye_report_error();
+        return 2;
+    }
+    if (!(temperature > 0)) {
+        log_error("--temperature must be positive (got %s)", temp_s);
+        return 2;
+    }
+    cpu_set_threads((int)threads);
+    maye_model m;
+    if (maye_model_load(&m, model) < 0) {
+        maye_report_error();
+        return 1;
+    }
+    fwd_input in;
+    int rc = read_input(&m.cfg, in_path, prefix, &in);
+    if (rc == 0) {
+        rc = run(&m, &in, (float)temperature, with_logits, out);
+        if (rc < 0) maye_fail_ctx("'%s'", in_path);
+        input_free(&in);
+    }
+    if (rc < 0) maye_report_error();
+    maye_model_free(&m);
+    return rc < 0 ? 1 : 0;
+}
