@@ -321,3 +321,61 @@ int maye_model_save(const maye_model *m, const char *dir, maye_dtype dtype) {
     maye_st_writer_free(&w);
     return rc;
 }
+
+// ----------------------------------------------------------------------------
+// partial weight files (weight sync, optimizer-free snapshots)
+
+int maye_model_save_groups(const maye_model *m, const char *path, unsigned groups, maye_dtype dtype,
+                           const char *const *meta_kv, int n_meta) {
+    CHECK_OR_FAIL(dtype == MAYE_F32 || dtype == MAYE_BF16 || dtype == MAYE_F16,
+                  "cannot save weights as %s (F32, BF16 or F16)", maye_dtype_name(dtype));
+    maye_st_writer w;
+    maye_st_writer_init(&w);
+    maye_st_writer_meta(&w, "format", "pt");
+    for (int i = 0; i + 1 < 2 * n_meta; i += 2) maye_st_writer_meta(&w, meta_kv[i], meta_kv[i + 1]);
+    for (int i = 0; i < m->n_specs; i++) {
+        const maye_param *p = &m->specs[i];
+        if (!(groups & (1u << p->group))) continue;
+        for (int c = 0; c < p->count; c++) {
+            char name[160];
+            tensor_name(name, sizeof name, p->hub, c, 0, 0);
+            const float *data = m->params + p->offset + (size_t)c * p->numel;
+            if (dtype == MAYE_F32) maye_st_writer_add(&w, name, MAYE_F32, p->ndim, p->shape, data);
+            else maye_st_writer_add_f32_as(&w, name, dtype, p->ndim, p->shape, data);
+        }
+    }
+    int rc = maye_st_writer_save(&w, path);
+    maye_st_writer_free(&w);
+    return rc;
+}
+
+int maye_model_load_overlay(maye_model *m, const char *path) {
+    maye_safetensors st;
+    TRY(maye_st_open(&st, path));
+    int rc = 0, matched = 0;
+    for (int i = 0; i < st.ntensors && rc == 0; i++) {
+        const maye_st_tensor *t = &st.tensors[i];
+        int found = 0;
+        for (int s = 0; s < m->n_specs && !found; s++) {
+            const maye_param *p = &m->specs[s];
+            for (int c = 0; c < p->count && !found; c++) {
+                char name[160];
+                tensor_name(name, sizeof name, p->hub, c, 0, 0);
+                if (strcmp(name, t->name)) continue;
+                found = 1;
+                if ((rc = maye_st_expect(&st, name, p->ndim, p->shape, NULL)) < 0) break;
+                if (t->dtype != MAYE_F32 && t->dtype != MAYE_BF16 && t->dtype != MAYE_F16) {
+                    rc = maye_fail("'%s': tensor '%s' is %s; weights must be F32, BF16 or F16", path, name,
+                                   maye_dtype_name(t->dtype));
+                    break;
+                }
+                maye_st_to_f32(t, m->params + p->offset + (size_t)c * p->numel);
+            }
+        }
+        if (rc == 0 && !found) rc = maye_fail("'%s': tensor '%s' is not a weight of this model", path, t->name);
+        matched += found;
+    }
+    if (rc == 0 && matched == 0) rc = maye_fail("'%s' holds no tensors", path);
+    maye_st_close(&st);
+    return rc;
+}

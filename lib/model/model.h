@@ -108,6 +108,13 @@ int maye_model_save(const maye_model *m, const char *dir, maye_dtype dtype);
 void maye_model_free(maye_model *m);
 // Floats of the parameters of one group (a contiguous range of params starting at *offset).
 size_t maye_model_group_range(const maye_model *m, maye_param_group g, size_t *offset);
+// Writes the tensors of the groups in the bit mask `groups` (1u << maye_param_group) to one safetensors file
+// (hub names) with metadata key/value pairs meta_kv[2*i], meta_kv[2*i+1]: a weight-sync file.
+int maye_model_save_groups(const maye_model *m, const char *path, unsigned groups, maye_dtype dtype,
+                           const char *const *meta_kv, int n_meta);
+// Overwrites the weights named in a safetensors file (hub names, any subset, F32/BF16/F16); the others keep
+// their values. A name that is not a weight of this model or a wrong shape is an error naming it.
+int maye_model_load_overlay(maye_model *m, const char *path);
 
 // ----------------------------------------------------------------------------
 // vision tower + merger

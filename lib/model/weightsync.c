@@ -1,0 +1,138 @@
+// Weight-sync files and handles (see weightsync.h).
+#include "model/weightsync.h"
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define POLL_SECONDS 0.02
+#define REPORT_EVERY_SECONDS 30.0
+
+char *maye_weight_file(const char *run_dir, int64_t version) {
+    char rel[64];
+    snprintf(rel, sizeof rel, "weights/policy-v%06lld.safetensors", (long long)version);
+    return maye_path_join(run_dir, rel);
+}
+
+int maye_weight_source_open(maye_weight_source *ws, const char *run_dir, const char *sync_path, int64_t version) {
+    memset(ws, 0, sizeof *ws);
+    ws->run_dir = xstrdup(run_dir && run_dir[0] ? run_dir : ".");
+    ws->version = version;
+    ws->seen = version;
+    if (sync_path && sync_path[0]) TRY(maye_reader_open(&ws->handles, sync_path, MAYE__RECORD_KIND__WEIGHT_SYNC));
+    return 0;
+}
+
+void maye_weight_source_close(maye_weight_source *ws) {
+    if (ws->handles) maye_reader_close(ws->handles);
+    free(ws->run_dir);
+    free(ws->seen_path);
+    memset(ws, 0, sizeof *ws);
+}
+
+static int load_version(maye_weight_source *ws, maye_model *m, int64_t v, const char *path) {
+    double t0 = maye_now();
+    if (maye_model_load_overlay(m, path) < 0) return maye_fail_ctx("loading policy version %lld", (long long)v);
+    ws->version = v;
+    log_debug("switched to policy version %lld (%s, %.2f s)", (long long)v, path, maye_now() - t0);
+    return 0;
+}
+
+// Stream mode: reads handles until one announces a version >= need; keeps the newest one <= want.
+static int sync_from_handles(maye_weight_source *ws, maye_model *m, int64_t want, int64_t need) {
+    while (ws->seen < need) {
+        ProtobufCMessage *msg;
+        int64_t idx;
+        int rc = maye_reader_next(ws->handles, &msg, &idx);
+        if (rc < 0) return -1;
+        if (rc == 0)
+            return maye_fail("weight-sync stream '%s' ended before policy version %lld arrived (did maye-update "
+                             "stop?)", maye_reader_name(ws->handles), (long long)need);
+        Maye__WeightSync *h = (Maye__WeightSync *)msg;
+        if (h->kind != MAYE__SYNC_KIND__FILE) {
+            maye_record_free(msg);
+            return maye_fail("weight-sync stream '%s': record %lld: handle kind %d is not supported by the CPU "
+                             "backend (only file handles)", maye_reader_name(ws->handles), (long long)idx, h->kind);
+        }
+        if (h->version <= want) {
+            ws->seen = h->version;
+            free(ws->seen_path);
+            ws->seen_path = xstrdup(h->path);
+        }
+        int64_t v = h->version;
+        maye_record_free(msg);
+        if (v > want) break; // newer than anything these records may use: keep what we have
+    }
+    if (ws->seen > ws->version) return load_version(ws, m, ws->seen, ws->seen_path);
+    return 0;
+}
+
+// Directory mode: the newest file <= want; waits while it is older than need.
+static int sync_from_dir(maye_weight_source *ws, maye_model *m, int64_t want, int64_t need) {
+    double t0 = maye_now(), last_report = t0;
+    for (;;) {
+        for (int64_t v = want; v > ws->version; v--) {
+            char *path = maye_weight_file(ws->run_dir, v);
+            int exists = maye_file_exists(path);
+            int rc = exists ? load_version(ws, m, v, path) : 0;
+            free(path);
+            if (rc < 0) return -1;
+            if (exists) return 0;
+        }
+        if (ws->version >= need) return 0;
+        double now = maye_now();
+        if (now - last_report >= REPORT_EVERY_SECONDS) {
+            char *path = maye_weight_file(ws->run_dir, need);
+            log_info("waiting %.0f s for policy version %lld (%s)", now - t0, (long long)need, path);
+            free(path);
+            last_report = now;
+        }
+        usleep((useconds_t)(POLL_SECONDS * 1e6));
+    }
+}
+
+int maye_weight_source_sync(maye_weight_source *ws, maye_model *m, int64_t want, int64_t max_staleness) {
+    if (ws->version > want)
+        return maye_fail("a record asks for policy version %lld but version %lld is already loaded (records out "
+                         "of order?)", (long long)want, (long long)ws->version);
+    int64_t need = want - (max_staleness > 0 ? max_staleness : 0);
+    if (ws->version >= need && ws->version == want) return 0;
+    return ws->handles ? sync_from_handles(ws, m, want, need) : sync_from_dir(ws, m, want, need);
+}
+
+int maye_weight_publish(const maye_model *m, const char *run_dir, int64_t version, int64_t step, unsigned groups,
+                        maye_writer *out, int keep) {
+    char *dir = maye_path_join(run_dir, "weights");
+    int rc = maye_mkdir_p(dir);
+    free(dir);
+    TRY(rc);
+    char *path = maye_weight_file(run_dir, version);
+    char vbuf[32], sbuf[32];
+    snprintf(vbuf, sizeof vbuf, "%lld", (long long)version);
+    snprintf(sbuf, sizeof sbuf, "%lld", (long long)step);
+    const char *meta[] = {"maye_version", vbuf, "maye_step", sbuf};
+    rc = maye_model_save_groups(m, path, groups, MAYE_F32, meta, 2);
+    if (rc == 0 && out) {
+        Maye__WeightSync h = MAYE__WEIGHT_SYNC__INIT;
+        h.version = version;
+        h.kind = MAYE__SYNC_KIND__FILE;
+        h.path = path;
+        h.step = step;
+        rc = maye_writer_write(out, &h.base);
+        if (rc == 0) rc = maye_writer_flush(out);
+    }
+    for (int64_t v = version - keep - 1; rc == 0 && keep > 0 && v > 0; v--) {
+        char *old = maye_weight_file(run_dir, v);
+        int gone = !maye_file_exists(old);
+        if (!gone) unlink(old);
+        free(old);
+        if (gone) break; // older ones were removed by earlier publishes
+    }
+    free(path);
+    return rc;
+}
