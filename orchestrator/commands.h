@@ -9,6 +9,7 @@
     X(init, cmd_init, "make a randomly initialised Qwen2-VL / Qwen2.5-VL checkpoint from a config.json")     \
     X(forward, cmd_forward, "run the model on one sequence (-> positions, hidden states, logits, log-probs)")  \
     X(judge, cmd_judge, "judge answers: JSON lines {\"response\", \"answer\"} -> {\"correct\", ...}")             \
+    X(preprocess, cmd_preprocess, "run the Qwen2-VL image processor on one image (-> safetensors)")        \
 
 #define DECLARE_COMMAND(name, fn, summary) int fn(int argc, char **argv);
 MAYE_COMMANDS(DECLARE_COMMAND)
