@@ -10,6 +10,7 @@
     X(forward, cmd_forward, "run the model on one sequence (-> positions, hidden states, logits, log-probs)")  \
     X(judge, cmd_judge, "judge answers: JSON lines {\"response\", \"answer\"} -> {\"correct\", ...}")             \
     X(preprocess, cmd_preprocess, "run the Qwen2-VL image processor on one image (-> safetensors)")        \
+    X(report, cmd_report, "report on run directories: MAYE accuracy table, figures across seeds (gnuplot)")
 
 #define DECLARE_COMMAND(name, fn, summary) int fn(int argc, char **argv);
 MAYE_COMMANDS(DECLARE_COMMAND)
