@@ -2,6 +2,10 @@
 # `make test` runs every test; `make test-golden` only the reference-parity tests; `make deps` installs
 # the Debian packages; `make bench`, `make fuzz` build (and run) benchmarks and fuzz targets.
 # BUILD=dir puts all outputs in another directory (useful for parallel builds of one checkout).
+# CUDA=1 (default off) also builds the CUDA kernel layer: lib/kernels/cuda/*.cu -> $(BUILD)/libmaye_cuda.a
+# (nvcc, sm_90a for H100/H200; CUDA_ARCH=... for others), the CUDA tests tests/cuda/test_*.cu ->
+# $(BUILD)/tests/cuda/ (they exit 77, a skip, without a GPU) and the GPU benchmarks bench/gpu_*.cu;
+# `make CUDA=1 gpu-check` builds and runs them all (bench/gpu.sh). Without CUDA=1 nothing needs nvcc.
 
 BUILD ?= build
 CC ?= gcc
@@ -20,7 +24,7 @@ else
 endif
 
 PKG_CFLAGS := $(shell pkg-config --cflags libpng libcjson cairo 2>/dev/null)
-MAYE_CFLAGS := -std=gnu11 $(OPT) -g -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+MAYE_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(OPT) -g -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
   -Wno-missing-field-initializers -Ilib -Itests -I$(BUILD)/gen $(OPENBLAS_INC) $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
 LIBS := -lprotobuf-c -lzstd -lyaml -lcjson -lpcre2-8 -lutf8proc -lpng16 -ljpeg $(OPENBLAS_LIB) -lm -lpthread
 MAYE_LDFLAGS := -fopenmp $(LDFLAGS)
@@ -120,5 +124,61 @@ deps:
 
 clean:
 	rm -rf $(BUILD)
+
+# ----------------------------------------------------------------------------
+# CUDA backend (CUDA=1)
+
+CUDA ?= 0
+.PHONY: gpu-bins gpu-check gpu-bundle
+ifeq ($(CUDA),1)
+ifeq ($(NVCC),)
+  $(error CUDA=1 needs nvcc on the PATH)
+endif
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
+CUDA_ARCH ?= -gencode=arch=compute_90a,code=sm_90a
+NVCCFLAGS ?=
+NVCC_FLAGS := -std=c++17 -O3 -g -lineinfo $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+  -Xcudafe --display_error_number -Ilib -Itests -I$(BUILD)/gen $(NVCCFLAGS)
+CUDA_LIBS := -Wl,--as-needed -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+CUDA_SRC := $(sort $(wildcard lib/kernels/cuda/*.cu))
+CUDA_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CUDA_SRC))
+LIBMAYE_CUDA := $(BUILD)/libmaye_cuda.a
+CUDA_TEST_SRC := $(sort $(wildcard tests/cuda/test_*.cu))
+CUDA_TEST_BINS := $(patsubst %.cu,$(BUILD)/%,$(CUDA_TEST_SRC))
+GPU_BENCH_SRC := $(sort $(wildcard bench/gpu_*.cu))
+GPU_BENCH_BINS := $(patsubst %.cu,$(BUILD)/%,$(GPU_BENCH_SRC))
+
+all: $(LIBMAYE_CUDA)
+tests: $(CUDA_TEST_BINS)
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -MMD -MP -MF $(@:.o=.d) -c $< -o $@
+
+$(LIBMAYE_CUDA): $(CUDA_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(CUDA_TEST_BINS): $(BUILD)/tests/cuda/%: $(BUILD)/obj/tests/cuda/%.o $(TEST_SUPPORT_OBJ) $(LIBMAYE_CUDA) $(LIBMAYE)
+	@mkdir -p $(dir $@)
+	$(CC) $(MAYE_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(LIBMAYE_CUDA) $(LIBMAYE) $(LIBS) $(CUDA_LIBS)
+
+$(GPU_BENCH_BINS): $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBMAYE_CUDA) $(LIBMAYE)
+	@mkdir -p $(dir $@)
+	$(CC) $(MAYE_LDFLAGS) -o $@ $< $(LIBMAYE_CUDA) $(LIBMAYE) $(LIBS) $(CUDA_LIBS)
+
+gpu-bins: $(CUDA_TEST_BINS) $(GPU_BENCH_BINS)
+
+# the test and benchmark binaries plus the shared libraries they need beyond glibc, libstdc++ and CUDA, for
+# a GPU machine that lacks this machine's packages (bench/gpu.sh --bundle DIR runs them)
+gpu-bundle: gpu-bins
+	@BUILD=$(BUILD) sh bench/gpu_bundle.sh
+
+gpu-check: gpu-bins
+	@BUILD=$(BUILD) sh bench/gpu.sh --no-build
+else
+gpu-bins gpu-check gpu-bundle:
+	@echo "make: $@ needs the CUDA backend: make CUDA=1 $@"; exit 2
+endif
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

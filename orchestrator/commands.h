@@ -5,6 +5,7 @@
 #define MAYE_COMMANDS(X)                                                                                   \
     X(synth, cmd_synth, "render a small visual-math dataset (MAYE format) for demos and tests")                 \
     X(cat, cmd_cat, "print a record stream as JSON lines (--to-records: JSON lines back to records)")       \
+    X(tokenize, cmd_tokenize, "tokenize JSON lines {\"text\"} -> {\"ids\"} (--decode: back to text)")     \
     X(version, cmd_version, "print the version and the build's backends")                                  \
     X(init, cmd_init, "make a randomly initialised Qwen2-VL / Qwen2.5-VL checkpoint from a config.json")     \
     X(forward, cmd_forward, "run the model on one sequence (-> positions, hidden states, logits, log-probs)")  \

@@ -23,6 +23,7 @@ typedef struct {
 
     struct {
         char *path;      // checkpoint directory (config.json + safetensors)
+        char *ref_path;  // reference model for the KL terms; "" = model.path (differs when resuming)
         char *tokenizer; // tokenizer.json; "" = <path>/tokenizer.json
         char *device;    // cpu | cuda
         char *dtype;     // fp32 | bf16
@@ -38,6 +39,7 @@ typedef struct {
         char *system_prompt;
         char *prompt_suffix;
         bool strip_image_tag;           // remove "<image>" from questions (MAYE keeps it as text)
+        char *alpha;                    // transparency: white (composite on white) | drop (ignore alpha)
         int64_t max_prompt_tokens;      // longer prompts are an error naming the sample
     } data;
 
@@ -51,6 +53,7 @@ typedef struct {
         maye_strlist stop_strings;
         int64_t max_batch_tokens; // KV-cache budget in tokens over all live sequences
         int64_t max_batch_seqs;   // most sequences decoded at once
+        bool timing;              // write wall-clock seconds into Rollout records (false: zeros, reproducible bits)
     } rollout;
 
     struct {

@@ -18,7 +18,7 @@ int main(void) {
     EXPECT_OK(maye_config_load(&c, NULL, 0, NULL));
     EXPECT(c.data.batch_size == 128, "default batch_size %lld", (long long)c.data.batch_size);
     EXPECT(c.update.kl_loss_coeff == 0.001, "default kl_loss_coeff");
-    EXPECT(c.traj.rewards.n == 2 && !strcmp(c.traj.rewards.items[1], "language"), "default rewards");
+    EXPECT(c.traj.rewards.n == 3 && !strcmp(c.traj.rewards.items[2], "language"), "default rewards");
     maye_config_free(&c);
 
     char *good = write_tmp("good.yaml", "seed: 7\nrollout:\n  temperature: 0.6\n  stop_strings: [\"</s>\", x]\n"
