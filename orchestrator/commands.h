@@ -3,6 +3,9 @@
 #pragma once
 
 #define MAYE_COMMANDS(X)                                                                                   \
+    X(train, cmd_train, "train with RL: maye-batch | maye-rollout | maye-traj | maye-update, evaluations, seeds") \
+    X(eval, cmd_eval, "evaluate a checkpoint the MAYE way (validation/test x pass@8, pass@1 T=0.6, T=0.01)") \
+    X(sft, cmd_sft, "the SFT baseline: fine-tune on the solutions, with the same evaluations")             \
     X(synth, cmd_synth, "render a small visual-math dataset (MAYE format) for demos and tests")                 \
     X(cat, cmd_cat, "print a record stream as JSON lines (--to-records: JSON lines back to records)")       \
     X(tokenize, cmd_tokenize, "tokenize JSON lines {\"text\"} -> {\"ids\"} (--decode: back to text)")     \

@@ -17,6 +17,7 @@
 void maye_procs_init(maye_procs *ps, const char *bin_dir) {
     memset(ps, 0, sizeof *ps);
     ps->bin_dir = bin_dir;
+    ps->first_failed = -1;
 }
 
 char *maye_self_dir(void) {
@@ -95,7 +96,9 @@ static int reap(maye_procs *ps, pid_t pid, int status) {
         if (ps->procs[i].pid == pid && !ps->procs[i].done) {
             ps->procs[i].done = 1;
             ps->procs[i].status = status;
-            return failed(&ps->procs[i]) ? i : -1;
+            if (!failed(&ps->procs[i])) return -1;
+            if (ps->first_failed < 0 && !ps->stopping) ps->first_failed = i;
+            return i;
         }
     return -1;
 }
@@ -127,14 +130,25 @@ int maye_procs_wait_all(maye_procs *ps) {
             int status;
             pid_t r;
             while ((r = waitpid(ps->procs[i].pid, &status, 0)) < 0 && errno == EINTR) {}
-            if (r > 0) ps->procs[i].done = 1, ps->procs[i].status = status;
+            if (r > 0) reap(ps, r, status);
         }
         if (first < 0 && failed(&ps->procs[i])) first = i;
     }
-    return first;
+    return ps->first_failed >= 0 ? ps->first_failed : first;
+}
+
+int maye_procs_settle(maye_procs *ps, double seconds) {
+    double t0 = maye_now();
+    while (maye_procs_live(ps) && maye_now() - t0 < seconds) {
+        maye_procs_poll(ps, 0);
+        if (maye_procs_live(ps)) usleep(20000);
+    }
+    maye_procs_poll(ps, 0);
+    return ps->first_failed;
 }
 
 void maye_procs_stop(maye_procs *ps, int sig, double grace) {
+    ps->stopping = 1;
     for (int i = 0; i < ps->n; i++)
         if (!ps->procs[i].done) kill(ps->procs[i].pid, sig);
     double t0 = maye_now();

@@ -18,6 +18,8 @@ typedef struct {
     maye_proc procs[MAYE_MAX_PROCS];
     int n;
     const char *bin_dir; // where the stage executables are
+    int first_failed;    // the first child that failed on its own (before any stop), -1 if none
+    int stopping;        // maye_procs_stop has signalled the children
 } maye_procs;
 
 // bin_dir: the directory of the running `maye` executable (the stages are installed beside it).
@@ -32,6 +34,9 @@ int maye_procs_spawn(maye_procs *ps, char *const argv[], int in_fd, int out_fd, 
 int maye_procs_poll(maye_procs *ps, int block);
 // Waits for every child; returns the index of the first that failed, or -1.
 int maye_procs_wait_all(maye_procs *ps);
+// Waits up to `seconds` for children to exit on their own (a stage that fails usually does at once, and its
+// neighbours follow when their pipes close); returns first_failed.
+int maye_procs_settle(maye_procs *ps, double seconds);
 // Sends sig to every live child, waits up to `grace` seconds, then kills what is left.
 void maye_procs_stop(maye_procs *ps, int sig, double grace);
 // "maye-traj exited with status 1" / "maye-rollout was killed by signal 9 (Killed)" plus the last lines of

@@ -607,6 +607,15 @@ int maye_reader_check_tokenizer(const maye_reader *r, int64_t vocab_size, uint64
     return 0;
 }
 
+int maye_reader_check_model_vocab(const maye_reader *r, int64_t model_vocab) {
+    const Maye__StreamHeader *h = r->header;
+    if (model_vocab && h->vocab_size > model_vocab)
+        return maye_fail("stream '%s': its token ids come from a vocabulary of %lld tokens (producer '%s'), more "
+                         "than the %lld rows of this model's embeddings: the stream was made for another model",
+                         r->name, (long long)h->vocab_size, h->producer, (long long)model_vocab);
+    return 0;
+}
+
 void maye_reader_close(maye_reader *r) {
     if (!r) return;
     if (r->owns_fd) close(r->fd);

@@ -106,6 +106,9 @@ const char *maye_reader_name(const maye_reader *r);
 // Checks that the stream's token ids belong to the tokenizer the caller loaded. A zero on either side
 // (stream or caller) means "not tied to a tokenizer" and is not compared.
 int maye_reader_check_tokenizer(const maye_reader *r, int64_t vocab_size, uint64_t tokenizer_digest);
+// Checks that the stream's token ids fit a model whose embedding table has model_vocab rows (checkpoints
+// often pad the table beyond the tokenizer's vocabulary, so this is <=, not ==).
+int maye_reader_check_model_vocab(const maye_reader *r, int64_t model_vocab);
 void maye_reader_close(maye_reader *r);
 
 // ----------------------------------------------------------------------------

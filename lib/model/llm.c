@@ -23,7 +23,7 @@ void maye_llm_acts_init(maye_llm_acts *a, const maye_model_config *c, int T_cap,
     if (max_ctx < T_cap) max_ctx = T_cap;
     size_t T = (size_t)T_cap, C = (size_t)c->hidden, HD = (size_t)c->heads * c->head_dim;
     size_t KVD = (size_t)c->kv_heads * c->head_dim, I = (size_t)c->intermediate, H = (size_t)c->heads;
-    size_t Lk = keep ? (size_t)c->layers : 1;
+    size_t Lk = keep == 1 ? (size_t)c->layers : 1;
     a->T_cap = T_cap, a->max_ctx = max_ctx, a->keep = keep, a->n_kept = (int)Lk;
     a->lp_rows = T_cap < LP_MAX_ROWS ? T_cap : LP_MAX_ROWS;
     a->lp_vchunk = c->vocab < LP_VCHUNK ? c->vocab : LP_VCHUNK;
@@ -35,7 +35,7 @@ void maye_llm_acts_init(maye_llm_acts *a, const maye_model_config *c, int T_cap,
         size_t n;
     } table[] = {
         {&a->embeds, T * C},
-        {&a->resid, (keep ? Lk + 1 : 1) * T * C},
+        {&a->resid, (keep ? (size_t)c->layers + 1 : 1) * T * C},
         {&a->cos, T * (size_t)(c->head_dim / 2)},
         {&a->sin, T * (size_t)(c->head_dim / 2)},
         {&a->ln1, Lk * T * C},
@@ -79,7 +79,7 @@ void maye_llm_acts_free(maye_llm_acts *a) {
 }
 
 maye_llm_layer_acts maye_llm_acts_layer(const maye_llm_acts *a, const maye_model_config *c, int l) {
-    size_t s = a->keep ? (size_t)l : 0, T = (size_t)a->T_cap, C = (size_t)c->hidden;
+    size_t s = a->keep == 1 ? (size_t)l : 0, T = (size_t)a->T_cap, C = (size_t)c->hidden;
     size_t HD = (size_t)c->heads * c->head_dim, KVD = (size_t)c->kv_heads * c->head_dim, I = (size_t)c->intermediate;
     maye_llm_layer_acts la = {
         .ln1 = a->ln1 + s * T * C,

@@ -234,6 +234,10 @@ int maye_model_load(maye_model *m, const char *dir) {
     }
     rc = load_tensors(m, &st, dir);
     maye_st_close(&st);
+    // a maye checkpoint saved in bf16 keeps its trained weights exactly beside it (checkpoint.c)
+    char *master = maye_path_join(dir, "master.safetensors");
+    if (rc == 0 && maye_file_exists(master)) rc = maye_model_load_overlay(m, master);
+    free(master);
     if (rc < 0) maye_model_free(m);
     return rc;
 }

@@ -98,7 +98,8 @@ typedef struct {
 // Loads a checkpoint directory: config.json + model.safetensors or model.safetensors.index.json. Tensors
 // may be F32, BF16 or F16 and use the hub names (visual.*, model.*, lm_head.weight) or the newer ones
 // (model.visual.*, model.language_model.*). A missing tensor or a wrong shape is an error naming the file,
-// the tensor and both shapes.
+// the tensor and both shapes. A master.safetensors beside the weights (a maye checkpoint saved in bf16) is
+// laid over them, so the fp32 trained weights come back exactly.
 int maye_model_load(maye_model *m, const char *dir);
 // A randomly initialised model from config.json text: normal(0, initializer_range) weights, ones for norm
 // weights, zeros for biases. Deterministic in (config, seed), whatever the thread count.
@@ -127,6 +128,21 @@ int maye_vision_check(const maye_model_config *c, int64_t P, const int64_t *grid
 // merger: pixels (P, PD) -> out (sum t*h*w/M, C), the rows in the order of the images' pad tokens.
 int maye_vision_forward(const maye_model *m, const float *pixels, int64_t P, const int64_t *grid_thw, int n_images,
                         float *out);
+
+// The order the tower processes patches in, their rotary positions and attention segments (shared by the
+// forward and the backward). The tower works on merged units of M patches; Qwen2.5-VL walks them window by
+// window.
+typedef struct {
+    int32_t *hpos, *wpos;  // (P) patch row / column, in processing order
+    int32_t *unit_of;      // (P/M) original merged unit at each processing slot (identity for Qwen2-VL)
+    int *cu_full, n_full;  // (n_full+1) one attention segment per image frame, in processing rows
+    int *cu_win, n_win;    // (n_win+1) one attention segment per window (Qwen2.5-VL)
+} maye_vision_layout;
+
+// The layout of images whose grids passed maye_vision_check (P patches in total).
+void maye_vision_layout_build(const maye_model_config *c, const int64_t *grid_thw, int n_images, int64_t P,
+                              maye_vision_layout *lo);
+void maye_vision_layout_free(maye_vision_layout *lo);
 
 // ----------------------------------------------------------------------------
 // M-RoPE positions
@@ -179,14 +195,15 @@ typedef struct {
 
 // One allocation for the language model's activations, sized for up to T_cap packed tokens whose sequences
 // have at most max_ctx keys (cached + new; the attention scratch grows with it). With keep = 1 every layer
-// has its own slices (what a backward needs); with keep = 0 the layers share one set.
+// has its own slices (what a backward needs); with keep = 0 the layers share one set; with keep = 2 the
+// layers share one set but every layer's input stays in resid (a backward that recomputes each layer).
 typedef struct {
-    int T_cap, max_ctx, keep, n_kept; // n_kept = L with keep, else 1
+    int T_cap, max_ctx, keep, n_kept; // n_kept = L with keep = 1, else 1
     int T;                    // tokens of the last forward
     float *memory;
     size_t n_floats;
     float *embeds;    // (T, C) input embeddings after the image features are scattered in
-    float *resid;     // (L+1, T, C) with keep (input of each layer, then the last output), else (1, T, C)
+    float *resid;     // (L+1, T, C) with keep 1 or 2 (input of each layer, then the last output), else (1, T, C)
     float *cos, *sin; // (T, D/2) M-RoPE tables of the batch
     float *ln1, *rstd1, *q, *k, *v, *att, *lse, *h, *ln2, *rstd2, *gate, *up, *act; // (n_kept, ...) as above
     float *hidden;    // (T, C) final hidden states (after the final norm)
@@ -202,7 +219,7 @@ typedef struct {
 // max_ctx <= T_cap means T_cap (a forward without a KV cache).
 void maye_llm_acts_init(maye_llm_acts *a, const maye_model_config *c, int T_cap, int max_ctx, int keep);
 void maye_llm_acts_free(maye_llm_acts *a);
-// The slices layer l uses (layer 0's for every layer without keep).
+// The slices layer l uses (layer 0's for every layer unless keep = 1).
 maye_llm_layer_acts maye_llm_acts_layer(const maye_llm_acts *a, const maye_model_config *c, int l);
 
 // M-RoPE cos/sin tables (T, D/2) for positions pos (3, ld).

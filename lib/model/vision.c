@@ -41,19 +41,12 @@ int maye_vision_check(const maye_model_config *c, int64_t P, const int64_t *grid
 // ----------------------------------------------------------------------------
 // layout: rotary positions, attention segments, Qwen2.5-VL windows
 
-typedef struct {
-    int32_t *hpos, *wpos;  // (P) patch row / column, in processing order
-    int32_t *unit_of;      // (U) original merged unit at each processing slot (identity for Qwen2-VL)
-    int *cu_full, n_full;  // (S+1) one segment per image frame
-    int *cu_win, n_win;    // (S+1) one segment per window (Qwen2.5-VL)
-} vision_layout;
-
-static void layout_free(vision_layout *lo) {
+void maye_vision_layout_free(maye_vision_layout *lo) {
     free(lo->hpos), free(lo->wpos), free(lo->unit_of), free(lo->cu_full), free(lo->cu_win);
 }
 
-static void build_layout(const maye_model_config *c, const int64_t *grid, int n_images, int64_t P,
-                         vision_layout *lo) {
+void maye_vision_layout_build(const maye_model_config *c, const int64_t *grid, int n_images, int64_t P,
+                              maye_vision_layout *lo) {
     int m = c->vision.merge, M = m * m;
     int64_t U = P / M;
     size_t np = (size_t)(P ? P : 1);
@@ -152,8 +145,8 @@ int maye_vision_forward(const maye_model *m, const float *pixels, int64_t P, con
     int M = c->vision.merge * c->vision.merge, MVC = M * VC, C = c->hidden, Pi = (int)P, U = Pi / M;
     const float eps = 1e-6f;
 
-    vision_layout lo;
-    build_layout(c, grid_thw, n_images, P, &lo);
+    maye_vision_layout lo;
+    maye_vision_layout_build(c, grid_thw, n_images, P, &lo);
     int max_seg = 1;
     for (int s = 0; s < lo.n_full; s++) max_seg = lo.cu_full[s + 1] - lo.cu_full[s] > max_seg ?
         lo.cu_full[s + 1] - lo.cu_full[s] : max_seg;
@@ -180,7 +173,7 @@ int maye_vision_forward(const maye_model *m, const float *pixels, int64_t P, con
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += sizes[i];
     float *mem = malloc(sizeof(float) * total);
     if (!mem) {
-        layout_free(&lo);
+        maye_vision_layout_free(&lo);
         return maye_fail("cannot allocate %.2f GB of vision activations for %lld patches", total * 4.0 / 1e9,
                          (long long)P);
     }
@@ -230,6 +223,6 @@ int maye_vision_forward(const maye_model *m, const float *pixels, int64_t P, con
         memcpy(out + (size_t)lo.unit_of[k] * C, mo + (size_t)k * C, sizeof(float) * (size_t)C);
 
     free(mem);
-    layout_free(&lo);
+    maye_vision_layout_free(&lo);
     return 0;
 }

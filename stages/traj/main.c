@@ -108,7 +108,7 @@ int main(int argc, char **argv) {
     maye_reader *r = NULL;
     maye_writer *w = NULL;
     if (maye_reader_open(&r, cli.in_path, MAYE__RECORD_KIND__ROLLOUT) < 0) goto fail;
-    if (s.with_logprobs && maye_reader_check_tokenizer(r, s.policy.cfg.vocab, 0) < 0) goto fail;
+    if (s.with_logprobs && maye_reader_check_model_vocab(r, s.policy.cfg.vocab) < 0) goto fail;
     Maye__StreamHeader h;
     maye_header_init(&h, MAYE__RECORD_KIND__TRAJECTORY, NULL, &s.cfg);
     h.vocab_size = maye_reader_header(r)->vocab_size;

@@ -1,23 +1,228 @@
-// maye-update: reads Trajectory records, updates the policy (Reinforce++ advantages, PPO-clip + KL loss, AdamW) and writes Metrics records.
-// Not implemented yet (issue 6): it prints its help and refuses to run rather than emit fake records.
+// maye-update (Step IV): reads Trajectory records one generation step at a time, trains the policy on them
+// (advantages, PPO-clip + KL loss, AdamW), publishes each new policy version as a `file` WeightSync handle,
+// writes one Metrics record per step, and keeps checkpoints. With --sft it reads Query records instead and
+// fine-tunes on their solutions (the SFT baseline).
 #include "core/cli.h"
+#include "core/error.h"
+#include "core/interrupt.h"
 #include "core/log.h"
+#include "core/util.h"
+#include "data/inputs.h"
+#include "io/steps.h"
+#include "kernels/cpu/kernels.h"
+#include "model/weightsync.h"
+#include "rl/update.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void usage(void) {
-    printf("usage: maye-update [--config FILE] [key.path=value ...] [-i IN] [-o OUT]\n\n"
-           "reads Trajectory records, updates the policy (Reinforce++ advantages, PPO-clip + KL loss, AdamW) and writes Metrics records.\n\n"
-           "NOT IMPLEMENTED YET: this stage lands with issue 6; until then it refuses to run.\n\n"
-           "options:\n%s",
+    printf("usage: maye-update [--config FILE] [key.path=value ...] [-i IN] [-o OUT] [--sync-out FILE]\n"
+           "                   [--resume CHECKPOINT] [--sft]\n\n"
+           "Reads Trajectory records (a live stream or a saved file) one generation step at a time. For each\n"
+           "step: token KL rewards and returns, advantages (update.advantage), then (trajectories /\n"
+           "update.ppo_batch_size) x update.ppo_epochs optimizer steps of the PPO-clip + KL loss over\n"
+           "micro-batches of update.ppo_backward_batch_size, clipped to update.clip_grad_norm, AdamW on the\n"
+           "warmup + cosine schedule. Then the policy version advances: its trainable weights go to\n"
+           "run_dir/weights/policy-vNNNNNN.safetensors, a WeightSync handle to --sync-out, and a Metrics record\n"
+           "to OUT. Checkpoints (Hugging Face layout + optimizer state) go to run_dir/checkpoints every\n"
+           "update.save_every steps and at the end. A trajectory with NaN/Inf values fails the step naming the\n"
+           "sample; the weights stay those of the last good step.\n\n"
+           "options:\n"
+           "  --sync-out FILE      write WeightSync handles there (a FIFO the orchestrator reads)\n"
+           "  --resume DIR         continue from a checkpoint (weights, optimizer state, counters)\n"
+           "  --sft                supervised fine-tuning on Query records' solutions instead of RL\n"
+           "%s",
            maye_cli_common_help);
+}
+
+typedef struct {
+    maye_config cfg;
+    maye_trainer tr;
+    maye_tokenizer *tok;           // SFT
+    maye_writer *metrics, *sync;
+    const char *source_dir;        // tokenizer/preprocessor files copied into checkpoints
+    int64_t last_saved;            // steps_done of the newest checkpoint
+    int sft;
+} update_stage;
+
+static int write_metrics(update_stage *s, int64_t step, int64_t epoch, const maye_step_metrics *m) {
+    Maye__Metrics rec = MAYE__METRICS__INIT;
+    rec.step = step;
+    rec.epoch = epoch;
+    rec.version = s->tr.version;
+    rec.split = "train";
+    rec.setting = s->sft ? "sft" : "rl";
+    Maye__Metrics__ValuesEntry *e = xcalloc((size_t)(m->n ? m->n : 1), sizeof *e);
+    Maye__Metrics__ValuesEntry **ep = xcalloc((size_t)(m->n ? m->n : 1), sizeof *ep);
+    for (int i = 0; i < m->n; i++) {
+        maye__metrics__values_entry__init(&e[i]);
+        e[i].key = (char *)m->names[i];
+        e[i].value = m->values[i];
+        ep[i] = &e[i];
+    }
+    rec.n_values = (size_t)m->n;
+    rec.values = ep;
+    if (m->example) rec.example = m->example;
+    int rc = maye_writer_write(s->metrics, &rec.base);
+    if (rc == 0) rc = maye_writer_flush(s->metrics);
+    free(e), free(ep);
+    return rc;
+}
+
+static int save(update_stage *s) {
+    if (s->tr.steps_done == s->last_saved) return 0;
+    double t0 = maye_now();
+    char *dir;
+    TRY(maye_trainer_save(&s->tr, s->cfg.run_dir, s->source_dir, &dir));
+    log_info("checkpoint %s (%.1f s)", dir, maye_now() - t0);
+    free(dir);
+    s->last_saved = s->tr.steps_done;
+    return 0;
+}
+
+// Trains one step and publishes its version and metrics.
+static int run_step(update_stage *s, ProtobufCMessage **msgs, int n, int64_t step) {
+    int64_t epoch, total;
+    maye_step_metrics m;
+    double t0 = maye_now();
+    if (s->sft) {
+        Maye__Query **q = (Maye__Query **)msgs;
+        epoch = q[0]->pos->epoch, total = q[0]->pos->total_steps;
+        TRY(maye_trainer_sft_step(&s->tr, s->tok, q, n, total, &m));
+    } else {
+        Maye__Trajectory **t = (Maye__Trajectory **)msgs;
+        epoch = t[0]->query->pos->epoch, total = t[0]->query->pos->total_steps;
+        for (int i = 0; i < n; i++)
+            CHECK_OR_FAIL(t[i]->version <= s->tr.version, "sample '%s': the trajectory comes from policy version "
+                          "%lld, newer than the trainer's %lld (trajectories from another run?)",
+                          t[i]->query->pos->sample_id, (long long)t[i]->version, (long long)s->tr.version);
+        TRY(maye_trainer_rl_step(&s->tr, t, n, total, &m));
+    }
+    double secs = maye_now() - t0;
+    int rc = maye_weight_publish(&s->tr.model, s->cfg.run_dir, s->tr.version, step, s->tr.groups, s->sync,
+                                 2 + (int)s->cfg.update.max_staleness);
+    if (rc == 0) {
+        if (m.n < MAYE_STEP_MAX_VALUES) {
+            snprintf(m.names[m.n], sizeof m.names[0], "seconds");
+            m.values[m.n++] = secs;
+        }
+        rc = write_metrics(s, step, epoch, &m);
+    }
+    maye_step_metrics_free(&m);
+    TRY(rc);
+    log_debug("step %lld trained in %.1f s -> version %lld", (long long)step, secs, (long long)s->tr.version);
+    if (s->cfg.update.save_every > 0 && s->tr.steps_done % s->cfg.update.save_every == 0) TRY(save(s));
+    return 0;
 }
 
 int main(int argc, char **argv) {
     maye_log_init(argv[0]);
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return usage(), 0;
-    log_error("not implemented yet (issue 6); run 'maye-update --help'");
-    return 2;
+    maye_install_stop_handlers();
+    maye_cli cli;
+    maye_cli_init(&cli);
+    const char *sync_out = NULL, *resume = NULL;
+    update_stage s;
+    memset(&s, 0, sizeof s);
+    for (int i = 1; i < argc;) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
+        int used = maye_cli_common(&cli, argc, argv, &i);
+        if (used < 0) goto fail;
+        if (used) continue;
+        if (!strcmp(a, "--sft")) s.sft = 1, i++;
+        else if (!strcmp(a, "--sync-out") && i + 1 < argc) sync_out = argv[i + 1], i += 2;
+        else if (!strcmp(a, "--resume") && i + 1 < argc) resume = argv[i + 1], i += 2;
+        else {
+            log_error("unknown option or missing value: '%s' (see maye-update --help)", a);
+            return 2;
+        }
+    }
+    int loaded = maye_cli_load_config(&cli, &s.cfg);
+    if (loaded < 0) goto fail;
+    if (loaded > 0) return 0;
+    const char *model_dir = resume ? resume : s.cfg.model.path;
+    if (!model_dir || !model_dir[0]) {
+        log_error("no model: set model.path (or --resume CHECKPOINT)");
+        return 2;
+    }
+    s.source_dir = s.cfg.model.path[0] ? s.cfg.model.path : resume;
+    cpu_set_threads((int)s.cfg.model.threads);
+    if (maye_trainer_init(&s.tr, &s.cfg, model_dir, 0) < 0) goto fail;
+    if (resume && maye_trainer_resume(&s.tr, resume) < 0) goto fail;
+    s.last_saved = resume ? s.tr.steps_done : -1;
+    if (s.sft) {
+        char *tp;
+        if (maye_run_tokenizer_path(&s.cfg, &tp) < 0) goto fail;
+        int rc = maye_tokenizer_load(&s.tok, tp);
+        free(tp);
+        if (rc < 0) goto fail;
+    }
+
+    maye_reader *r = NULL;
+    Maye__RecordKind in_kind = s.sft ? MAYE__RECORD_KIND__QUERY : MAYE__RECORD_KIND__TRAJECTORY;
+    if (maye_reader_open(&r, cli.in_path, in_kind) < 0) goto fail;
+    if (maye_reader_check_model_vocab(r, s.tr.model.cfg.vocab) < 0) goto fail;
+    if (s.tok && maye_reader_check_tokenizer(r, maye_tokenizer_vocab_size(s.tok), maye_tokenizer_digest(s.tok)) < 0)
+        goto fail;
+    Maye__StreamHeader h;
+    maye_header_init(&h, MAYE__RECORD_KIND__METRICS, NULL, &s.cfg);
+    int rc = maye_writer_open(&s.metrics, cli.out_path, &h, &(maye_writer_opts){.atomic = 1});
+    maye_header_free(&h);
+    if (rc == 0 && sync_out) {
+        maye_header_init(&h, MAYE__RECORD_KIND__WEIGHT_SYNC, NULL, &s.cfg);
+        rc = maye_writer_open(&s.sync, sync_out, &h, NULL);
+        maye_header_free(&h);
+    }
+    if (rc < 0) goto fail;
+    maye_step_reader sr;
+    maye_step_reader_init(&sr, r);
+    for (;;) {
+        ProtobufCMessage **msgs;
+        int n;
+        int64_t step;
+        rc = maye_step_reader_next(&sr, &msgs, &n, &step);
+        if (rc <= 0) break;
+        if (step < s.tr.steps_done) {
+            log_info("skipping step %lld: the checkpoint already holds it", (long long)step);
+            maye_step_records_free(msgs, n);
+            continue;
+        }
+        rc = run_step(&s, msgs, n, step);
+        maye_step_records_free(msgs, n);
+        if (rc < 0) {
+            maye_fail_ctx("step %lld", (long long)step);
+            break;
+        }
+        if (maye_stop_requested()) break;
+    }
+    // the last good state is kept whatever happened to the stream (a failed step changed no weights)
+    char err[MAYE_ERRMSG_MAX];
+    snprintf(err, sizeof err, "%s", maye_errmsg());
+    int interrupted_mid_step = rc < 0 && strstr(err, "interrupted by signal");
+    if (!interrupted_mid_step && save(&s) < 0) {
+        maye_report_error();
+        rc = -1;
+    }
+    maye_fail("%s", err);
+    int stopped = maye_stop_requested() != 0;
+    if (rc == 0) rc = maye_writer_close(s.metrics);
+    else maye_writer_abort(s.metrics);
+    if (s.sync && rc == 0) rc = maye_writer_close(s.sync);
+    else if (s.sync) maye_writer_abort(s.sync);
+    maye_reader_close(r);
+    maye_trainer_free(&s.tr);
+    if (s.tok) maye_tokenizer_free(s.tok);
+    maye_config_free(&s.cfg);
+    maye_cli_free(&cli);
+    if (rc < 0 && stopped) {
+        log_info("stopped by signal %d; resume from run_dir/checkpoints/latest", maye_stop_requested());
+        return 1;
+    }
+    if (rc < 0) goto fail;
+    return 0;
+fail:
+    maye_report_error();
+    return 1;
 }

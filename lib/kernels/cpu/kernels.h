@@ -1,8 +1,9 @@
 // CPU reference kernels (fp32, OpenMP, OpenBLAS for the matmuls): one plain function per layer,
 // `<layer>_forward`, in the style of llm.c. Every other backend (CUDA) is tested against these, and the
 // backward twins `<layer>_backward` go beside them. Kernels never fail: the caller checks shapes and ids
-// before calling. Tensors are row-major; the shape of each argument is written next to it with these
-// dimension letters:
+// before calling. Backward kernels accumulate (+=) into every gradient they write (so micro-batches and
+// branches add up), except rope_backward, which rotates in place. Tensors are row-major; the shape of each
+// argument is written next to it with these dimension letters:
 //   T  rows (tokens or patches)        C  channels of the input      OC  channels of the output
 //   H  query heads                     KV key/value heads            D   head dim
 //   B  sequences (segments)            V  vocabulary                 N   elements
@@ -21,9 +22,16 @@ int cpu_set_threads(int n);
 
 // out (T, OC) = inp (T, C) @ weight (OC, C)^T + bias (OC) (bias may be NULL). PyTorch's nn.Linear layout.
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int T, int C, int OC);
+// dinp (T, C) += dout (T, OC) @ weight; dweight (OC, C) += dout^T @ inp; dbias (OC) += column sums of dout.
+// Any of dinp, dweight, dbias may be NULL (not wanted).
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int T, int C, int OC);
 
 // out (T, C) = table[ids[t]] of table (V, C). Ids must be in [0, V) (checked by the caller).
 void embedding_forward(float *out, const int64_t *ids, const float *table, int T, int C);
+// dtable (V, C) row ids[t] += dout (T, C) row t; rows with ids[t] < 0 are skipped (tokens whose embedding was
+// replaced, e.g. image features).
+void embedding_backward(float *dtable, const int64_t *ids, const float *dout, int T, int C);
 
 // out (N) = a (N) + b (N); out may alias a or b.
 void residual_forward(float *out, const float *a, const float *b, int64_t N);
@@ -34,10 +42,17 @@ void residual_forward(float *out, const float *a, const float *b, int64_t N);
 // RMSNorm (Qwen2RMSNorm): out (T, C) = inp * rsqrt(mean(inp^2) + eps) * weight (C); rstd (T) is saved for
 // the backward (may be NULL).
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int T, int C, float eps);
+// dinp (T, C) += d out / d inp applied to dout (T, C); dweight (C) += sum over rows (may be NULL). rstd (T)
+// from the forward.
+void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                      const float *rstd, int T, int C);
 
 // LayerNorm with affine weight and bias (C): out (T, C); mean, rstd (T) saved for the backward (may be NULL).
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int T, int C, float eps);
+// dinp (T, C) +=, dweight (C) +=, dbias (C) += (either may be NULL); mean, rstd (T) from the forward.
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, const float *mean, const float *rstd, int T, int C);
 
 // ----------------------------------------------------------------------------
 // activations
@@ -53,6 +68,11 @@ typedef enum {
 void activation_forward(float *out, const float *inp, int64_t N, act_kind act);
 // out (N) = act(gate (N)) * up (N) (the SiLU-gated MLP when act = ACT_SILU); out may alias gate or up.
 void gated_activation_forward(float *out, const float *gate, const float *up, int64_t N, act_kind act);
+// dinp (N) += act'(inp) * dout (N).
+void activation_backward(float *dinp, const float *dout, const float *inp, int64_t N, act_kind act);
+// dgate (N) += act'(gate) * up * dout, dup (N) += act(gate) * dout (N).
+void gated_activation_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                               int64_t N, act_kind act);
 
 // ----------------------------------------------------------------------------
 // rotary embeddings (rotate-half form: pairs (i, i + D/2))
@@ -70,6 +90,8 @@ void vision_rope_cos_sin_forward(float *cos, float *sin, const int32_t *hpos, co
 
 // Rotates NH heads of D values in each of T rows of x (row stride ld floats) in place with cos, sin (T, D/2).
 void rope_forward(float *x, const float *cos, const float *sin, int T, int NH, int D, int64_t ld);
+// The gradient through rope_forward: rotates dx (same layout) in place by the opposite angles.
+void rope_backward(float *dx, const float *cos, const float *sin, int T, int NH, int D, int64_t ld);
 
 // ----------------------------------------------------------------------------
 // attention
@@ -86,6 +108,17 @@ void attention_forward(float *out, int64_t ldo, float *lse, const float *q, int6
                        const float *const *v, int64_t ldkv, const int *cu_q, const int *nk, int B, int H, int KV,
                        int D, int causal, float *scratch, size_t scratch_n);
 size_t attention_scratch_floats(int max_nk);
+// The gradients of attention_forward (same segments, heads and strides) from dout (T, H*D) (row stride ldo):
+// dq (T, H*D) += (row stride ldq), dk[b], dv[b] ((nk[b], KV*D), row stride ldkv) +=. Scores are recomputed
+// block by block and the probabilities rebuilt from the forward's lse (T, H). Each (segment, query head) is
+// one task writing its own key/value gradients into scratch; the heads sharing a key/value head are summed
+// in a fixed order afterwards, so results do not depend on the schedule. scratch: at least
+// attention_backward_scratch_floats(sum nk[b], max nk[b], H, D) floats.
+void attention_backward(float *dq, float *const *dk, float *const *dv, const float *dout, int64_t ldo,
+                        const float *q, int64_t ldq, const float *const *k, const float *const *v, int64_t ldkv,
+                        const float *lse, const int *cu_q, const int *nk, int B, int H, int KV, int D, int causal,
+                        float *scratch, size_t scratch_n);
+size_t attention_backward_scratch_floats(int64_t total_nk, int max_nk, int H, int D);
 
 // ----------------------------------------------------------------------------
 // log-probabilities over a large vocabulary
@@ -97,3 +130,12 @@ size_t attention_scratch_floats(int max_nk);
 void logprobs_forward(float *logprob, float *entropy, const float *hidden, const float *wte, const int64_t *targets,
                       int N, int C, int V, float temperature, int rows, int vchunk, float *scratch);
 size_t logprobs_scratch_floats(int rows, int vchunk);
+// Gradients of logprob[n] (as logprobs_forward computes it, same temperature) weighted by dlogprob (N):
+// dhidden (N, C) += and dwte (V, C) += (may be NULL), using d logprob[n] / d z_j = [j = targets[n]] - p_j.
+// logprob (N) are the forward's values (they give each row's log-sum-exp without another pass over the
+// vocabulary). Rows and vocabulary go in the same blocks as the forward, three sgemms per chunk; the [N, V]
+// logits never exist. scratch: logprobs_backward_scratch_floats(rows, vchunk) floats.
+void logprobs_backward(float *dhidden, float *dwte, const float *dlogprob, const float *logprob, const float *hidden,
+                       const float *wte, const int64_t *targets, int N, int C, int V, float temperature, int rows,
+                       int vchunk, float *scratch);
+size_t logprobs_backward_scratch_floats(int rows, int vchunk);

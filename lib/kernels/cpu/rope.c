@@ -1,6 +1,7 @@
 // Rotary position embeddings in the rotate-half form used by Qwen2/2.5-VL: the tables (cos, sin of the
 // angles, one per half-dim) are built once per forward from explicit positions, then applied to the query and
-// key heads in place. Frequencies are computed as transformers does (fp32 exponent, fp32 angle product).
+// key heads in place; the backward rotates the gradient back by the same angles. Frequencies are computed as
+// transformers does (fp32 exponent, fp32 angle product).
 #include "kernels/cpu/kernels.h"
 
 #include <math.h>
@@ -62,6 +63,23 @@ void rope_forward(float *x, const float *cos, const float *sin, int T, int NH, i
                 float a = v[i], b = v[i + half];
                 v[i] = a * c[i] - b * s[i];
                 v[i + half] = b * c[i] + a * s[i];
+            }
+        }
+    }
+}
+
+// The transpose of the rotation: (da, db) = (dx_a c + dx_b s, dx_b c - dx_a s).
+void rope_backward(float *dx, const float *cos, const float *sin, int T, int NH, int D, int64_t ld) {
+    int half = D / 2;
+#pragma omp parallel for schedule(static) if ((int64_t)T * NH * D > 32768)
+    for (int t = 0; t < T; t++) {
+        const float *c = cos + (size_t)t * half, *s = sin + (size_t)t * half;
+        for (int h = 0; h < NH; h++) {
+            float *g = dx + t * ld + (int64_t)h * D;
+            for (int i = 0; i < half; i++) {
+                float a = g[i], b = g[i + half];
+                g[i] = a * c[i] + b * s[i];
+                g[i + half] = b * c[i] - a * s[i];
             }
         }
     }
