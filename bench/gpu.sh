@@ -1,0 +1,128 @@
+#!/bin/sh
+# The GPU check in one command: builds the CUDA layer (make CUDA=1 gpu-bins), runs every CUDA test
+# (tests/cuda, against the CPU reference), the kernel benchmarks (bench/gpu_kernels.cu), the PyTorch baseline
+# (bench/gpu_torch_baseline.py) when torch sees the GPU, and last compute-sanitizer's memcheck on the
+# attention test when the tool exists. About 2-4 minutes on an H100/H200.
+#
+#   sh bench/gpu.sh                    build in $BUILD (default build) with make CUDA=1, then run
+#   sh bench/gpu.sh --no-build         run the binaries already in $BUILD
+#   sh bench/gpu.sh --bundle B         run a bundle made elsewhere by `make CUDA=1 gpu-bundle`: the directory
+#                                      (B/bin, B/lib) or its .tar.gz
+#
+# Logs go to $OUT when set (at most 5 files: device.txt, tests.log, sanitizer.log, bench.jsonl,
+# torch.jsonl), else to $BUILD/gpu-logs. Exit status: 0 when every test passed (or skipped without a GPU),
+# 1 otherwise. GPU_SANITIZE=0 skips the sanitizer.
+set -u
+BUILD=${BUILD:-build}
+mode=build
+bundle=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-build) mode=prebuilt ;;
+    --bundle) mode=bundle; bundle=${2:?--bundle needs a directory}; shift ;;
+    *) echo "usage: sh bench/gpu.sh [--no-build | --bundle DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+LOGS=${OUT:-$BUILD/gpu-logs}
+mkdir -p "$LOGS"
+start=$(date +%s)
+
+# ----------------------------------------------------------------------------
+# binaries
+
+if [ "$mode" = build ]; then
+  jobs=$(nproc 2>/dev/null || echo 4)
+  if ! make BUILD="$BUILD" CUDA=1 -j"$jobs" gpu-bins >"$LOGS/tests.log" 2>&1; then
+    if [ -d "$BUILD/gpu-bundle/bin" ]; then
+      echo "gpu.sh: make CUDA=1 gpu-bins failed here (see tests.log); using the bundle $BUILD/gpu-bundle"
+      mode=bundle; bundle="$BUILD/gpu-bundle"
+    else
+      tail -n 30 "$LOGS/tests.log"; echo "gpu.sh: build failed"; exit 1
+    fi
+  fi
+fi
+if [ "$mode" = bundle ] && [ -f "$bundle" ]; then # a tarball: unpack into a scratch directory
+  scratch=$(mktemp -d "${TMPDIR:-/tmp}/gpu-bundle.XXXXXX")
+  trap 'rm -rf "$scratch"' EXIT
+  tar xzf "$bundle" -C "$scratch" || { echo "gpu.sh: cannot unpack $bundle"; exit 1; }
+  bundle="$scratch/gpu-bundle"
+fi
+if [ "$mode" = bundle ]; then
+  TESTS=$(ls "$bundle"/bin/test_* 2>/dev/null)
+  BENCH="$bundle/bin/gpu_kernels"
+  LD_LIBRARY_PATH="$(cd "$bundle/lib" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+else
+  TESTS=$(ls "$BUILD"/tests/cuda/test_* 2>/dev/null)
+  BENCH="$BUILD/bench/gpu_kernels"
+fi
+# CUDA's own libraries: the toolkit next to nvcc, else the pip wheels PyTorch brought
+nvcc_path=$(command -v nvcc 2>/dev/null || true)
+for d in ${nvcc_path:+$(dirname "$(dirname "$nvcc_path")")/lib64} /usr/local/cuda/lib64; do
+  [ -d "$d" ] && LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"
+done
+if ! ldconfig -p 2>/dev/null | grep -q libcublasLt.so.13 && command -v python3 >/dev/null; then
+  wheel_libs=$(python3 -c "import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], 'lib'))" 2>/dev/null || true)
+  [ -n "$wheel_libs" ] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$wheel_libs"
+fi
+export LD_LIBRARY_PATH
+[ -n "$TESTS" ] || { echo "gpu.sh: no CUDA test binaries found"; exit 1; }
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv 2>&1 || echo "no nvidia-smi"
+  echo "mode: $mode ${bundle}"; } >"$LOGS/device.txt"
+echo "gpu.sh: $(sed -n 2p "$LOGS/device.txt")"
+
+# ----------------------------------------------------------------------------
+# tests
+
+pass=0; fail=0; skip=0; failed=""
+for t in $TESTS; do
+  name=$(basename "$t")
+  t0=$(date +%s)
+  echo "==== $name" >>"$LOGS/tests.log"
+  timeout 150 "$t" >"$LOGS/.$name.log" 2>&1
+  rc=$?
+  [ $rc -eq 127 ] && ldd "$t" 2>&1 | grep "not found" >>"$LOGS/.$name.log" # a library the machine lacks
+  cat "$LOGS/.$name.log" >>"$LOGS/tests.log"
+  secs=$(( $(date +%s) - t0 ))
+  if [ $rc -eq 0 ]; then pass=$((pass+1)); echo "PASS  $name (${secs}s)"
+  elif [ $rc -eq 77 ]; then skip=$((skip+1)); echo "SKIP  $name: $(tail -n 1 "$LOGS/.$name.log")"
+  else fail=$((fail+1)); failed="$failed $name"; echo "FAIL  $name (exit $rc, ${secs}s)"; tail -n 40 "$LOGS/.$name.log" | sed 's/^/      /'
+  fi
+  rm -f "$LOGS/.$name.log"
+done
+echo "tests: $pass passed, $fail failed, $skip skipped"
+
+# ----------------------------------------------------------------------------
+# benchmarks
+
+if [ $skip -eq 0 ] && [ -x "$BENCH" ]; then
+  timeout 180 "$BENCH" >"$LOGS/bench.jsonl" 2>>"$LOGS/tests.log" || echo "gpu.sh: gpu_kernels exited with $? (see tests.log)"
+  cat "$LOGS/bench.jsonl"
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+if [ $skip -eq 0 ] && command -v python3 >/dev/null && python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+  PYTHONUNBUFFERED=1 timeout 120 python3 "$here/gpu_torch_baseline.py" >"$LOGS/torch.jsonl" 2>>"$LOGS/tests.log" ||
+    echo "gpu.sh: the torch baseline exited with $? (see tests.log)"
+  cat "$LOGS/torch.jsonl"
+fi
+
+# ----------------------------------------------------------------------------
+# memory checker, last (bad addresses and reads of unwritten device memory show up here, not in the results)
+
+if [ "${GPU_SANITIZE:-1}" != 0 ] && [ $skip -eq 0 ] && command -v compute-sanitizer >/dev/null; then
+  t=$(echo "$TESTS" | tr ' ' '\n' | grep "/test_cuda_attention\$" | head -n 1)
+  if [ -n "$t" ]; then
+    timeout 100 compute-sanitizer --tool memcheck --error-exitcode 99 "$t" >"$LOGS/sanitizer.log" 2>&1
+    rc=$?
+    case $rc in
+      0) echo "SANITIZER  test_cuda_attention: memcheck clean" ;;
+      124) echo "SANITIZER  test_cuda_attention: timed out after 100 s (not a failure)" ;;
+      *) echo "SANITIZER  test_cuda_attention: memcheck reported errors (exit $rc; sanitizer.log)"
+         fail=$((fail+1)); failed="$failed memcheck"; grep -m 10 "=========" "$LOGS/sanitizer.log" | sed 's/^/      /' ;;
+    esac
+  fi
+fi
+
+echo "gpu.sh: $pass passed, $fail failed, $skip skipped in $(( $(date +%s) - start )) s; logs in $LOGS"
+[ $fail -eq 0 ] || { echo "failed:$failed"; exit 1; }

@@ -1,0 +1,409 @@
+// GPU kernel benchmarks for Qwen2-VL-2B shapes, one JSON line per result, each with ratios against a
+// ceiling measured in the same run: the device-to-device copy bandwidth (memory-bound kernels) and the bf16
+// GEMM rate of a large square product (matrix-bound ones).
+//   copy         cudaMemcpy D2D, bytes read + written
+//   gemm         T = 8192 tokens through every linear layer of a 2B block (forward, and one weight gradient)
+//   attention    prefill 8 x 1024 causal (H 12, KV 2, D 128), vision 4 x 1024 bidirectional (H 16, D 80),
+//                decode 64 sequences x 512 keys over 28 layers' caches (plain launches and a CUDA graph);
+//                the SIMT kernel and the tensor-core prefill kernel on the same shapes for comparison
+//   logprobs     8192 tokens, V 151936, C 1536 (fused lm_head + online log-sum-exp) against the bare GEMM
+//   sampling     64 rows of 151936 logits: plain, top-p 0.9, top-k 50 + top-p 0.9
+//   elementwise  RMSNorm, residual + RMSNorm, SiLU-gated MLP, AdamW over 256M parameters
+// Inputs are pseudo-random (never zeros). Timing: CUDA events around `reps` launches after two warm-up
+// launches, the median of 5 such trials, per launch. Exits 77 without a GPU.
+#ifndef _Noreturn
+#define _Noreturn [[noreturn]]
+#endif
+extern "C" {
+#include "core/error.h"
+}
+#include "kernels/cuda/cuda_kernels.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <functional>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <vector>
+
+// ----------------------------------------------------------------------------
+// helpers
+
+#define CK(expr)                                                                                           \
+    do {                                                                                                   \
+        cudaError_t e_ = (expr);                                                                           \
+        if (e_ != cudaSuccess) maye_die("%s: %s", #expr, cudaGetErrorString(e_));                          \
+    } while (0)
+#define OK(expr)                                                                                           \
+    do {                                                                                                   \
+        if ((expr) < 0) maye_die("%s: %s", #expr, maye_errmsg());                                          \
+    } while (0)
+
+static cuda_ctx *ctx;
+static double copy_gbps = 0, gemm_peak_tflops = 0;
+
+static void *dalloc(size_t bytes) {
+    void *p = NULL;
+    CK(cudaMalloc(&p, bytes > 0 ? bytes : 16));
+    return p;
+}
+
+// x[i] = scale * (hash(seed, i) uniform in [-1, 1)), stored as float or bf16.
+__global__ void fill_random_kernel(void *x, int bf16_out, int64_t n, float scale, uint32_t seed) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        uint32_t h = (uint32_t)i * 0x9E3779B1u ^ (uint32_t)(i >> 32) * 0x85EBCA77u ^ seed * 0xC2B2AE3Du;
+        h ^= h >> 15, h *= 0x2C1B3C6Du, h ^= h >> 12, h *= 0x297A2D39u, h ^= h >> 15;
+        float v = scale * ((float)(h >> 8) * (2.0f / 16777216.0f) - 1.0f);
+        if (bf16_out) ((__nv_bfloat16 *)x)[i] = __float2bfloat16_rn(v);
+        else ((float *)x)[i] = v;
+    }
+}
+
+static void *drandom(cuda_dtype dt, int64_t n, float scale) {
+    static uint32_t seed = 1;
+    void *p = dalloc((size_t)n * (dt == CUDA_BF16 ? 2 : 4));
+    fill_random_kernel<<<4096, 256>>>(p, dt == CUDA_BF16, n, scale, seed++);
+    CK(cudaGetLastError());
+    return p;
+}
+
+// Median over 5 trials of the time per call of fn (ms), `reps` calls per trial, after 2 warm-up calls; fn
+// enqueues its work on `stream`.
+static double time_ms(const std::function<void()> &fn, int reps, cudaStream_t stream = NULL) {
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    fn(), fn();
+    CK(cudaDeviceSynchronize());
+    std::vector<float> t;
+    for (int trial = 0; trial < 5; trial++) {
+        CK(cudaEventRecord(a, stream));
+        for (int r = 0; r < reps; r++) fn();
+        CK(cudaEventRecord(b, stream));
+        CK(cudaEventSynchronize(b));
+        float ms = 0;
+        CK(cudaEventElapsedTime(&ms, a, b));
+        t.push_back(ms / reps);
+    }
+    CK(cudaEventDestroy(a));
+    CK(cudaEventDestroy(b));
+    std::sort(t.begin(), t.end());
+    return t[2];
+}
+
+static void emit(const char *bench, const char *shape, double ms, const char *extra_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void emit(const char *bench, const char *shape, double ms, const char *extra_fmt, ...) {
+    char extra[512];
+    va_list ap;
+    va_start(ap, extra_fmt);
+    vsnprintf(extra, sizeof extra, extra_fmt, ap);
+    va_end(ap);
+    printf("{\"bench\": \"%s\", \"device\": \"%s\", \"shape\": \"%s\", \"ms\": %.4f%s%s}\n", bench,
+           cuda_ctx_device_name(ctx), shape, ms, extra[0] ? ", " : "", extra);
+    fflush(stdout);
+}
+
+// ----------------------------------------------------------------------------
+// ceilings
+
+static void bench_copy(void) {
+    size_t bytes = (size_t)2 << 30;
+    void *a = dalloc(bytes), *b = dalloc(bytes);
+    CK(cudaMemset(a, 1, bytes));
+    double ms = time_ms([&] { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); }, 5);
+    copy_gbps = 2.0 * bytes / (ms * 1e-3) / 1e9;
+    emit("copy", "2 GiB device to device", ms, "\"gb_per_s\": %.1f", copy_gbps);
+    CK(cudaFree(a));
+    CK(cudaFree(b));
+}
+
+static double gemm_tflops(int M, int N, int K, int trans_a, double *ms_out) {
+    void *a = drandom(CUDA_BF16, (int64_t)M * K, 1), *b = drandom(CUDA_BF16, (int64_t)N * K, 1);
+    void *c = dalloc((size_t)M * N * 2);
+    // forward: c (M, N) = a (M, K) @ b (N, K)^T; trans_a: c = a^T @ b with a (K, M), b (K, N)
+    double ms = time_ms(
+        [&] {
+            OK(trans_a ? cuda_gemm(ctx, CUDA_BF16, CUDA_BF16, 1, 0, M, N, K, 1.0f, a, M, b, N, 0.0f, c, N, NULL)
+                       : cuda_gemm(ctx, CUDA_BF16, CUDA_BF16, 0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N, NULL));
+        },
+        10);
+    CK(cudaFree(a));
+    CK(cudaFree(b));
+    CK(cudaFree(c));
+    *ms_out = ms;
+    return 2.0 * M * N * K / (ms * 1e-3) / 1e12;
+}
+
+static void bench_gemm(void) {
+    double ms;
+    gemm_peak_tflops = gemm_tflops(8192, 8192, 8192, 0, &ms);
+    emit("gemm_peak", "8192x8192x8192 bf16", ms, "\"tflops\": %.1f", gemm_peak_tflops);
+    struct {
+        const char *name;
+        int M, N, K, trans_a;
+    } shapes[] = {
+        {"qkv 8192x1536->2048", 8192, 2048, 1536, 0},     {"o 8192x1536->1536", 8192, 1536, 1536, 0},
+        {"gate_up 8192x1536->17920", 8192, 17920, 1536, 0}, {"down 8192x8960->1536", 8192, 1536, 8960, 0},
+        {"dW gate_up 17920x1536 over 8192", 17920, 1536, 8192, 1},
+    };
+    for (auto &s : shapes) {
+        double tf = gemm_tflops(s.M, s.N, s.K, s.trans_a, &ms);
+        emit("gemm", s.name, ms, "\"tflops\": %.1f, \"vs_peak\": %.3f", tf, tf / gemm_peak_tflops);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// attention
+
+struct AttnSetup {
+    int B, H, KV, D, nq, nk, causal;
+    void *q, *out, *kv;            // q/out (B*nq, H*D); kv: per layer, K then V, (B*nk, KV*D) each
+    float *lse;
+    int *cu, *nkd;
+    const void **kp, **vp;         // (layers, B) device pointer arrays
+    void *ws;
+    size_t ws_bytes;
+    int layers;
+};
+
+static AttnSetup attn_setup(int B, int H, int KV, int D, int nq, int nk, int causal, int layers) {
+    AttnSetup s = {};
+    s.B = B, s.H = H, s.KV = KV, s.D = D, s.nq = nq, s.nk = nk, s.causal = causal, s.layers = layers;
+    int64_t T = (int64_t)B * nq, TK = (int64_t)B * nk;
+    s.q = drandom(CUDA_BF16, T * H * D, 1);
+    s.out = dalloc((size_t)T * H * D * 2);
+    s.lse = (float *)dalloc(sizeof(float) * (size_t)T * H);
+    s.kv = drandom(CUDA_BF16, (int64_t)layers * 2 * TK * KV * D, 1);
+    std::vector<int> cu(B + 1), nks(B, nk);
+    for (int b = 0; b <= B; b++) cu[b] = b * nq;
+    std::vector<const void *> kp((size_t)layers * B), vp((size_t)layers * B);
+    for (int l = 0; l < layers; l++)
+        for (int b = 0; b < B; b++) {
+            const char *base = (const char *)s.kv + (size_t)l * 2 * TK * KV * D * 2;
+            kp[(size_t)l * B + b] = base + (size_t)b * nk * KV * D * 2;
+            vp[(size_t)l * B + b] = base + ((size_t)TK + (size_t)b * nk) * KV * D * 2;
+        }
+    s.cu = (int *)dalloc(sizeof(int) * (B + 1));
+    s.nkd = (int *)dalloc(sizeof(int) * B);
+    s.kp = (const void **)dalloc(sizeof(void *) * kp.size());
+    s.vp = (const void **)dalloc(sizeof(void *) * vp.size());
+    CK(cudaMemcpy(s.cu, cu.data(), sizeof(int) * (B + 1), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(s.nkd, nks.data(), sizeof(int) * B, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(s.kp, kp.data(), sizeof(void *) * kp.size(), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(s.vp, vp.data(), sizeof(void *) * vp.size(), cudaMemcpyHostToDevice));
+    s.ws_bytes = cuda_attention_workspace_bytes(ctx, B, H, D, nk);
+    s.ws = dalloc(s.ws_bytes);
+    return s;
+}
+
+static void attn_free(AttnSetup &s) {
+    void *ps[] = {s.q, s.out, s.lse, s.kv, s.cu, s.nkd, (void *)s.kp, (void *)s.vp, s.ws};
+    for (void *p : ps) CK(cudaFree(p));
+}
+
+static void attn_call(AttnSetup &s, int layer, cudaStream_t stream) {
+    OK(cuda_attention_forward(ctx, CUDA_BF16, s.out, (int64_t)s.H * s.D, s.lse, s.q, (int64_t)s.H * s.D,
+                              s.kp + (size_t)layer * s.B, s.vp + (size_t)layer * s.B, (int64_t)s.KV * s.D, s.cu, s.nkd,
+                              s.B, s.H, s.KV, s.D, s.causal, s.nq, s.nk, s.ws, s.ws_bytes, (cuda_stream)stream));
+}
+
+static void bench_prefill(const char *name, int B, int H, int KV, int D, int n, int causal) {
+    AttnSetup s = attn_setup(B, H, KV, D, n, n, causal, 1);
+    double pairs = causal ? (double)B * n * (n + 1) / 2 : (double)B * n * n; // (query, key) pairs
+    double flops = 4.0 * D * H * pairs;
+    cuda_attention_kernel kernels[2] = {CUDA_ATTN_AUTO, CUDA_ATTN_SIMT};
+    const char *names[2] = {"tensor-core", "simt"};
+    for (int k = 0; k < 2; k++) {
+        cuda_ctx_set_attention_kernel(ctx, kernels[k]);
+        double ms = time_ms([&] { attn_call(s, 0, NULL); }, k == 0 ? 20 : 3);
+        char shape[128];
+        snprintf(shape, sizeof shape, "%s %dx%d H%d KV%d D%d (%s)", name, B, n, H, KV, D, names[k]);
+        emit("attention_prefill", shape, ms, "\"tokens_per_s\": %.0f, \"tflops\": %.1f, \"vs_gemm_peak\": %.3f",
+             B * n / (ms * 1e-3), flops / (ms * 1e-3) / 1e12, flops / (ms * 1e-3) / 1e12 / gemm_peak_tflops);
+    }
+    cuda_ctx_set_attention_kernel(ctx, CUDA_ATTN_AUTO);
+    attn_free(s);
+}
+
+// 64 one-token queries over 512 cached keys per layer, 28 layers of separate caches (470 MB of K/V, far
+// beyond L2) so every call streams its keys from HBM, as a decode step does.
+static void bench_decode(int B, int nk) {
+    int H = 12, KV = 2, D = 128, L = 28;
+    AttnSetup s = attn_setup(B, H, KV, D, 1, nk, 1, L);
+    double kv_bytes = 2.0 * B * nk * KV * D * 2; // K and V of one layer, bf16
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    cuda_attention_kernel kernels[2] = {CUDA_ATTN_AUTO, CUDA_ATTN_PREFILL};
+    const char *names[2] = {"split-K decode", "prefill kernel"};
+    for (int k = 0; k < 2; k++) {
+        cuda_ctx_set_attention_kernel(ctx, kernels[k]);
+        double ms = time_ms(
+            [&] {
+                for (int l = 0; l < L; l++) attn_call(s, l, st);
+            },
+            5, st);
+        // the same 28 calls captured in a CUDA graph (how a decode step runs): no launch gaps
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+        for (int l = 0; l < L; l++) attn_call(s, l, st);
+        CK(cudaStreamEndCapture(st, &graph));
+        CK(cudaGraphInstantiate(&exec, graph, 0));
+        double gms = time_ms([&] { CK(cudaGraphLaunch(exec, st)); }, 10, st);
+        CK(cudaGraphExecDestroy(exec));
+        CK(cudaGraphDestroy(graph));
+        char shape[160];
+        snprintf(shape, sizeof shape, "%d seqs x %d keys H%d KV%d D%d, %d layers (%s)", B, nk, H, KV, D, L, names[k]);
+        double gbps = kv_bytes * L / (gms * 1e-3) / 1e9;
+        emit("attention_decode", shape, gms / L,
+             "\"ms_per_layer_launched\": %.4f, \"tokens_per_s_per_layer\": %.0f, \"kv_gb_per_s\": %.1f, "
+             "\"vs_copy_bandwidth\": %.3f",
+             ms / L, B / (gms / L * 1e-3), gbps, gbps / copy_gbps);
+    }
+    cuda_ctx_set_attention_kernel(ctx, CUDA_ATTN_AUTO);
+    CK(cudaStreamDestroy(st));
+    attn_free(s);
+}
+
+// ----------------------------------------------------------------------------
+// log-probs and sampling
+
+static void bench_logprobs(void) {
+    int N = 8192, C = 1536, V = 151936;
+    void *h = drandom(CUDA_BF16, (int64_t)N * C, 1), *w = drandom(CUDA_BF16, (int64_t)V * C, 0.05f);
+    int64_t *tgt = (int64_t *)dalloc(sizeof(int64_t) * N);
+    CK(cudaMemset(tgt, 0, sizeof(int64_t) * N));
+    float *lp = (float *)dalloc(sizeof(float) * N), *ent = (float *)dalloc(sizeof(float) * N);
+    double flops = 2.0 * N * V * C;
+    int blocking[][2] = {{2048, 4096}, {1024, 8192}, {4096, 4096}};
+    for (auto &bl : blocking) {
+        void *scr = dalloc(cuda_logprobs_scratch_bytes(bl[0], bl[1]));
+        double ms = time_ms(
+            [&] { OK(cuda_logprobs_forward(ctx, CUDA_BF16, lp, ent, h, w, tgt, N, C, V, 1.0f, bl[0], bl[1], scr, NULL)); },
+            3);
+        // the bare GEMMs of the same blocking, fp32 output (what the fold adds to)
+        double gms = time_ms(
+            [&] {
+                for (int r0 = 0; r0 < N; r0 += bl[0])
+                    for (int v0 = 0; v0 < V; v0 += bl[1]) {
+                        int nv = V - v0 < bl[1] ? V - v0 : bl[1];
+                        OK(cuda_gemm(ctx, CUDA_BF16, CUDA_F32, 0, 1, bl[0], nv, C, 1.0f, (const char *)h + (size_t)r0 * C * 2,
+                                     C, (const char *)w + (size_t)v0 * C * 2, C, 0.0f, scr, nv, NULL));
+                    }
+            },
+            3);
+        char shape[128];
+        snprintf(shape, sizeof shape, "N %d C %d V %d rows %d vchunk %d", N, C, V, bl[0], bl[1]);
+        emit("logprobs", shape, ms,
+             "\"tokens_per_s\": %.0f, \"tflops\": %.1f, \"gemm_only_ms\": %.4f, \"vs_gemm_only\": %.3f, "
+             "\"vs_gemm_peak\": %.3f",
+             N / (ms * 1e-3), flops / (ms * 1e-3) / 1e12, gms, gms / ms, flops / (ms * 1e-3) / 1e12 / gemm_peak_tflops);
+        CK(cudaFree(scr));
+    }
+    CK(cudaFree(h));
+    CK(cudaFree(w));
+    CK(cudaFree(tgt));
+    CK(cudaFree(lp));
+    CK(cudaFree(ent));
+}
+
+static void bench_sampling(void) {
+    int B = 64, V = 151936;
+    float *z = (float *)drandom(CUDA_F32, (int64_t)B * V, 8.0f);
+    int64_t *tok = (int64_t *)dalloc(sizeof(int64_t) * B);
+    float *lp = (float *)dalloc(sizeof(float) * B);
+    uint64_t *streams = (uint64_t *)dalloc(sizeof(uint64_t) * B), *idx = (uint64_t *)dalloc(sizeof(uint64_t) * B);
+    CK(cudaMemset(streams, 3, sizeof(uint64_t) * B));
+    CK(cudaMemset(idx, 0, sizeof(uint64_t) * B));
+    struct {
+        const char *name;
+        float tau;
+        int k;
+        float p;
+    } settings[] = {{"temperature 1", 1.0f, 0, 1.0f}, {"top-p 0.9", 1.0f, 0, 0.9f}, {"top-k 50 + top-p 0.9", 1.0f, 50, 0.9f}};
+    for (auto &s : settings) {
+        std::vector<float> tau(B, s.tau), p(B, s.p);
+        std::vector<int> k(B, s.k);
+        float *dt = (float *)dalloc(sizeof(float) * B), *dp = (float *)dalloc(sizeof(float) * B);
+        int *dk = (int *)dalloc(sizeof(int) * B);
+        CK(cudaMemcpy(dt, tau.data(), sizeof(float) * B, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dp, p.data(), sizeof(float) * B, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dk, k.data(), sizeof(int) * B, cudaMemcpyHostToDevice));
+        double ms = time_ms(
+            [&] { OK(cuda_sample_forward(tok, lp, z, V, B, V, dt, dk, dp, 7, streams, idx, NULL, 0, NULL, NULL)); }, 10);
+        char shape[128];
+        snprintf(shape, sizeof shape, "%d rows x %d logits, %s", B, V, s.name);
+        emit("sampling", shape, ms, "\"rows_per_s\": %.0f", B / (ms * 1e-3));
+        CK(cudaFree(dt));
+        CK(cudaFree(dp));
+        CK(cudaFree(dk));
+    }
+    CK(cudaFree(z));
+    CK(cudaFree(tok));
+    CK(cudaFree(lp));
+    CK(cudaFree(streams));
+    CK(cudaFree(idx));
+}
+
+// ----------------------------------------------------------------------------
+// memory-bound kernels
+
+static void bench_elementwise(void) {
+    int T = 8192, C = 1536, I = 8960;
+    void *x = drandom(CUDA_BF16, (int64_t)T * C, 1), *y = drandom(CUDA_BF16, (int64_t)T * C, 1);
+    void *w = drandom(CUDA_BF16, C, 1), *out = dalloc((size_t)T * C * 2), *res = dalloc((size_t)T * C * 2);
+    float *rstd = (float *)dalloc(sizeof(float) * T);
+    double ms = time_ms([&] { OK(cuda_rmsnorm_forward(CUDA_BF16, out, rstd, x, w, T, C, 1e-6f, NULL)); }, 20);
+    double gb = 2.0 * T * C * 2 / 1e9;
+    emit("rmsnorm", "8192x1536 bf16", ms, "\"gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f", gb / (ms * 1e-3),
+         gb / (ms * 1e-3) / copy_gbps);
+    ms = time_ms([&] { OK(cuda_residual_rmsnorm_forward(CUDA_BF16, res, out, rstd, x, y, w, T, C, 1e-6f, NULL)); }, 20);
+    gb = 4.0 * T * C * 2 / 1e9;
+    emit("residual_rmsnorm", "8192x1536 bf16", ms, "\"gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f", gb / (ms * 1e-3),
+         gb / (ms * 1e-3) / copy_gbps);
+    void *g = drandom(CUDA_BF16, (int64_t)T * I, 1), *u = drandom(CUDA_BF16, (int64_t)T * I, 1);
+    void *a = dalloc((size_t)T * I * 2);
+    ms = time_ms([&] { OK(cuda_gated_activation_forward(CUDA_BF16, a, g, u, (int64_t)T * I, ACT_SILU, NULL)); }, 20);
+    gb = 3.0 * T * I * 2 / 1e9;
+    emit("silu_gated", "8192x8960 bf16", ms, "\"gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f", gb / (ms * 1e-3),
+         gb / (ms * 1e-3) / copy_gbps);
+    void *ps[] = {x, y, w, out, res, rstd, g, u, a};
+    for (void *p : ps) CK(cudaFree(p));
+
+    int64_t N = (int64_t)256 << 20;
+    float *p = (float *)drandom(CUDA_F32, N, 1), *gr = (float *)drandom(CUDA_F32, N, 0.01f);
+    float *m = (float *)dalloc(sizeof(float) * N), *v = (float *)dalloc(sizeof(float) * N);
+    void *pb = dalloc(2 * (size_t)N);
+    CK(cudaMemset(m, 0, sizeof(float) * N));
+    CK(cudaMemset(v, 0, sizeof(float) * N));
+    ms = time_ms([&] { OK(cuda_adamw_step(p, pb, gr, CUDA_F32, m, v, N, 1e-6, 0.9, 0.999, 1e-8, 0.0, 1, NULL)); }, 5);
+    gb = 30.0 * N / 1e9; // read p, m, v, g; write p, m, v, bf16 copy
+    emit("adamw", "256M params, fp32 grads + bf16 copy", ms, "\"gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f",
+         gb / (ms * 1e-3), gb / (ms * 1e-3) / copy_gbps);
+    void *ps2[] = {p, gr, m, v, pb};
+    for (void *q : ps2) CK(cudaFree(q));
+}
+
+int main(void) {
+    if (cuda_device_count() == 0) {
+        printf("gpu_kernels: no CUDA device: skipped\n");
+        return 77;
+    }
+    OK(cuda_ctx_init(&ctx, 0));
+    bench_copy();
+    bench_gemm();
+    bench_prefill("prefill causal", 8, 12, 2, 128, 1024, 1);
+    bench_prefill("vision bidirectional", 4, 16, 16, 80, 1024, 0);
+    bench_decode(64, 512);
+    bench_decode(64, 2048);
+    bench_logprobs();
+    bench_sampling();
+    bench_elementwise();
+    cuda_ctx_free(ctx);
+    return 0;
+}

@@ -1,0 +1,153 @@
+// C API of the attention kernels (attention.cuh): argument checks, the choice between the tensor-core
+// prefill, tensor-core split-K decode and SIMT kernels, the split count, and the shared-memory limits.
+#include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/context.cuh"
+
+// ----------------------------------------------------------------------------
+// shared-memory limits (set once per context: no attribute calls while a CUDA graph is being captured)
+
+template <typename K> static int raise_smem_limit(const cuda_ctx *ctx, K kernel, size_t bytes, const char *what) {
+    if (bytes > (size_t)ctx->smem_per_block_optin) bytes = (size_t)ctx->smem_per_block_optin;
+    CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
+             "raising the shared-memory limit of the %s attention kernel to %zu bytes", what, bytes);
+    return 0;
+}
+
+int attention_kernels_init(const cuda_ctx *ctx) {
+    TRY(raise_smem_limit(ctx, attn_simt_kernel<float, 8>, attn_simt_smem_bytes(256), "SIMT"));
+    TRY(raise_smem_limit(ctx, attn_simt_kernel<bf16, 8>, attn_simt_smem_bytes(256), "SIMT"));
+    TRY(raise_smem_limit(ctx, attn_mma_kernel<64>, attn_mma_smem_bytes<64>(), "tensor-core prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_kernel<80>, attn_mma_smem_bytes<80>(), "tensor-core prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_kernel<128>, attn_mma_smem_bytes<128>(), "tensor-core prefill"));
+    TRY(raise_smem_limit(ctx, attn_decode_kernel<64>, attn_decode_smem_bytes<64>(), "tensor-core decode"));
+    TRY(raise_smem_limit(ctx, attn_decode_kernel<80>, attn_decode_smem_bytes<80>(), "tensor-core decode"));
+    TRY(raise_smem_limit(ctx, attn_decode_kernel<128>, attn_decode_smem_bytes<128>(), "tensor-core decode"));
+    return 0;
+}
+
+// A launch needing more shared memory than the device gives one block fails with a message.
+static int smem_check(const cuda_ctx *ctx, size_t bytes, const char *what) {
+    CHECK_OR_FAIL(bytes <= (size_t)ctx->smem_per_block_optin,
+                  "attention_forward: the %s kernel needs %zu bytes of shared memory, the device allows %d", what,
+                  bytes, ctx->smem_per_block_optin);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// launchers
+
+template <typename T, int DPL> static int simt_launch(const cuda_ctx *ctx, const AttnArgs<T> &a, int max_nq, cudaStream_t s) {
+    size_t smem = attn_simt_smem_bytes(a.D);
+    TRY(smem_check(ctx, smem, "SIMT"));
+    dim3 grid((unsigned)((max_nq + SIMT_BQ - 1) / SIMT_BQ), (unsigned)a.H, (unsigned)a.B);
+    attn_simt_kernel<T, DPL><<<grid, 128, smem, s>>>(a);
+    return 0;
+}
+
+template <typename T> static int simt_dispatch(const cuda_ctx *ctx, const AttnArgs<T> &a, int max_nq, cudaStream_t s) {
+    if (a.D <= 32) return simt_launch<T, 1>(ctx, a, max_nq, s);
+    if (a.D <= 64) return simt_launch<T, 2>(ctx, a, max_nq, s);
+    if (a.D <= 128) return simt_launch<T, 4>(ctx, a, max_nq, s);
+    return simt_launch<T, 8>(ctx, a, max_nq, s);
+}
+
+template <int D> static int mma_launch(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int max_nq, cudaStream_t s) {
+    constexpr size_t smem = attn_mma_smem_bytes<D>();
+    TRY(smem_check(ctx, smem, "tensor-core prefill"));
+    dim3 grid((unsigned)((max_nq + MMA_BM - 1) / MMA_BM), (unsigned)a.H, (unsigned)a.B);
+    attn_mma_kernel<D><<<grid, 128, smem, s>>>(a);
+    return 0;
+}
+
+// The decode split: whole 64-key tiles per split, enough blocks (B * KV * splits) for about three per SM,
+// and no more splits than the workspace holds (splits * B * H * (D + 1) floats).
+static int decode_splits(const cuda_ctx *ctx, int B, int KV, int H, int D, int max_nk, size_t ws_bytes,
+                         int *keys_per_split) {
+    int tiles = (max_nk + MMA_BN - 1) / MMA_BN;
+    if (tiles < 1) tiles = 1;
+    int64_t want = (3 * (int64_t)ctx->sm_count + (int64_t)B * KV - 1) / ((int64_t)B * KV);
+    int splits = (int)(want < 1 ? 1 : want > tiles ? tiles : want);
+    for (;; splits--) {
+        int kps = (tiles + splits - 1) / splits * MMA_BN;
+        int used = (max_nk + kps - 1) / kps;
+        if (used < 1) used = 1;
+        size_t need = sizeof(float) * (size_t)used * B * H * (D + 1);
+        if (used == 1 || need <= ws_bytes) {
+            *keys_per_split = kps;
+            return used;
+        }
+    }
+}
+
+template <int D>
+static int decode_launch(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int max_nk, void *ws, size_t ws_bytes,
+                         cudaStream_t s) {
+    constexpr size_t smem = attn_decode_smem_bytes<D>();
+    static_assert(4 * DEC_ROWS * D * sizeof(float) + 8 * DEC_ROWS * sizeof(float) <= 4 * MMA_BN * (D + 8) * sizeof(bf16),
+                  "the warp merge buffers fit in the K/V stages");
+    TRY(smem_check(ctx, smem, "tensor-core decode"));
+    int kps = 0, splits = decode_splits(ctx, a.B, a.KV, a.H, D, max_nk, ws ? ws_bytes : 0, &kps);
+    float *ws_o = (float *)ws, *ws_lse = ws_o + (size_t)splits * a.B * a.H * D;
+    dim3 grid((unsigned)splits, (unsigned)a.KV, (unsigned)a.B);
+    attn_decode_kernel<D><<<grid, 128, smem, s>>>(a, kps, ws_o, ws_lse);
+    if (splits > 1) {
+        CUDA_LAUNCHED("attention_forward: decode kernel");
+        dim3 cgrid((unsigned)a.H, (unsigned)a.B);
+        attn_combine_kernel<<<cgrid, 128, 0, s>>>(a.out, a.ldo, a.lse, ws_o, ws_lse, a.cu_q, a.B, a.H, D, splits);
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// C API
+
+extern "C" size_t cuda_attention_workspace_bytes(const cuda_ctx *ctx, int B, int H, int D, int max_nk) {
+    if (B <= 0 || H <= 0 || D <= 0) return 0;
+    int kps = 0, splits = decode_splits(ctx, B, 1, H, D, max_nk, SIZE_MAX, &kps);
+    return splits > 1 ? sizeof(float) * (size_t)splits * B * H * (D + 1) : 0;
+}
+
+extern "C" int cuda_attention_forward(cuda_ctx *ctx, cuda_dtype dt, void *out, int64_t ldo, float *lse, const void *q,
+                                      int64_t ldq, const void *const *k, const void *const *v, int64_t ldkv,
+                                      const int *cu_q, const int *nk, int B, int H, int KV, int D, int causal,
+                                      int max_nq, int max_nk, void *workspace, size_t workspace_bytes,
+                                      cuda_stream stream) {
+    CHECK_OR_FAIL(dtype_valid(dt), "attention_forward: unknown dtype %d", (int)dt);
+    CHECK_OR_FAIL(B >= 0 && B <= 65535 && H >= 1 && H <= 65535 && KV >= 1 && H % KV == 0,
+                  "attention_forward: bad heads or segments (B %d, H %d, KV %d): KV must divide H, B <= 65535", B, H,
+                  KV);
+    CHECK_OR_FAIL(D >= 1 && D <= 256, "attention_forward: head dim %d is outside [1, 256]", D);
+    CHECK_OR_FAIL(ldq >= (int64_t)H * D && ldo >= (int64_t)H * D && ldkv >= (int64_t)KV * D,
+                  "attention_forward: row strides ldq %lld, ldo %lld, ldkv %lld are below H*D %d / KV*D %d",
+                  (long long)ldq, (long long)ldo, (long long)ldkv, H * D, KV * D);
+    CHECK_OR_FAIL(max_nq >= 0 && max_nk >= 0, "attention_forward: negative max_nq %d or max_nk %d", max_nq, max_nk);
+    if (B == 0 || max_nq == 0) return 0;
+    cudaStream_t s = stream;
+    float scale = 1.0f / sqrtf((float)D);
+    int rc;
+    if (dt == CUDA_F32) {
+        AttnArgs<float> a = {(float *)out, ldo, lse, (const float *)q, ldq, (const float *const *)k,
+                             (const float *const *)v, ldkv, cu_q, nk, B, H, KV, D, causal, scale};
+        rc = simt_dispatch<float>(ctx, a, max_nq, s);
+    } else {
+        AttnArgs<bf16> a = {(bf16 *)out, ldo, lse, (const bf16 *)q, ldq, (const bf16 *const *)k,
+                            (const bf16 *const *)v, ldkv, cu_q, nk, B, H, KV, D, causal, scale};
+        bool tc = ctx->attention_kernel != CUDA_ATTN_SIMT && (D == 64 || D == 80 || D == 128) && aligned16(q) &&
+                  aligned16(out) && ldq % 8 == 0 && ldo % 8 == 0 && ldkv % 8 == 0;
+        bool decode = tc && ctx->attention_kernel != CUDA_ATTN_PREFILL && max_nq == 1 && H / KV <= DEC_ROWS;
+        if (decode) {
+            rc = D == 64    ? decode_launch<64>(ctx, a, max_nk, workspace, workspace_bytes, s)
+                 : D == 80 ? decode_launch<80>(ctx, a, max_nk, workspace, workspace_bytes, s)
+                           : decode_launch<128>(ctx, a, max_nk, workspace, workspace_bytes, s);
+        } else if (tc) {
+            rc = D == 64 ? mma_launch<64>(ctx, a, max_nq, s) : D == 80 ? mma_launch<80>(ctx, a, max_nq, s)
+                                                                       : mma_launch<128>(ctx, a, max_nq, s);
+        } else {
+            rc = simt_dispatch<bf16>(ctx, a, max_nq, s);
+        }
+    }
+    TRY(rc);
+    CUDA_LAUNCHED("attention_forward (%s, B %d, H %d, KV %d, D %d, causal %d, max_nq %d, max_nk %d)", dtype_name(dt), B,
+                  H, KV, D, causal, max_nq, max_nk);
+    return 0;
+}

@@ -1,0 +1,508 @@
+// Flash-style attention over packed variable-length segments (see cuda_attention_forward in cuda_kernels.h):
+// online softmax over key tiles held in shared memory, never a [T x T] score matrix in global memory.
+//   attn_simt_kernel     fp32 math for both storage types, any D <= 256: 16 query rows per block (4 per warp),
+//                        32-key tiles; lane j scores key j, then every lane accumulates its D/32 output dims.
+//   attn_mma_kernel      bf16 tensor cores (mma.sync m16n8k16, fp32 accumulation), D in {64, 80, 128}:
+//                        64 query rows per block (16 per warp), 64-key tiles in two cp.async stages, S = Q K^T
+//                        from register Q fragments and K rows, P V with V fragments from ldmatrix.trans.
+//   attn_decode_kernel   one query row per segment: the G = H / KV query heads of one key/value head are the
+//                        16 rows of the tensor-core tile; each block takes one split of the keys (split-K),
+//                        each warp 16 keys of every 64-key tile; warps merge in shared memory and
+//                        attn_combine_kernel merges the splits by their log-sum-exp.
+// Segment b: query rows [cu_q[b], cu_q[b+1]) (nq rows), keys k[b], v[b] (nk[b] rows of stride ldkv); query i
+// of a causal segment sees keys j <= nk[b] - nq + i. Rows that see no key get out = 0 and lse = -inf.
+#pragma once
+#include "kernels/cuda/common.cuh"
+
+#define ATTN_LN2 0.6931471805599453f
+#define ATTN_LOG2E 1.4426950408889634f
+
+template <typename T> struct AttnArgs {
+    T *out;             // (T, H*D) row stride ldo
+    int64_t ldo;
+    float *lse;         // (T, H) or NULL
+    const T *q;         // (T, H*D) row stride ldq
+    int64_t ldq;
+    const T *const *k;  // (B) device pointers to (nk[b], KV*D) rows of stride ldkv
+    const T *const *v;  // (B) likewise
+    int64_t ldkv;
+    const int *cu_q;    // (B+1)
+    const int *nk;      // (B)
+    int B, H, KV, D, causal;
+    float scale;        // 1 / sqrt(D)
+};
+
+// ----------------------------------------------------------------------------
+// SIMT kernel
+
+#define SIMT_BQ 16  // query rows per block
+#define SIMT_BK 32  // keys per tile (one per lane)
+#define SIMT_RPW 4  // query rows per warp
+
+static inline size_t attn_simt_smem_bytes(int D) {
+    return sizeof(float) * ((size_t)SIMT_BQ * D + (size_t)SIMT_BK * (D + 1) + (size_t)SIMT_BK * D);
+}
+
+// grid (ceil(max_nq / SIMT_BQ), H, B), 128 threads; DPL = head-dim values per lane (D <= 32 * DPL).
+template <typename T, int DPL> __global__ void __launch_bounds__(128) attn_simt_kernel(AttnArgs<T> p) {
+    extern __shared__ float simt_smem[];
+    const int D = p.D;
+    float *Qs = simt_smem;             // (SIMT_BQ, D)
+    float *Ks = Qs + SIMT_BQ * D;      // (SIMT_BK, D + 1): the pad keeps lane j's row in its own banks
+    float *Vs = Ks + SIMT_BK * (D + 1); // (SIMT_BK, D)
+    int b = blockIdx.z, h = blockIdx.y, m0 = blockIdx.x * SIMT_BQ;
+    int q0 = p.cu_q[b], nq = p.cu_q[b + 1] - q0;
+    if (m0 >= nq) return;
+    int n_k = p.nk[b], off = n_k - nq, rows = min(SIMT_BQ, nq - m0);
+    int kvh = h / (p.H / p.KV);
+    const T *kb = p.k[b] + (int64_t)kvh * D, *vb = p.v[b] + (int64_t)kvh * D;
+    int kend = p.causal ? min(n_k, off + m0 + rows) : n_k; // keys any row of this block sees
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+    for (int idx = threadIdx.x; idx < SIMT_BQ * D; idx += blockDim.x) {
+        int r = idx / D, c = idx % D;
+        Qs[idx] = r < rows ? to_f32(p.q[(int64_t)(q0 + m0 + r) * p.ldq + (int64_t)h * D + c]) : 0.0f;
+    }
+    float m[SIMT_RPW], l[SIMT_RPW], acc[SIMT_RPW][DPL];
+#pragma unroll
+    for (int rr = 0; rr < SIMT_RPW; rr++) {
+        m[rr] = -INFINITY, l[rr] = 0.0f;
+#pragma unroll
+        for (int j = 0; j < DPL; j++) acc[rr][j] = 0.0f;
+    }
+
+    for (int n0 = 0; n0 < kend; n0 += SIMT_BK) {
+        __syncthreads(); // the previous tile is consumed (and Q is stored, on the first pass)
+        for (int idx = threadIdx.x; idx < SIMT_BK * D; idx += blockDim.x) {
+            int r = idx / D, c = idx % D;
+            bool valid = n0 + r < kend;
+            Ks[r * (D + 1) + c] = valid ? to_f32(kb[(int64_t)(n0 + r) * p.ldkv + c]) : 0.0f;
+            Vs[r * D + c] = valid ? to_f32(vb[(int64_t)(n0 + r) * p.ldkv + c]) : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int rr = 0; rr < SIMT_RPW; rr++) {
+            int r = warp * SIMT_RPW + rr, i = m0 + r; // row in the block, query index in the segment
+            if (r >= rows) break;
+            int lim = p.causal ? min(kend, off + i + 1) : kend; // keys < lim are visible to row i
+            int key = n0 + lane;
+            float s = -INFINITY;
+            if (key < lim) {
+                const float *qr = Qs + r * D, *kr = Ks + lane * (D + 1);
+                float dot = 0.0f;
+                for (int d = 0; d < D; d++) dot += qr[d] * kr[d];
+                s = dot * p.scale;
+            }
+            float m_new = fmaxf(m[rr], warp_max(s));
+            if (m_new == -INFINITY) continue; // nothing visible to this row yet (uniform over the warp)
+            float pr = s == -INFINITY ? 0.0f : expf(s - m_new);
+            float corr = expf(m[rr] - m_new);
+            l[rr] = l[rr] * corr + warp_sum(pr);
+#pragma unroll
+            for (int j = 0; j < DPL; j++) acc[rr][j] *= corr;
+            for (int kk = 0; kk < SIMT_BK; kk++) {
+                float pk = __shfl_sync(0xffffffffu, pr, kk);
+                const float *vr = Vs + kk * D;
+#pragma unroll
+                for (int j = 0; j < DPL; j++)
+                    if (lane + 32 * j < D) acc[rr][j] += pk * vr[lane + 32 * j];
+            }
+            m[rr] = m_new;
+        }
+    }
+
+#pragma unroll
+    for (int rr = 0; rr < SIMT_RPW; rr++) {
+        int r = warp * SIMT_RPW + rr, i = m0 + r;
+        if (r >= rows) break;
+        float inv = l[rr] > 0.0f ? 1.0f / l[rr] : 0.0f;
+        T *o = p.out + (int64_t)(q0 + i) * p.ldo + (int64_t)h * D;
+#pragma unroll
+        for (int j = 0; j < DPL; j++)
+            if (lane + 32 * j < D) o[lane + 32 * j] = from_f32<T>(acc[rr][j] * inv);
+        if (p.lse && lane == 0)
+            p.lse[(int64_t)(q0 + i) * p.H + h] = l[rr] > 0.0f ? m[rr] + logf(l[rr]) : -INFINITY;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// tensor-core building blocks (sm_80+ instructions, run on sm_90)
+
+// c (16x8 fp32) += a (16x16 bf16, row) @ b (16x8 bf16, col). Fragments, with g = lane / 4, t = lane % 4:
+// a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..); b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g);
+// c0, c1 (g, 2t..2t+1), c2, c3 (g+8, 2t..2t+1).
+__device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Four 8x8 bf16 matrices from shared memory, transposed: lane L gives the address of row L % 8 of matrix
+// L / 8; register i of lane L receives matrix i's elements (row 2 (L % 4) and 2 (L % 4) + 1, column L / 4).
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *smem) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
+// 16 bytes global -> shared without a register round trip; valid = false writes 16 zero bytes.
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem);
+    int src_bytes = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(gmem), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); // .x (lo) is the lower 16 bits
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+__device__ __forceinline__ uint32_t lds32(const bf16 *p) { return *reinterpret_cast<const uint32_t *>(p); }
+
+// ROWS x D bf16 rows (row stride ld elements in global memory) into shared memory rows of D + 8 elements;
+// rows >= nvalid become zeros. aligned: 16-byte cp.async (asynchronous, completes at cp_async_wait);
+// otherwise plain loads and stores (complete at once).
+template <int D, int ROWS>
+__device__ __forceinline__ void load_rows_bf16(bf16 *smem, const bf16 *src, int64_t ld, int nvalid, bool aligned) {
+    constexpr int LD = D + 8, CHUNKS = D / 8;
+    for (int c = threadIdx.x; c < ROWS * CHUNKS; c += blockDim.x) {
+        int r = c / CHUNKS, col = (c % CHUNKS) * 8;
+        bool valid = r < nvalid;
+        const bf16 *s = src + (valid ? (int64_t)r * ld : 0) + col;
+        bf16 *d = smem + r * LD + col;
+        if (aligned) {
+            cp_async16(d, s, valid);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++) d[e] = valid ? s[e] : __float2bfloat16_rn(0.0f);
+        }
+    }
+}
+
+// The online-softmax update of one warp's two fragment rows (g and g + 8) for NT 8-key score tiles s (raw
+// dot products, -inf where masked): turns s into exp2 weights, rescales the output accumulators o (DT tiles)
+// and the per-thread partial row sums l. m holds the running max of the scaled scores (log2 units).
+template <int NT, int DT>
+__device__ __forceinline__ void online_softmax_update(float s[NT][4], float o[DT][4], float m[2], float l[2],
+                                                      float scale_log2) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        float m_new = fmaxf(m[r], mx * scale_log2);
+        float m_use = m_new == -INFINITY ? 0.0f : m_new; // a fully masked row keeps zero weights
+        float corr = exp2f(m[r] - m_use);
+        float sum = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                float w = exp2f(s[nt][2 * r + e] * scale_log2 - m_use);
+                s[nt][2 * r + e] = w;
+                sum += w;
+            }
+        }
+        l[r] = l[r] * corr + sum;
+#pragma unroll
+        for (int dt = 0; dt < DT; dt++) o[dt][2 * r] *= corr, o[dt][2 * r + 1] *= corr;
+        m[r] = m_new;
+    }
+}
+
+// o (DT tiles of 16x8) += P (16 x 16 keys: score tiles s[0], s[1] after online_softmax_update) @ V rows
+// [0, 16) of Vt (shared, row stride D + 8).
+template <int D>
+__device__ __forceinline__ void pv_accumulate(float o[D / 8][4], const float s0[4], const float s1[4], const bf16 *Vt) {
+    constexpr int LD = D + 8;
+    uint32_t a[4] = {pack_bf16x2(s0[0], s0[1]), pack_bf16x2(s0[2], s0[3]), pack_bf16x2(s1[0], s1[1]),
+                     pack_bf16x2(s1[2], s1[3])};
+    int lane = threadIdx.x % 32, mat = lane / 8, r8 = lane % 8;
+    // matrices: 0 keys 0-7 / dims +0-7, 1 keys 8-15 / dims +0-7, 2 keys 0-7 / dims +8-15, 3 keys 8-15 / dims +8-15
+    const bf16 *vrow = Vt + ((mat & 1) * 8 + r8) * LD + (mat >> 1) * 8;
+#pragma unroll
+    for (int dp = 0; dp < D / 16; dp++) {
+        uint32_t vf[4];
+        ldmatrix_x4_trans(vf, vrow + dp * 16);
+        mma_bf16_16816(o[2 * dp], a, vf[0], vf[1]);
+        mma_bf16_16816(o[2 * dp + 1], a, vf[2], vf[3]);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// tensor-core prefill kernel
+
+#define MMA_BM 64 // query rows per block (16 per warp)
+#define MMA_BN 64 // keys per tile
+
+template <int D> constexpr size_t attn_mma_smem_bytes() { return sizeof(bf16) * (size_t)(MMA_BM + 4 * MMA_BN) * (D + 8); }
+
+// grid (ceil(max_nq / MMA_BM), H, B), 128 threads.
+template <int D> __global__ void __launch_bounds__(128) attn_mma_kernel(AttnArgs<bf16> p) {
+    constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8;
+    extern __shared__ __align__(16) unsigned char mma_smem[];
+    bf16 *Qs = reinterpret_cast<bf16 *>(mma_smem); // (MMA_BM, LD)
+    bf16 *Ks = Qs + MMA_BM * LD;                    // (2, MMA_BN, LD) two stages
+    bf16 *Vs = Ks + 2 * MMA_BN * LD;                // (2, MMA_BN, LD)
+    int b = blockIdx.z, h = blockIdx.y, m0 = blockIdx.x * MMA_BM;
+    int q0 = p.cu_q[b], nq = p.cu_q[b + 1] - q0;
+    if (m0 >= nq) return;
+    int n_k = p.nk[b], off = n_k - nq, rows = min(MMA_BM, nq - m0);
+    int kvh = h / (p.H / p.KV);
+    const bf16 *kb = p.k[b] + (int64_t)kvh * D, *vb = p.v[b] + (int64_t)kvh * D;
+    bool kv_aligned = aligned16(kb) && aligned16(vb);
+    int kend = max(0, p.causal ? min(n_k, off + m0 + rows) : n_k);
+    int ntiles = (kend + MMA_BN - 1) / MMA_BN;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+
+    load_rows_bf16<D, MMA_BM>(Qs, p.q + (int64_t)(q0 + m0) * p.ldq + (int64_t)h * D, p.ldq, rows, true);
+    cp_async_commit();
+    if (ntiles > 0) {
+        load_rows_bf16<D, MMA_BN>(Ks, kb, p.ldkv, min(MMA_BN, kend), kv_aligned);
+        load_rows_bf16<D, MMA_BN>(Vs, vb, p.ldkv, min(MMA_BN, kend), kv_aligned);
+    }
+    cp_async_commit();
+    cp_async_wait<1>(); // Q has landed
+    __syncthreads();
+
+    uint32_t qf[KSTEPS][4];
+    {
+        const bf16 *lo = Qs + (warp * 16 + g) * LD + 2 * t4, *hi = lo + 8 * LD;
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; kk++) {
+            qf[kk][0] = lds32(lo + kk * 16), qf[kk][1] = lds32(hi + kk * 16);
+            qf[kk][2] = lds32(lo + kk * 16 + 8), qf[kk][3] = lds32(hi + kk * 16 + 8);
+        }
+    }
+    float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int dt = 0; dt < DT; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+    const float scale_log2 = p.scale * ATTN_LOG2E;
+    const int row0 = m0 + warp * 16 + g; // query index of fragment rows c0, c1 (c2, c3: row0 + 8)
+
+    for (int j = 0; j < ntiles; j++) {
+        if (j + 1 < ntiles) { // prefetch the next tile into the other stage (freed by the last barrier)
+            int n1 = (j + 1) * MMA_BN, st = (j + 1) & 1;
+            load_rows_bf16<D, MMA_BN>(Ks + st * MMA_BN * LD, kb + (int64_t)n1 * p.ldkv, p.ldkv, min(MMA_BN, kend - n1),
+                                      kv_aligned);
+            load_rows_bf16<D, MMA_BN>(Vs + st * MMA_BN * LD, vb + (int64_t)n1 * p.ldkv, p.ldkv, min(MMA_BN, kend - n1),
+                                      kv_aligned);
+        }
+        cp_async_commit();
+        cp_async_wait<1>(); // tile j has landed; only tile j + 1 may be in flight
+        __syncthreads();
+        const bf16 *Kt = Ks + (j & 1) * MMA_BN * LD, *Vt = Vs + (j & 1) * MMA_BN * LD;
+
+        float s[8][4];
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; kk++) {
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) {
+                const bf16 *kr = Kt + (nt * 8 + g) * LD + kk * 16 + 2 * t4;
+                mma_bf16_16816(s[nt], qf[kk], lds32(kr), lds32(kr + 8));
+            }
+        }
+        int n0 = j * MMA_BN;
+        if (n0 + MMA_BN > n_k || (p.causal && n0 + MMA_BN - 1 > off + m0 + warp * 16)) {
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int col = n0 + nt * 8 + 2 * t4 + (e & 1), row = row0 + (e >> 1) * 8;
+                    if (col >= n_k || (p.causal && col > off + row)) s[nt][e] = -INFINITY;
+                }
+            }
+        }
+        online_softmax_update<8, DT>(s, o, m, l, scale_log2);
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) pv_accumulate<D>(o, s[2 * ks], s[2 * ks + 1], Vt + ks * 16 * LD);
+        __syncthreads(); // every warp is done with this stage before it is refilled
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float lr = l[r];
+        lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+        lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+        int i = row0 + 8 * r;
+        if (i >= nq) continue;
+        float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
+        bf16 *orow = p.out + (int64_t)(q0 + i) * p.ldo + (int64_t)h * D + 2 * t4;
+#pragma unroll
+        for (int dt = 0; dt < DT; dt++)
+            *reinterpret_cast<uint32_t *>(orow + dt * 8) = pack_bf16x2(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
+        if (p.lse && t4 == 0)
+            p.lse[(int64_t)(q0 + i) * p.H + h] = lr > 0.0f ? (m[r] + log2f(lr)) * ATTN_LN2 : -INFINITY;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// tensor-core decode kernel (split-K) and the split merge
+
+#define DEC_ROWS 16 // query heads per tile (G = H / KV <= DEC_ROWS)
+
+template <int D> constexpr size_t attn_decode_smem_bytes() {
+    return sizeof(bf16) * (size_t)(DEC_ROWS + 4 * MMA_BN) * (D + 8);
+}
+
+// grid (splits, KV, B), 128 threads. Segment b's single query row, heads kvh * G + [0, G), keys
+// [split * keys_per_split, min(nk[b], (split + 1) * keys_per_split)). With one split the block writes out
+// and lse; otherwise its normalised output to ws_o (splits, B, H, D) and log-sum-exp to ws_lse (splits, B, H).
+template <int D>
+__global__ void __launch_bounds__(128) attn_decode_kernel(AttnArgs<bf16> p, int keys_per_split, float *ws_o,
+                                                          float *ws_lse) {
+    constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8;
+    extern __shared__ __align__(16) unsigned char dec_smem[];
+    bf16 *Qs = reinterpret_cast<bf16 *>(dec_smem); // (DEC_ROWS, LD)
+    bf16 *Ks = Qs + DEC_ROWS * LD;                  // (2, MMA_BN, LD)
+    bf16 *Vs = Ks + 2 * MMA_BN * LD;                // (2, MMA_BN, LD)
+    int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z, G = p.H / p.KV;
+    int q0 = p.cu_q[b];
+    if (p.cu_q[b + 1] - q0 <= 0) return;
+    int kbeg = split * keys_per_split, kstop = min(p.nk[b], kbeg + keys_per_split);
+    int nkeys = max(0, kstop - kbeg), ntiles = (nkeys + MMA_BN - 1) / MMA_BN;
+    const bf16 *kb = p.k[b] + (int64_t)kbeg * p.ldkv + (int64_t)kvh * D;
+    const bf16 *vb = p.v[b] + (int64_t)kbeg * p.ldkv + (int64_t)kvh * D;
+    bool kv_aligned = aligned16(kb) && aligned16(vb);
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+
+    // the G heads of this key/value head are consecutive D-blocks of the query row
+    load_rows_bf16<D, DEC_ROWS>(Qs, p.q + (int64_t)q0 * p.ldq + (int64_t)kvh * G * D, D, G, true);
+    cp_async_commit();
+    if (ntiles > 0) {
+        load_rows_bf16<D, MMA_BN>(Ks, kb, p.ldkv, min(MMA_BN, nkeys), kv_aligned);
+        load_rows_bf16<D, MMA_BN>(Vs, vb, p.ldkv, min(MMA_BN, nkeys), kv_aligned);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    uint32_t qf[KSTEPS][4];
+    {
+        const bf16 *lo = Qs + g * LD + 2 * t4, *hi = lo + 8 * LD;
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; kk++) {
+            qf[kk][0] = lds32(lo + kk * 16), qf[kk][1] = lds32(hi + kk * 16);
+            qf[kk][2] = lds32(lo + kk * 16 + 8), qf[kk][3] = lds32(hi + kk * 16 + 8);
+        }
+    }
+    float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int dt = 0; dt < DT; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+    const float scale_log2 = p.scale * ATTN_LOG2E;
+
+    for (int j = 0; j < ntiles; j++) {
+        if (j + 1 < ntiles) {
+            int n1 = (j + 1) * MMA_BN, st = (j + 1) & 1;
+            load_rows_bf16<D, MMA_BN>(Ks + st * MMA_BN * LD, kb + (int64_t)n1 * p.ldkv, p.ldkv, min(MMA_BN, nkeys - n1),
+                                      kv_aligned);
+            load_rows_bf16<D, MMA_BN>(Vs + st * MMA_BN * LD, vb + (int64_t)n1 * p.ldkv, p.ldkv, min(MMA_BN, nkeys - n1),
+                                      kv_aligned);
+        }
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const bf16 *Kt = Ks + (j & 1) * MMA_BN * LD + warp * 16 * LD; // this warp's 16 keys
+        const bf16 *Vt = Vs + (j & 1) * MMA_BN * LD + warp * 16 * LD;
+        float s[2][4];
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; kk++) {
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++) {
+                const bf16 *kr = Kt + (nt * 8 + g) * LD + kk * 16 + 2 * t4;
+                mma_bf16_16816(s[nt], qf[kk], lds32(kr), lds32(kr + 8));
+            }
+        }
+        int c0 = j * MMA_BN + warp * 16; // key offset (within the split) of this warp's first key
+        if (c0 + 16 > nkeys) {
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (c0 + nt * 8 + 2 * t4 + (e & 1) >= nkeys) s[nt][e] = -INFINITY;
+            }
+        }
+        online_softmax_update<2, DT>(s, o, m, l, scale_log2);
+        pv_accumulate<D>(o, s[0], s[1], Vt);
+        __syncthreads();
+    }
+
+    // merge the four warps (each saw a quarter of every tile) through shared memory, reusing the K/V stages
+    float *red_o = reinterpret_cast<float *>(Ks); // (4, DEC_ROWS, D) unnormalised outputs
+    float *red_m = red_o + 4 * DEC_ROWS * D;      // (4, DEC_ROWS) running max, log2 units
+    float *red_l = red_m + 4 * DEC_ROWS;          // (4, DEC_ROWS) row sums
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float lr = l[r];
+        lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+        lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+        int row = g + 8 * r;
+        float *dst = red_o + (warp * DEC_ROWS + row) * D + 2 * t4;
+#pragma unroll
+        for (int dt = 0; dt < DT; dt++) dst[dt * 8] = o[dt][2 * r], dst[dt * 8 + 1] = o[dt][2 * r + 1];
+        if (t4 == 0) red_m[warp * DEC_ROWS + row] = m[r], red_l[warp * DEC_ROWS + row] = lr;
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x) {
+        int row = idx / D, d = idx % D;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < 4; w++) M = fmaxf(M, red_m[w * DEC_ROWS + row]);
+        float L = 0.0f, acc = 0.0f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < 4; w++) {
+                float f = exp2f(red_m[w * DEC_ROWS + row] - M);
+                L += f * red_l[w * DEC_ROWS + row];
+                acc += f * red_o[(w * DEC_ROWS + row) * D + d];
+            }
+        }
+        float val = L > 0.0f ? acc / L : 0.0f, lse = L > 0.0f ? (M + log2f(L)) * ATTN_LN2 : -INFINITY;
+        int h = kvh * G + row;
+        if (gridDim.x == 1) {
+            p.out[(int64_t)q0 * p.ldo + (int64_t)h * D + d] = __float2bfloat16_rn(val);
+            if (p.lse && d == 0) p.lse[(int64_t)q0 * p.H + h] = lse;
+        } else {
+            int64_t slot = ((int64_t)split * p.B + b) * p.H + h;
+            ws_o[slot * D + d] = val;
+            if (d == 0) ws_lse[slot] = lse;
+        }
+    }
+}
+
+// grid (H, B), 128 threads: out row of (b, h) = sum over splits of exp(lse_s - lse) o_s, lse = logsumexp lse_s.
+__global__ void attn_combine_kernel(bf16 *out, int64_t ldo, float *lse, const float *ws_o, const float *ws_lse,
+                                    const int *cu_q, int B, int H, int D, int splits) {
+    int h = blockIdx.x, b = blockIdx.y;
+    int q0 = cu_q[b];
+    if (cu_q[b + 1] - q0 <= 0) return;
+    float M = -INFINITY;
+    for (int s = 0; s < splits; s++) M = fmaxf(M, ws_lse[((int64_t)s * B + b) * H + h]);
+    float L = 0.0f;
+    if (M != -INFINITY)
+        for (int s = 0; s < splits; s++) L += expf(ws_lse[((int64_t)s * B + b) * H + h] - M);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float acc = 0.0f;
+        if (L > 0.0f)
+            for (int s = 0; s < splits; s++) {
+                int64_t slot = ((int64_t)s * B + b) * H + h;
+                acc += expf(ws_lse[slot] - M) * ws_o[slot * D + d];
+            }
+        out[(int64_t)q0 * ldo + (int64_t)h * D + d] = __float2bfloat16_rn(L > 0.0f ? acc / L : 0.0f);
+    }
+    if (lse && threadIdx.x == 0) lse[(int64_t)q0 * H + h] = L > 0.0f ? M + logf(L) : -INFINITY;
+}

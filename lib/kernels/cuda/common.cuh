@@ -1,0 +1,128 @@
+// Shared pieces of the CUDA kernels: error reporting into libmaye's error messages, the two storage types
+// (float, __nv_bfloat16) behind one set of load/store helpers, 16-byte vector access, warp reductions and
+// grid sizing. Included by every lib/kernels/cuda/*.cu file.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+
+// libmaye's C headers: C linkage, and C11's _Noreturn spelled for C++.
+#ifndef _Noreturn
+#define _Noreturn [[noreturn]]
+#endif
+extern "C" {
+#include "core/error.h"
+}
+#include "kernels/cuda/cuda_kernels.h"
+
+typedef __nv_bfloat16 bf16;
+
+// ----------------------------------------------------------------------------
+// errors
+
+// maye_fail("<what>: <cuda error name> (<description>)"); returns -1.
+static inline int cuda_fail(cudaError_t err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline int cuda_fail(cudaError_t err, const char *fmt, ...) {
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return maye_fail("%s: %s (%s)", what, cudaGetErrorName(err), cudaGetErrorString(err));
+}
+
+// Returns cuda_fail(...) from the current function when a CUDA runtime call fails.
+#define CUDA_TRY(expr, ...)                                                                                \
+    do {                                                                                                   \
+        cudaError_t err_ = (expr);                                                                         \
+        if (err_ != cudaSuccess) return cuda_fail(err_, __VA_ARGS__);                                      \
+    } while (0)
+
+// After a kernel launch: a bad launch configuration fails here; an earlier asynchronous fault may too.
+#define CUDA_LAUNCHED(...) CUDA_TRY(cudaGetLastError(), __VA_ARGS__)
+
+// ----------------------------------------------------------------------------
+// storage types
+
+template <typename T> __device__ __forceinline__ float to_f32(T x);
+template <> __device__ __forceinline__ float to_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ float to_f32<bf16>(bf16 x) { return __bfloat162float(x); }
+
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ bf16 from_f32<bf16>(float x) { return __float2bfloat16_rn(x); }
+
+static inline size_t dtype_size(cuda_dtype dt) { return dt == CUDA_BF16 ? 2 : 4; }
+static inline const char *dtype_name(cuda_dtype dt) { return dt == CUDA_BF16 ? "bf16" : "f32"; }
+static inline bool dtype_valid(cuda_dtype dt) { return dt == CUDA_F32 || dt == CUDA_BF16; }
+
+// ----------------------------------------------------------------------------
+// 16-byte vectors: VEC<T> elements per aligned 16-byte access
+
+template <typename T> struct VecWidth { static constexpr int value = 16 / (int)sizeof(T); };
+
+template <typename T> struct alignas(16) Vec16 {
+    T v[VecWidth<T>::value];
+};
+
+__host__ __device__ __forceinline__ bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+// Loads W consecutive elements as floats: one 16-byte access when W is the vector width, else scalars.
+template <typename T, int W> __device__ __forceinline__ void load_f32(float out[W], const T *p) {
+    if constexpr (W == VecWidth<T>::value) {
+        Vec16<T> x = *reinterpret_cast<const Vec16<T> *>(p);
+#pragma unroll
+        for (int i = 0; i < W; i++) out[i] = to_f32(x.v[i]);
+    } else {
+#pragma unroll
+        for (int i = 0; i < W; i++) out[i] = to_f32(p[i]);
+    }
+}
+
+template <typename T, int W> __device__ __forceinline__ void store_f32(T *p, const float in[W]) {
+    if constexpr (W == VecWidth<T>::value) {
+        Vec16<T> x;
+#pragma unroll
+        for (int i = 0; i < W; i++) x.v[i] = from_f32<T>(in[i]);
+        *reinterpret_cast<Vec16<T> *>(p) = x;
+    } else {
+#pragma unroll
+        for (int i = 0; i < W; i++) p[i] = from_f32<T>(in[i]);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// reductions
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+
+__device__ __forceinline__ float warp_max(float x) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+
+__device__ __forceinline__ double warp_sum_f64(double x) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+
+// ----------------------------------------------------------------------------
+// launch sizing
+
+// Blocks for a grid-stride loop over n items with `threads` per block (at least 1, at most `cap`).
+static inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65536) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b < 1) b = 1;
+    if (b > cap) b = cap;
+    return (unsigned)b;
+}

@@ -1,0 +1,80 @@
+// Device discovery and the cuda_ctx life cycle (handles, workspace, device properties).
+#include "kernels/cuda/context.cuh"
+
+#include <stdlib.h>
+#include <string.h>
+
+// ----------------------------------------------------------------------------
+// errors
+
+int cublas_fail(cublasStatus_t st, const char *fmt, ...) {
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return maye_fail("%s: cuBLAS status %s", what, cublasGetStatusString(st));
+}
+
+// ----------------------------------------------------------------------------
+// devices
+
+extern "C" int cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError(); // clear the sticky "no driver" error
+        return 0;
+    }
+    return n;
+}
+
+// ----------------------------------------------------------------------------
+// context
+
+extern "C" int cuda_ctx_init(cuda_ctx **out, int device) {
+    *out = NULL;
+    int n = cuda_device_count();
+    CHECK_OR_FAIL(device >= 0 && device < n, "CUDA device %d does not exist (%d device%s visible)", device, n,
+                  n == 1 ? "" : "s");
+    CUDA_TRY(cudaSetDevice(device), "selecting CUDA device %d", device);
+    cudaDeviceProp prop;
+    CUDA_TRY(cudaGetDeviceProperties(&prop, device), "reading the properties of CUDA device %d", device);
+    cuda_ctx *ctx = (cuda_ctx *)calloc(1, sizeof *ctx);
+    if (!ctx) return maye_fail("out of host memory for the CUDA context");
+    ctx->device = device;
+    snprintf(ctx->name, sizeof ctx->name, "%s", prop.name);
+    ctx->sm_count = prop.multiProcessorCount;
+    ctx->smem_per_block_optin = (int)prop.sharedMemPerBlockOptin;
+    ctx->attention_kernel = CUDA_ATTN_AUTO;
+    cublasStatus_t st = cublasLtCreate(&ctx->lt);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasCreate(&ctx->blas);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        cuda_ctx_free(ctx);
+        return cublas_fail(st, "creating the cuBLAS handles on device %d", device);
+    }
+    cudaError_t err = cudaMalloc(&ctx->workspace, CUDA_GEMM_WORKSPACE_BYTES);
+    if (err != cudaSuccess) {
+        cuda_ctx_free(ctx);
+        return cuda_fail(err, "allocating the %u-byte GEMM workspace", CUDA_GEMM_WORKSPACE_BYTES);
+    }
+    if (attention_kernels_init(ctx) < 0) {
+        cuda_ctx_free(ctx);
+        return -1;
+    }
+    *out = ctx;
+    return 0;
+}
+
+extern "C" void cuda_ctx_free(cuda_ctx *ctx) {
+    if (!ctx) return;
+    if (ctx->workspace) cudaFree(ctx->workspace);
+    if (ctx->blas) cublasDestroy(ctx->blas);
+    if (ctx->lt) cublasLtDestroy(ctx->lt);
+    free(ctx);
+}
+
+extern "C" const char *cuda_ctx_device_name(const cuda_ctx *ctx) { return ctx->name; }
+extern "C" int cuda_ctx_sm_count(const cuda_ctx *ctx) { return ctx->sm_count; }
+extern "C" void cuda_ctx_set_attention_kernel(cuda_ctx *ctx, cuda_attention_kernel kernel) {
+    ctx->attention_kernel = kernel;
+}

@@ -1,0 +1,38 @@
+// C API of the rotary-embedding kernels (rope.cuh).
+#include "kernels/cuda/rope.cuh"
+
+extern "C" int cuda_mrope_cos_sin_forward(float *cos, float *sin, const int64_t *pos, int64_t ld, int T, int D,
+                                          float theta, const int section[3], cuda_stream stream) {
+    CHECK_OR_FAIL(T >= 0 && D >= 2 && D % 2 == 0 && ld >= T, "mrope_cos_sin_forward: bad shape T %d D %d ld %lld", T,
+                  D, (long long)ld);
+    if (T == 0) return 0;
+    int64_t n = (int64_t)T * (D / 2);
+    mrope_table_kernel<<<grid_for(n, 256, 8192), 256, 0, stream>>>(cos, sin, pos, ld, T, D, theta, section[0],
+                                                                    section[1]);
+    CUDA_LAUNCHED("mrope_cos_sin_forward T %d D %d", T, D);
+    return 0;
+}
+
+extern "C" int cuda_vision_rope_cos_sin_forward(float *cos, float *sin, const int32_t *hpos, const int32_t *wpos,
+                                                int T, int D, cuda_stream stream) {
+    CHECK_OR_FAIL(T >= 0 && D >= 4 && D % 4 == 0, "vision_rope_cos_sin_forward: bad shape T %d D %d", T, D);
+    if (T == 0) return 0;
+    int64_t n = (int64_t)T * (D / 2);
+    vision_rope_table_kernel<<<grid_for(n, 256, 8192), 256, 0, stream>>>(cos, sin, hpos, wpos, T, D);
+    CUDA_LAUNCHED("vision_rope_cos_sin_forward T %d D %d", T, D);
+    return 0;
+}
+
+extern "C" int cuda_rope_forward(cuda_dtype dt, void *x, const float *cos, const float *sin, int T, int NH, int D,
+                                 int64_t ld, cuda_stream stream) {
+    CHECK_OR_FAIL(dtype_valid(dt), "rope_forward: unknown dtype %d", (int)dt);
+    CHECK_OR_FAIL(T >= 0 && NH >= 0 && D >= 2 && D % 2 == 0 && ld >= (int64_t)NH * D,
+                  "rope_forward: bad shape T %d NH %d D %d ld %lld", T, NH, D, (long long)ld);
+    int64_t n = (int64_t)T * NH * (D / 2);
+    if (n == 0) return 0;
+    unsigned grid = grid_for(n, 256, 8192);
+    if (dt == CUDA_BF16) rope_kernel<bf16><<<grid, 256, 0, stream>>>((bf16 *)x, cos, sin, T, NH, D, ld);
+    else rope_kernel<float><<<grid, 256, 0, stream>>>((float *)x, cos, sin, T, NH, D, ld);
+    CUDA_LAUNCHED("rope_forward T %d NH %d D %d", T, NH, D);
+    return 0;
+}

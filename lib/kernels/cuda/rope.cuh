@@ -1,0 +1,58 @@
+// Rotary embeddings on the GPU: the M-RoPE and vision 2-D cos/sin tables (one thread per table entry, the
+// frequencies rounded exactly as the CPU reference and transformers compute them) and the in-place
+// rotate-half rotation of NH heads per row (one thread per rotated pair).
+#pragma once
+#include "kernels/cuda/common.cuh"
+
+// theta^(-2i/dim) as PyTorch rounds 1.0 / (theta ** (arange(0, dim, 2).float() / dim)) in fp32.
+__device__ __forceinline__ float rope_inv_freq(float theta, int i, int dim) {
+    float e = (float)(2 * i) / (float)dim;
+    float p = (float)pow((double)theta, (double)e);
+    return 1.0f / p;
+}
+
+// cos, sin (T, D/2): the angle of row t, half-dim i is pos[axis(i) * ld + t] * theta^(-2i/D).
+__global__ void mrope_table_kernel(float *cos_t, float *sin_t, const int64_t *pos, int64_t ld, int T, int D,
+                                   float theta, int sec0, int sec1) {
+    int half = D / 2;
+    int64_t n = (int64_t)T * half;
+    for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
+        int t = (int)(idx / half), i = (int)(idx % half);
+        int axis = i < sec0 ? 0 : i < sec0 + sec1 ? 1 : 2;
+        float a = (float)pos[axis * ld + t] * rope_inv_freq(theta, i, D);
+        cos_t[idx] = cosf(a);
+        sin_t[idx] = sinf(a);
+    }
+}
+
+// cos, sin (T, D/2): half-dims [0, D/4) rotate with hpos (T), [D/4, D/2) with wpos (T).
+__global__ void vision_rope_table_kernel(float *cos_t, float *sin_t, const int32_t *hpos, const int32_t *wpos, int T,
+                                         int D) {
+    int half = D / 2, quarter = D / 4;
+    int64_t n = (int64_t)T * half;
+    for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
+        int t = (int)(idx / half), i = (int)(idx % half);
+        float a = i < quarter ? (float)hpos[t] * rope_inv_freq(10000.0f, i, half)
+                              : (float)wpos[t] * rope_inv_freq(10000.0f, i - quarter, half);
+        cos_t[idx] = cosf(a);
+        sin_t[idx] = sinf(a);
+    }
+}
+
+// x (T rows of stride ld): heads h < NH of D values; (x[i], x[i + D/2]) rotate by the row's angle i.
+template <typename T>
+__global__ void rope_kernel(T *x, const float *cos_t, const float *sin_t, int rows, int NH, int D, int64_t ld) {
+    int half = D / 2;
+    int64_t n = (int64_t)rows * NH * half;
+    for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
+        int i = (int)(idx % half);
+        int64_t th = idx / half;
+        int h = (int)(th % NH);
+        int64_t t = th / NH;
+        T *v = x + t * ld + (int64_t)h * D;
+        float c = cos_t[t * half + i], s = sin_t[t * half + i];
+        float a = to_f32(v[i]), b = to_f32(v[i + half]);
+        v[i] = from_f32<T>(a * c - b * s);
+        v[i + half] = from_f32<T>(b * c + a * s);
+    }
+}
