@@ -147,6 +147,35 @@ int maye_procs_settle(maye_procs *ps, double seconds) {
     return ps->first_failed;
 }
 
+// A failure that only echoes a neighbour's: a closed pipe, or a stream that ended early.
+static int secondary_failure(const maye_proc *p) {
+    static const char *echoes[] = {"reading end of the pipe is closed", "the stream is empty", "truncated",
+                                   "ended inside step", "ended before policy version"};
+    maye_buf log = {0};
+    if (maye_read_file(p->log_path, &log) < 0 || !log.data) {
+        maye_buf_free(&log);
+        return 0;
+    }
+    const char *last = log.data; // the last error line decides
+    for (char *e = strstr(log.data, "error:"); e; e = strstr(e + 1, "error:")) last = e;
+    int echo = 0;
+    for (size_t i = 0; i < sizeof echoes / sizeof *echoes; i++) echo |= strstr(last, echoes[i]) != NULL;
+    maye_buf_free(&log);
+    return echo;
+}
+
+int maye_procs_root_cause(const maye_procs *ps) {
+    for (int i = 0; i < ps->n; i++) {
+        const maye_proc *p = &ps->procs[i];
+        int own = p->done && WIFEXITED(p->status) && WEXITSTATUS(p->status) != 0;
+        if (own && !secondary_failure(p)) return i;
+    }
+    if (ps->first_failed >= 0) return ps->first_failed;
+    for (int i = 0; i < ps->n; i++)
+        if (failed(&ps->procs[i])) return i;
+    return -1;
+}
+
 void maye_procs_stop(maye_procs *ps, int sig, double grace) {
     ps->stopping = 1;
     for (int i = 0; i < ps->n; i++)

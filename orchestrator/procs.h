@@ -37,6 +37,9 @@ int maye_procs_wait_all(maye_procs *ps);
 // Waits up to `seconds` for children to exit on their own (a stage that fails usually does at once, and its
 // neighbours follow when their pipes close); returns first_failed.
 int maye_procs_settle(maye_procs *ps, double seconds);
+// The child whose failure caused the others': a failed child whose log does not merely report a closed
+// pipe or a truncated/empty stream from a neighbour; else first_failed; -1 when none failed.
+int maye_procs_root_cause(const maye_procs *ps);
 // Sends sig to every live child, waits up to `grace` seconds, then kills what is left.
 void maye_procs_stop(maye_procs *ps, int sig, double grace);
 // "maye-traj exited with status 1" / "maye-rollout was killed by signal 9 (Killed)" plus the last lines of

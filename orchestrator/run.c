@@ -223,7 +223,7 @@ int maye_eval_run(const maye_run *run, const char *bin_dir, const char *split, c
     if (rc == 0) rc = collect_eval(p[2][0], responses, split, s, epoch, version, out);
     close(p[2][0]);
     if (rc < 0) maye_procs_stop(&ps, SIGTERM, 5.0);
-    int bad = maye_procs_wait_all(&ps);
+    int bad = maye_procs_wait_all(&ps) >= 0 ? maye_procs_root_cause(&ps) : -1;
     if (bad >= 0) {
         char *why = maye_procs_describe_failure(&ps, bad, 12);
         rc = maye_fail("evaluation of %s (%s) failed: %s", split, s->name, why);

@@ -303,9 +303,9 @@ int maye_train_run(maye_config *cfg, const char *run_dir, const maye_train_opts 
         char err[MAYE_ERRMSG_MAX];
         snprintf(err, sizeof err, "%s", maye_errmsg());
         // let a failing stage and its neighbours exit on their own, so the one that failed first is named
-        failed = maye_procs_settle(&p.ps, 3.0);
+        maye_procs_settle(&p.ps, 3.0);
         maye_procs_stop(&p.ps, SIGTERM, 10.0);
-        if (failed < 0) failed = p.ps.first_failed;
+        failed = maye_procs_root_cause(&p.ps);
         if (failed >= 0) {
             char *why = maye_procs_describe_failure(&p.ps, failed, 15);
             rc = maye_fail("%s", why);
@@ -314,7 +314,7 @@ int maye_train_run(maye_config *cfg, const char *run_dir, const maye_train_opts 
             rc = maye_fail("%s", err);
         }
     } else {
-        int bad = maye_procs_wait_all(&p.ps);
+        int bad = maye_procs_wait_all(&p.ps) >= 0 ? maye_procs_root_cause(&p.ps) : -1;
         if (bad >= 0 && !stopped) {
             char *why = maye_procs_describe_failure(&p.ps, bad, 15);
             rc = maye_fail("%s", why);

@@ -46,7 +46,9 @@ int maye_trainer_save(const maye_trainer *tr, const char *run_dir, const char *s
     char *p;
     if (rc == 0 && dtype != MAYE_F32) {
         p = maye_path_join(tmp, "master.safetensors");
-        rc = maye_model_save_groups(&tr->model, p, tr->groups, MAYE_F32, NULL, 0);
+        // every group, frozen ones too: a resumed run must see exactly the weights it stopped with
+        rc = maye_model_save_groups(&tr->model, p, (1u << MAYE_PARAM_VISION) | (1u << MAYE_PARAM_MERGER) |
+                                                       (1u << MAYE_PARAM_LLM), MAYE_F32, NULL, 0);
         free(p);
     }
     if (rc == 0) {

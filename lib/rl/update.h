@@ -76,8 +76,8 @@ int maye_trainer_sft_step(maye_trainer *tr, const maye_tokenizer *tok, Maye__Que
 //
 // RUN/checkpoints/step-SSSSSS/ (SSSSSS = generation steps done) in the Hugging Face layout: config.json,
 // model.safetensors (hub names, update.save_dtype), the tokenizer and preprocessor files of the source model
-// when it has them, plus optimizer.safetensors (AdamW state), master.safetensors (the fp32 trained weights,
-// when the model file is not fp32) and state.json ({"steps_done", "version", "seed", "config_digest"}).
+// when it has them, plus optimizer.safetensors (AdamW state), master.safetensors (every weight in fp32,
+// when the model file is not fp32: maye_model_load lays it over the rounded ones) and state.json ({"steps_done", "version", "seed", "config_digest"}).
 // The directory is written under a temporary name and renamed into place, then RUN/checkpoints/latest (its
 // name) is replaced atomically: a crash never leaves a corrupt or missing latest checkpoint.
 

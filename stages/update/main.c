@@ -148,6 +148,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     s.source_dir = s.cfg.model.path[0] ? s.cfg.model.path : resume;
+    if (maye_mkdir_p(s.cfg.run_dir) < 0) goto fail;
     cpu_set_threads((int)s.cfg.model.threads);
     if (maye_trainer_init(&s.tr, &s.cfg, model_dir, 0) < 0) goto fail;
     if (resume && maye_trainer_resume(&s.tr, resume) < 0) goto fail;
