@@ -158,8 +158,8 @@ static int start_pipeline(pipeline *p, const maye_run *run, const maye_config *c
         snprintf(fdpath[0], sizeof fdpath[0], "/dev/fd/%d", sr[0]);
         snprintf(fdpath[1], sizeof fdpath[1], "/dev/fd/%d", st[0]);
         snprintf(fdpath[2], sizeof fdpath[2], "/dev/fd/%d", s[1]);
-        char *rollout[] = {"maye-rollout", "--config", cp, "--sync", fdpath[0], "--start-version", ver, model_ov, NULL};
-        char *traj[] = {"maye-traj", "--config", cp, "--sync", fdpath[1], "--start-version", ver, model_ov, ref_ov, NULL};
+        char *rollout[] = {"maye-rollout", "--config", cp, "--sync", fdpath[0], model_ov, "--start-version", ver, NULL};
+        char *traj[] = {"maye-traj", "--config", cp, "--sync", fdpath[1], model_ov, ref_ov, "--start-version", ver, NULL};
         char *update[] = {"maye-update", "--config", cp, "--sync-out", fdpath[2], ckpt ? "--resume" : NULL,
                           (char *)ckpt, NULL};
         if (rc == 0) rc = spawn_stage(p, run, rollout, q[0], r[1], &sr[0], 1);
@@ -174,17 +174,24 @@ static int start_pipeline(pipeline *p, const maye_run *run, const maye_config *c
     return rc;
 }
 
-static int forward_handle(pipeline *p, const maye_config *cfg, const Maye__WeightSync *h) {
+// Opens the handle streams to maye-rollout and maye-traj (their headers go out at once: a stage may read the
+// header when it starts, long before the first handle).
+static int open_forwarding(pipeline *p, const maye_config *cfg) {
     for (int i = 0; i < 2; i++) {
         if (p->fwd_fd[i] < 0) continue;
-        if (!p->fwd[i]) {
-            Maye__StreamHeader hd;
-            maye_header_init(&hd, MAYE__RECORD_KIND__WEIGHT_SYNC, "maye", cfg);
-            int rc = maye_writer_open_fd(&p->fwd[i], p->fwd_fd[i], i ? "handles to maye-traj" : "handles to maye-rollout",
-                                         &hd, NULL);
-            maye_header_free(&hd);
-            TRY(rc);
-        }
+        Maye__StreamHeader hd;
+        maye_header_init(&hd, MAYE__RECORD_KIND__WEIGHT_SYNC, "maye", cfg);
+        int rc = maye_writer_open_fd(&p->fwd[i], p->fwd_fd[i], i ? "handles to maye-traj" : "handles to maye-rollout",
+                                     &hd, NULL);
+        maye_header_free(&hd);
+        TRY(rc);
+    }
+    return 0;
+}
+
+static int forward_handle(pipeline *p, const Maye__WeightSync *h) {
+    for (int i = 0; i < 2; i++) {
+        if (!p->fwd[i]) continue;
         TRY(maye_writer_write(p->fwd[i], &h->base));
         TRY(maye_writer_flush(p->fwd[i]));
     }
@@ -245,6 +252,7 @@ int maye_train_run(maye_config *cfg, const char *run_dir, const maye_train_opts 
     }
     pipeline p;
     if (rc == 0) rc = start_pipeline(&p, &run, cfg, o, start_step, start_version, ckpt);
+    if (rc == 0) rc = open_forwarding(&p, cfg);
     free(ckpt);
     if (rc < 0) {
         maye_run_set_status(&run, "failed");
@@ -267,23 +275,7 @@ int maye_train_run(maye_config *cfg, const char *run_dir, const maye_train_opts 
         if (k < 0 && errno != EINTR) rc = maye_fail("poll failed: %s", strerror(errno));
         if ((failed = maye_procs_poll(&p.ps, 0)) >= 0) break;
         if (k <= 0) continue;
-        if (fds[1].revents) { // a new policy version: evaluate if due, then let the stages use it
-            if (!p.sync) rc = maye_reader_open_fd(&p.sync, p.sync_fd, "weight sync from maye-update",
-                                                  MAYE__RECORD_KIND__WEIGHT_SYNC);
-            ProtobufCMessage *msg = NULL;
-            int got = rc == 0 ? maye_reader_next(p.sync, &msg, NULL) : -1;
-            if (got < 0) rc = -1;
-            else if (got == 0) sync_open = 0;
-            else {
-                const Maye__WeightSync *h = (const Maye__WeightSync *)msg;
-                int64_t v = h->version, epoch_done = v / spe;
-                if (v % spe == 0 && (epoch_done % every == 0 || v == total))
-                    rc = eval_if_needed(&run, cfg, o, epoch_done, v, v);
-                if (rc == 0 && v < total) rc = forward_handle(&p, cfg, h);
-                maye_record_free(msg);
-            }
-        }
-        if (fds[0].revents && rc == 0) { // metrics of a finished step
+        if (fds[0].revents) { // metrics of a finished step (before its version's evaluation)
             if (!p.metrics) rc = maye_reader_open_fd(&p.metrics, p.metrics_fd, "metrics from maye-update",
                                                      MAYE__RECORD_KIND__METRICS);
             ProtobufCMessage *msg = NULL;
@@ -295,6 +287,22 @@ int maye_train_run(maye_config *cfg, const char *run_dir, const maye_train_opts 
                 rc = maye_run_append_line(&run, "metrics/train.jsonl", line);
                 free(line);
                 progress_line((const Maye__Metrics *)msg, total, t_start, start_step, o->sft);
+                maye_record_free(msg);
+            }
+        }
+        if (fds[1].revents && rc == 0) { // a new policy version: evaluate if due, then let the stages use it
+            if (!p.sync) rc = maye_reader_open_fd(&p.sync, p.sync_fd, "weight sync from maye-update",
+                                                  MAYE__RECORD_KIND__WEIGHT_SYNC);
+            ProtobufCMessage *msg = NULL;
+            int got = rc == 0 ? maye_reader_next(p.sync, &msg, NULL) : -1;
+            if (got < 0) rc = -1;
+            else if (got == 0) sync_open = 0;
+            else {
+                const Maye__WeightSync *h = (const Maye__WeightSync *)msg;
+                int64_t v = h->version, epoch_done = v / spe;
+                if (v % spe == 0 && (epoch_done % every == 0 || v == total))
+                    rc = eval_if_needed(&run, cfg, o, epoch_done, v, v);
+                if (rc == 0 && v < total) rc = forward_handle(&p, h);
                 maye_record_free(msg);
             }
         }

@@ -259,13 +259,14 @@ int maye_llm_backward(const maye_model *m, maye_llm_train *tr, const maye_llm_ba
 
     // embeddings: text tokens into the table, image-pad rows to the image features
     int64_t row = 0;
-    for (int t = 0; t < T; t++) {
-        int img = b->ids[t] == c->image_token_id && row < b->n_image_embeds;
-        tr->ids[t] = img ? -1 : b->ids[t];
-        if (img && dimage_embeds)
-            memcpy(dimage_embeds + (size_t)row * C, tr->dres + (size_t)t * C, sizeof(float) * (size_t)C);
-        row += img;
-    }
+    for (int s = 0; s < b->B; s++)
+        for (int t = b->cu_seqlens[s]; t < b->cu_seqlens[s + 1]; t++) {
+            int img = maye_llm_image_row(c, b, s, t) && row < b->n_image_embeds;
+            tr->ids[t] = img ? -1 : b->ids[t];
+            if (img && dimage_embeds)
+                memcpy(dimage_embeds + (size_t)row * C, tr->dres + (size_t)t * C, sizeof(float) * (size_t)C);
+            row += img;
+        }
     if (g->g.embed) embedding_backward(g->g.embed, tr->ids, tr->dres, T, C);
     return 0;
 }

@@ -154,11 +154,12 @@ static int check_batch(const maye_model_config *c, const maye_llm_batch *b, cons
     for (int s = 0; s < b->B; s++)
         CHECK_OR_FAIL(b->cu_seqlens[s + 1] >= b->cu_seqlens[s], "cu_seqlens decreases at sequence %d", s);
     int64_t n_img = 0;
-    for (int t = 0; t < b->T; t++) {
-        CHECK_OR_FAIL(b->ids[t] >= 0 && b->ids[t] < c->vocab, "input_ids[%d] = %lld is outside the vocabulary [0, %d)",
-                      t, (long long)b->ids[t], c->vocab);
-        n_img += b->ids[t] == c->image_token_id;
-    }
+    for (int s = 0; s < b->B; s++)
+        for (int t = b->cu_seqlens[s]; t < b->cu_seqlens[s + 1]; t++) {
+            CHECK_OR_FAIL(b->ids[t] >= 0 && b->ids[t] < c->vocab,
+                          "input_ids[%d] = %lld is outside the vocabulary [0, %d)", t, (long long)b->ids[t], c->vocab);
+            n_img += maye_llm_image_row(c, b, s, t);
+        }
     CHECK_OR_FAIL(n_img == b->n_image_embeds, "the batch has %lld image-pad tokens (id %lld) but %lld image feature "
                   "rows; each image of grid (t, h, w) needs t*h*w/%d pad tokens", (long long)n_img,
                   (long long)c->image_token_id, (long long)b->n_image_embeds, c->vision.merge * c->vision.merge);
@@ -175,9 +176,10 @@ int maye_llm_forward(const maye_model *m, const maye_llm_batch *b, maye_llm_acts
 
     embedding_forward(a->embeds, b->ids, m->w.embed, T, C);
     int64_t row = 0;
-    for (int t = 0; t < T; t++)
-        if (b->ids[t] == c->image_token_id)
-            memcpy(a->embeds + (size_t)t * C, b->image_embeds + (size_t)(row++) * C, sizeof(float) * (size_t)C);
+    for (int s = 0; s < b->B; s++)
+        for (int t = b->cu_seqlens[s]; t < b->cu_seqlens[s + 1]; t++)
+            if (maye_llm_image_row(c, b, s, t))
+                memcpy(a->embeds + (size_t)t * C, b->image_embeds + (size_t)(row++) * C, sizeof(float) * (size_t)C);
     maye_mrope_tables(c, b->pos, T, T, a->cos, a->sin);
     memcpy(a->resid, a->embeds, sizeof(float) * (size_t)T * C);
 

@@ -152,6 +152,11 @@ void maye_vision_layout_free(maye_vision_layout *lo);
 // *rope_delta = max position + 1 - T, so a token appended at index t >= T has all three positions t + delta.
 int maye_mrope_positions(const maye_model_config *c, const int64_t *ids, int T, const int64_t *grid_thw,
                          int n_images, int64_t *pos, int64_t ld, int64_t *rope_delta);
+// Positions of a prompt (its first n_prompt of T tokens, holding the images) followed by a sampled response:
+// the response's tokens continue as text, t + rope_delta on all three axes, as the decoder placed them
+// (an image-pad id inside the response is an ordinary token).
+int maye_mrope_positions_response(const maye_model_config *c, const int64_t *ids, int T, int n_prompt,
+                                  const int64_t *grid_thw, int n_images, int64_t *pos, int64_t ld);
 
 // ----------------------------------------------------------------------------
 // language model
@@ -165,7 +170,14 @@ typedef struct {
     const int64_t *pos;         // (3, T) M-RoPE positions (maye_mrope_positions per sequence)
     const float *image_embeds;  // (NI, C) scattered into the image-pad tokens in order; NULL when NI = 0
     int64_t n_image_embeds;     // NI
+    const int *n_prompt;        // (B) image-pad ids are images only in the first n_prompt[b] tokens of sequence b
+                                // (a sampled response may hold the id as an ordinary token); NULL = everywhere
 } maye_llm_batch;
+
+// Whether row t, in sequence s of the batch, takes an image feature instead of its token's embedding.
+static inline int maye_llm_image_row(const maye_model_config *c, const maye_llm_batch *b, int s, int t) {
+    return b->ids[t] == c->image_token_id && (!b->n_prompt || t < b->cu_seqlens[s] + b->n_prompt[s]);
+}
 
 // Where a layer's attention finds keys and values. Sequence b's rows (after rotary) live at k[b], v[b]
 // ((n_past[b] + new tokens), KV*D): rows [0, n_past[b]) are already there (a KV cache) and the layer writes

@@ -71,3 +71,12 @@ int maye_mrope_positions(const maye_model_config *c, const int64_t *ids, int T, 
 void maye_mrope_tables(const maye_model_config *c, const int64_t *pos, int64_t ld, int T, float *cos, float *sin) {
     mrope_cos_sin_forward(cos, sin, pos, ld, T, c->head_dim, c->rope_theta, c->mrope_section);
 }
+
+int maye_mrope_positions_response(const maye_model_config *c, const int64_t *ids, int T, int n_prompt,
+                                  const int64_t *grid_thw, int n_images, int64_t *pos, int64_t ld) {
+    int64_t delta;
+    TRY(maye_mrope_positions(c, ids, n_prompt, grid_thw, n_images, pos, ld, &delta));
+    for (int a = 0; a < 3; a++)
+        for (int t = n_prompt; t < T; t++) pos[a * ld + t] = t + delta;
+    return 0;
+}

@@ -25,7 +25,7 @@ static int score_chunk(maye_scorer *s, const maye_model *m, const maye_score_ite
         maye_llm_acts_init(&s->acts, c, T, T, 0);
         s->have_acts = 1;
     }
-    int *cu = xmalloc(sizeof(int) * (size_t)(count + 1));
+    int *cu = xmalloc(sizeof(int) * (size_t)(count + 1)), *n_prompt = xmalloc(sizeof(int) * (size_t)count);
     int64_t *ids = xmalloc(sizeof(int64_t) * (size_t)T), *pos = xmalloc(sizeof(int64_t) * 3 * (size_t)T);
     int64_t *targets = xmalloc(sizeof(int64_t) * (size_t)T);
     float *embeds = NI ? xmalloc(sizeof(float) * (size_t)(NI * c->hidden)) : NULL;
@@ -41,8 +41,9 @@ static int score_chunk(maye_scorer *s, const maye_model *m, const maye_score_ite
             // the next token of a response position; -1 where nothing is scored
             targets[off + t] = t + 1 < it->T && t + 1 >= it->n_prompt ? it->ids[t + 1] : -1;
         }
-        int64_t delta;
-        rc = maye_mrope_positions(c, ids + off, it->T, it->grid_thw, it->n_images, pos_one, it->T, &delta);
+        rc = maye_mrope_positions_response(c, ids + off, it->T, it->n_prompt, it->grid_thw, it->n_images, pos_one,
+                                           it->T);
+        n_prompt[i - first] = it->n_prompt;
         for (int a = 0; a < 3 && rc == 0; a++) memcpy(pos + (size_t)a * T + off, pos_one + (size_t)a * it->T,
                                                      sizeof(int64_t) * (size_t)it->T);
         if (it->n_image_embeds) {
@@ -55,7 +56,7 @@ static int score_chunk(maye_scorer *s, const maye_model *m, const maye_score_ite
     // positions are laid out (3, T) over the packed batch
     if (rc == 0) {
         maye_llm_batch b = {.B = count, .T = T, .cu_seqlens = cu, .ids = ids, .pos = pos, .image_embeds = embeds,
-                            .n_image_embeds = NI};
+                            .n_image_embeds = NI, .n_prompt = n_prompt};
         rc = maye_llm_forward(m, &b, &s->acts);
         if (rc == 0) rc = maye_llm_logprobs(m, &s->acts, targets, temperature, lp, ent);
     }
@@ -66,7 +67,7 @@ static int score_chunk(maye_scorer *s, const maye_model *m, const maye_score_ite
         memcpy(logprobs[i], lp + base, sizeof(float) * (size_t)nr);
         if (entropy) memcpy(entropy[i], ent + base, sizeof(float) * (size_t)nr);
     }
-    free(cu), free(ids), free(pos), free(pos_one), free(targets), free(embeds), free(lp), free(ent);
+    free(cu), free(n_prompt), free(ids), free(pos), free(pos_one), free(targets), free(embeds), free(lp), free(ent);
     return rc;
 }
 

@@ -118,6 +118,7 @@ static int feature_cache_build(maye_trainer *tr, train_seq *seq, int n, feature_
 typedef struct {
     int K, T, R;              // sequences, packed tokens, longest response
     int *cu;                  // (K+1)
+    int *n_prompt;            // (K)
     int64_t *ids, *pos, *targets; // (T), (3, T), (T)
     float *embeds;            // (NI, C)
     int64_t NI;
@@ -130,7 +131,7 @@ typedef struct {
 } micro_batch;
 
 static void micro_free(micro_batch *mb) {
-    free(mb->cu), free(mb->ids), free(mb->pos), free(mb->targets), free(mb->embeds), free(mb->pixels);
+    free(mb->cu), free(mb->n_prompt), free(mb->ids), free(mb->pos), free(mb->targets), free(mb->embeds), free(mb->pixels);
     free(mb->grid), free(mb->logprobs), free(mb->entropy), free(mb->dlogprobs), free(mb->dembeds);
     memset(mb, 0, sizeof *mb);
 }
@@ -143,6 +144,7 @@ static int micro_forward(maye_trainer *tr, const train_seq *seq, const int *idx,
     memset(mb, 0, sizeof *mb);
     mb->K = K;
     mb->cu = xmalloc(sizeof(int) * (size_t)(K + 1));
+    mb->n_prompt = xmalloc(sizeof(int) * (size_t)K);
     int T = 0;
     for (int k = 0; k < K; k++) {
         const train_seq *s = &seq[idx[k]];
@@ -177,8 +179,8 @@ static int micro_forward(maye_trainer *tr, const train_seq *seq, const int *idx,
             mb->ids[off + t] = s->ids[t];
             mb->targets[off + t] = t + 1 < s->T && t + 1 >= s->n_prompt ? s->ids[t + 1] : -1;
         }
-        int64_t delta;
-        TRY(maye_mrope_positions(c, mb->ids + off, s->T, p->grid_thw, p->n_images, pos1, s->T, &delta));
+        mb->n_prompt[k] = s->n_prompt;
+        TRY(maye_mrope_positions_response(c, mb->ids + off, s->T, s->n_prompt, p->grid_thw, p->n_images, pos1, s->T));
         for (int a = 0; a < 3; a++) memcpy(mb->pos + (size_t)a * T + off, pos1 + (size_t)a * s->T, sizeof(int64_t) * (size_t)s->T);
         if (p->n_images) {
             memcpy(mb->grid + 3 * img, p->grid_thw, sizeof(int64_t) * 3 * (size_t)p->n_images);
@@ -207,7 +209,7 @@ static int micro_forward(maye_trainer *tr, const train_seq *seq, const int *idx,
         tr->T_cap = T;
     }
     maye_llm_batch b = {.B = K, .T = T, .cu_seqlens = mb->cu, .ids = mb->ids, .pos = mb->pos,
-                        .image_embeds = mb->NI ? mb->embeds : NULL, .n_image_embeds = mb->NI};
+                        .image_embeds = mb->NI ? mb->embeds : NULL, .n_image_embeds = mb->NI, .n_prompt = mb->n_prompt};
     TRY(maye_llm_forward(&tr->model, &b, &tr->lt.acts));
     float temperature = seq[idx[0]].temperature;
     return maye_llm_logprobs(&tr->model, &tr->lt.acts, mb->targets, temperature, mb->logprobs, mb->entropy);
@@ -218,7 +220,7 @@ static int resp_row(const micro_batch *mb, const train_seq *s, int k, int r) { r
 
 static int micro_backward(maye_trainer *tr, const train_seq *seq, const int *idx, micro_batch *mb) {
     maye_llm_batch b = {.B = mb->K, .T = mb->T, .cu_seqlens = mb->cu, .ids = mb->ids, .pos = mb->pos,
-                        .image_embeds = mb->NI ? mb->embeds : NULL, .n_image_embeds = mb->NI};
+                        .image_embeds = mb->NI ? mb->embeds : NULL, .n_image_embeds = mb->NI, .n_prompt = mb->n_prompt};
     float temperature = seq[idx[0]].temperature;
     TRY(maye_llm_backward(&tr->model, &tr->lt, &b, mb->targets, temperature, mb->logprobs, mb->dlogprobs,
                           &tr->grads, tr->train_vision && mb->NI ? mb->dembeds : NULL));

@@ -101,15 +101,15 @@ static int run_step(update_stage *s, ProtobufCMessage **msgs, int n, int64_t ste
         TRY(maye_trainer_rl_step(&s->tr, t, n, total, &m));
     }
     double secs = maye_now() - t0;
-    int rc = maye_weight_publish(&s->tr.model, s->cfg.run_dir, s->tr.version, step, s->tr.groups, s->sync,
-                                 2 + (int)s->cfg.update.max_staleness);
-    if (rc == 0) {
-        if (m.n < MAYE_STEP_MAX_VALUES) {
-            snprintf(m.names[m.n], sizeof m.names[0], "seconds");
-            m.values[m.n++] = secs;
-        }
-        rc = write_metrics(s, step, epoch, &m);
+    if (m.n < MAYE_STEP_MAX_VALUES) {
+        snprintf(m.names[m.n], sizeof m.names[0], "seconds");
+        m.values[m.n++] = secs;
     }
+    // the step's metrics first, then its version: the orchestrator logs the step before evaluating the version
+    int rc = write_metrics(s, step, epoch, &m);
+    if (rc == 0)
+        rc = maye_weight_publish(&s->tr.model, s->cfg.run_dir, s->tr.version, step, s->tr.groups, s->sync,
+                                 2 + (int)s->cfg.update.max_staleness);
     maye_step_metrics_free(&m);
     TRY(rc);
     log_debug("step %lld trained in %.1f s -> version %lld", (long long)step, secs, (long long)s->tr.version);
@@ -152,7 +152,7 @@ int main(int argc, char **argv) {
     cpu_set_threads((int)s.cfg.model.threads);
     if (maye_trainer_init(&s.tr, &s.cfg, model_dir, 0) < 0) goto fail;
     if (resume && maye_trainer_resume(&s.tr, resume) < 0) goto fail;
-    s.last_saved = resume ? s.tr.steps_done : -1;
+    s.last_saved = s.tr.steps_done; // nothing new to save before the first trained step
     if (s.sft) {
         char *tp;
         if (maye_run_tokenizer_path(&s.cfg, &tp) < 0) goto fail;

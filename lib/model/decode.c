@@ -1,0 +1,389 @@
+// The CPU steps of the generation engine (see decode.h): the row-invariant matmul, the prefill of one prompt
+// into its KV range, and the decode step over the live batch. Every per-row buffer of the decode workspace
+// has a row stride rounded up to 16 floats, so all rows are 64-byte aligned and vectorised loops split every
+// row the same way whatever its index.
+#include "model/decode.h"
+
+#include "core/error.h"
+#include "kernels/cpu/kernels.h"
+#include "model/lanes.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TILE_R 4            // input rows per tile
+#define TILE_J 3            // weight rows per tile
+#define BLOCK_FLOATS 16384  // weight floats per parallel block (64 KB, stays in L2 while the row tiles pass)
+#define PV_COLS 64          // value columns an attention head accumulates in registers at a time
+#define MATMUL_MAX_N 3      // weight matrices one fused product takes (q, k, v)
+#define ROWS_PARALLEL_MIN 8 // sequences from which a decode step spreads its per-row work over the threads
+
+static inline size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
+
+// ----------------------------------------------------------------------------
+// row-invariant matmul
+
+// An R x J tile of out against weight rows w (J, C). The inputs' first C8 columns are read in groups of 8:
+// row r's group g at x + g * xk + r * xs (xk = 32, xs = 8 for a packed tile; xk = 8, xs = its row stride
+// for plain rows); the tail columns come from the plain rows xt (row stride ldt).
+static inline __attribute__((always_inline)) void tile(float *out, int64_t ldo, const float *x, int64_t xk,
+                                                       int64_t xs, const float *xt, int64_t ldt, const float *w,
+                                                       const float *bias, int C, int R, int J) {
+    lanes8 acc[TILE_R][TILE_J];
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < J; j++) acc[r][j] = lanes_zero();
+    int C8 = C & ~7;
+    for (int k = 0, g = 0; k < C8; k += 8, g++) {
+        lanes8 wv[TILE_J];
+        for (int j = 0; j < J; j++) wv[j] = lanes_load(w + (size_t)j * C + k);
+        for (int r = 0; r < R; r++) {
+            lanes8 xv = lanes_load(x + g * xk + r * xs);
+            for (int j = 0; j < J; j++) acc[r][j] = lanes_fma(xv, wv[j], acc[r][j]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        for (int j = 0; j < J; j++) {
+            float s = lanes_sum(acc[r][j]);
+            for (int k = C8; k < C; k++) s = fmaf(xt[r * ldt + k], w[(size_t)j * C + k], s);
+            out[r * ldo + j] = bias ? s + bias[j] : s;
+        }
+    }
+}
+
+#define TILE_FN(R, J)                                                                                          \
+    static void tile_##R##x##J(float *out, int64_t ldo, const float *x, int64_t xk, int64_t xs, const float *xt, \
+                               int64_t ldt, const float *w, const float *bias, int C) {                        \
+        tile(out, ldo, x, xk, xs, xt, ldt, w, bias, C, R, J);                                                  \
+    }
+TILE_FN(1, 1) TILE_FN(1, 2) TILE_FN(1, 3)
+TILE_FN(2, 1) TILE_FN(2, 2) TILE_FN(2, 3)
+TILE_FN(3, 1) TILE_FN(3, 2) TILE_FN(3, 3)
+TILE_FN(4, 1) TILE_FN(4, 2) TILE_FN(4, 3)
+
+typedef void (*tile_fn)(float *, int64_t, const float *, int64_t, int64_t, const float *, int64_t, const float *,
+                        const float *, int);
+static const tile_fn tiles[TILE_R][TILE_J] = {
+    {tile_1x1, tile_1x2, tile_1x3},
+    {tile_2x1, tile_2x2, tile_2x3},
+    {tile_3x1, tile_3x2, tile_3x3},
+    {tile_4x1, tile_4x2, tile_4x3},
+};
+
+size_t maye_matmul_rows_pack_floats(int T, int C) {
+    return (size_t)(T + TILE_R - 1) / TILE_R * TILE_R * (size_t)(C > 8 ? C : 8);
+}
+
+// Packs the first C8 columns of T rows as tiles of TILE_R rows, 8 columns at a time: (T/4, C8/8, 4, 8), the
+// rows past T zero; into buf when given, else into a new allocation. One contiguous stream per tile instead
+// of four strided ones.
+static float *pack_rows(float *buf, const float *inp, int64_t ldi, int T, int C8) {
+    float *p = buf;
+    if (!p && posix_memalign((void **)&p, 64, sizeof(float) * maye_matmul_rows_pack_floats(T, C8)) != 0)
+        maye_die("out of memory: packing %d x %d inputs", T, C8);
+    for (int t0 = 0; t0 < T; t0 += TILE_R) {
+        float *dst = p + (size_t)t0 * C8;
+        for (int k = 0; k < C8; k += 8)
+            for (int r = 0; r < TILE_R; r++, dst += 8) {
+                if (t0 + r < T) memcpy(dst, inp + (t0 + r) * ldi + k, 8 * sizeof(float));
+                else memset(dst, 0, 8 * sizeof(float));
+            }
+    }
+    return p;
+}
+
+// Products of one input with n weight matrices in one parallel loop over all their blocks (the input packed
+// once): out[i] (T, OC[i]) = inp (T, C) @ w[i] (OC[i], C)^T + bias[i].
+static void matmul_rows_n(int n, float *const *out, const int64_t *ldo, const float *const *w,
+                          const float *const *bias, const int *OC, const float *inp, int64_t ldi, int T, int C,
+                          float *pack) {
+    if (T <= 0) return;
+    int C8 = C > 0 ? C & ~7 : 0;
+    int packed = T >= TILE_R;
+    float *pk = packed ? pack_rows(pack, inp, ldi, T, C8) : NULL;
+    int jb = BLOCK_FLOATS / (C > 0 ? C : 1) / TILE_J * TILE_J;
+    if (jb < TILE_J) jb = TILE_J;
+    int first[MATMUL_MAX_N + 1] = {0}; // first block of each matrix
+    int64_t work = 0;
+    for (int i = 0; i < n; i++) {
+        first[i + 1] = first[i] + (OC[i] + jb - 1) / jb;
+        work += (int64_t)T * OC[i] * (C > 0 ? C : 1);
+    }
+#pragma omp parallel for schedule(static) if (work > (1 << 18) && first[n] > 1)
+    for (int b = 0; b < first[n]; b++) {
+        int i = 0;
+        while (b >= first[i + 1]) i++;
+        int j0 = (b - first[i]) * jb, j1 = j0 + jb < OC[i] ? j0 + jb : OC[i];
+        for (int j = j0; j < j1; j += TILE_J) {
+            int J = j1 - j < TILE_J ? j1 - j : TILE_J;
+            const float *wj = w[i] + (size_t)j * C;
+            const float *bj = bias[i] ? bias[i] + j : NULL;
+            float *o = out[i] + j;
+            for (int t = 0; t < T; t += TILE_R) {
+                int R = T - t < TILE_R ? T - t : TILE_R;
+                if (packed)
+                    tiles[R - 1][J - 1](o + t * ldo[i], ldo[i], pk + (size_t)t * C8, 32, 8, inp + t * ldi, ldi, wj,
+                                        bj, C);
+                else
+                    tiles[R - 1][J - 1](o + t * ldo[i], ldo[i], inp + t * ldi, 8, ldi, inp + t * ldi, ldi, wj, bj,
+                                        C);
+            }
+        }
+    }
+    if (pk != pack) free(pk);
+}
+
+void maye_matmul_rows(float *out, int64_t ldo, const float *inp, int64_t ldi, const float *w, const float *bias,
+                      int T, int C, int OC, float *pack) {
+    if (OC > 0) matmul_rows_n(1, &out, &ldo, &w, &bias, &OC, inp, ldi, T, C, pack);
+}
+
+// ----------------------------------------------------------------------------
+// prefill
+
+void maye_prefill(const maye_model *m, maye_llm_acts *a, maye_kv_pool *pool, int h, const int64_t *ids, int T,
+                  const int64_t *pos, const float *image_embeds, float *logits) {
+    const maye_model_config *c = &m->cfg;
+    int C = c->hidden;
+    embedding_forward(a->embeds, ids, m->w.embed, T, C);
+    int64_t row = 0;
+    for (int t = 0; t < T; t++)
+        if (ids[t] == c->image_token_id)
+            memcpy(a->embeds + (size_t)t * C, image_embeds + (size_t)(row++) * C, sizeof(float) * (size_t)C);
+    maye_mrope_tables(c, pos, T, T, a->cos, a->sin);
+    memcpy(a->resid, a->embeds, sizeof(float) * (size_t)T * C);
+    int cu[2] = {0, T};
+    float *kp, *vp;
+    maye_kv_view kv = {1, cu, NULL, &kp, &vp};
+    // the attention scratch depends on T alone, so the blocking of the prompt's rows does not depend on how
+    // large the activations were made for other prompts
+    size_t scratch_n = attention_scratch_floats(T);
+    if (scratch_n > a->scratch_n) scratch_n = a->scratch_n;
+    for (int l = 0; l < c->layers; l++) {
+        maye_llm_layer_acts la = maye_llm_acts_layer(a, c, l);
+        kp = maye_kv_keys(pool, l, h);
+        vp = maye_kv_values(pool, l, h);
+        maye_llm_layer_forward(m, l, a->resid, a->resid, T, a->cos, a->sin, &kv, &la, a->scratch, scratch_n);
+    }
+    rmsnorm_forward(a->hidden, NULL, a->resid + (size_t)(T - 1) * C, m->w.norm_w, 1, C, c->rms_eps);
+    maye_matmul_rows(logits, c->vocab, a->hidden, C, m->w.lm_head, NULL, 1, C, c->vocab, NULL);
+}
+
+// ----------------------------------------------------------------------------
+// decode attention
+
+// Scores of a query against nk keys (row stride ldk): s_j = dot(q, k_j) * scale with the arithmetic of
+// maye_matmul_rows (lane sums over D8 in order, the fixed reduction, then the tail by fmaf), eight keys at a
+// time so their reductions share the shuffles.
+static void scores_row(float *S, const float *q, const float *K, int64_t ldk, int nk, int D, float scale) {
+    int D8 = D & ~7, j = 0;
+    for (; j + 8 <= nk; j += 8) {
+        lanes8 acc[8];
+        for (int i = 0; i < 8; i++) acc[i] = lanes_zero();
+        for (int d = 0; d < D8; d += 8) {
+            lanes8 qv = lanes_load(q + d);
+            for (int i = 0; i < 8; i++) acc[i] = lanes_fma(qv, lanes_load(K + (j + i) * ldk + d), acc[i]);
+        }
+        lanes_store(S + j, lanes_sum8(acc));
+    }
+    for (; j < nk; j++) {
+        lanes8 acc = lanes_zero();
+        for (int d = 0; d < D8; d += 8) acc = lanes_fma(lanes_load(q + d), lanes_load(K + j * ldk + d), acc);
+        S[j] = lanes_sum(acc);
+    }
+    for (j = 0; j < nk; j++) {
+        float s = S[j];
+        for (int d = D8; d < D; d++) s = fmaf(q[d], K[j * ldk + d], s);
+        S[j] = s * scale;
+    }
+}
+
+// One query row per sequence against its n[b] cached rows: for sequence b and head h (kv head g = h / (H/KV)),
+// s_j = (q . k_j) / sqrt(D), p = softmax(s), out = sum_j p_j v_j, each (b, h) on its own with a fixed order of
+// operations (so a sequence's result does not depend on the others). scores: a row of ld_scores floats per
+// thread.
+static void decode_attention(float *out, int64_t ldo, const float *q, int64_t ldq, float *const *k, float *const *v,
+                             int KVD, const int *n, int B, int H, int KV, int D, float *scores, size_t ld_scores) {
+    int group = H / KV;
+    float scale = 1.0f / sqrtf((float)D);
+    int64_t work = 0;
+    for (int b = 0; b < B; b++) work += (int64_t)n[b] * H * D;
+#pragma omp parallel for collapse(2) schedule(dynamic) if (work > (1 << 16))
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            float *S = scores + (size_t)omp_get_thread_num() * ld_scores;
+            const float *K = k[b] + (size_t)(h / group) * D, *Vv = v[b] + (size_t)(h / group) * D;
+            int nk = n[b], j = 0;
+            scores_row(S, q + b * ldq + (int64_t)h * D, K, KVD, nk, D, scale);
+            float mx = -INFINITY;
+            for (j = 0; j < nk; j++) mx = S[j] > mx ? S[j] : mx;
+            lanes8 vm = lanes_set1(mx), lo = lanes_set1(-87.0f), acc = lanes_zero();
+            for (j = 0; j + 8 <= nk; j += 8) {
+                lanes8 e = lanes_exp(lanes_max(lanes_sub(lanes_load(S + j), vm), lo));
+                lanes_store(S + j, e);
+                acc = lanes_fma(e, lanes_set1(1.0f), acc);
+            }
+            float sum = lanes_sum(acc);
+            for (; j < nk; j++) sum += S[j] = lanes_exp1(S[j] - mx);
+            float inv = 1.0f / sum, *o = out + b * ldo + (int64_t)h * D;
+            for (j = 0; j < nk; j++) S[j] *= inv;
+            // out[d] = sum_j p_j v_j[d] in key order, 64 columns at a time held in registers
+            int d0 = 0;
+            while (D - d0 >= 8) {
+                int nv = (D - d0) / 8 < PV_COLS / 8 ? (D - d0) / 8 : PV_COLS / 8;
+                lanes8 acc[PV_COLS / 8];
+                for (int i = 0; i < nv; i++) acc[i] = lanes_zero();
+                for (j = 0; j < nk; j++) {
+                    lanes8 p = lanes_set1(S[j]);
+                    const float *vj = Vv + (size_t)j * KVD + d0;
+                    for (int i = 0; i < nv; i++) acc[i] = lanes_fma(p, lanes_load(vj + 8 * i), acc[i]);
+                }
+                for (int i = 0; i < nv; i++) lanes_store(o + d0 + 8 * i, acc[i]);
+                d0 += 8 * nv;
+            }
+            for (int d = d0; d < D; d++) {
+                float a = 0;
+                for (j = 0; j < nk; j++) a = fmaf(S[j], Vv[(size_t)j * KVD + d], a);
+                o[d] = a;
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// decode step
+
+// gate (n) = silu(gate) * up = gate / (1 + exp(-gate)) * up, exp's argument clamped to [-87, 88].
+static void silu_mul_row(float *gate, const float *up, int n) {
+    lanes8 lo = lanes_set1(-87.0f), hi = lanes_set1(88.0f), one = lanes_set1(1.0f), zero = lanes_zero();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        lanes8 g = lanes_load(gate + i);
+        lanes8 e = lanes_exp(lanes_min(lanes_max(lanes_sub(zero, g), lo), hi));
+        lanes_store(gate + i, lanes_mul(lanes_div(g, lanes_add(one, e)), lanes_load(up + i)));
+    }
+    for (; i < n; i++) {
+        float x = -gate[i];
+        x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+        gate[i] = gate[i] / (1.0f + maye_sample_expf(x)) * up[i];
+    }
+}
+
+void maye_decode_ws_init(maye_decode_ws *ws, const maye_model_config *c, int B_cap, int max_ctx) {
+    memset(ws, 0, sizeof *ws);
+    if (B_cap < 1) B_cap = 1;
+    if (max_ctx < 1) max_ctx = 1;
+    ws->B_cap = B_cap, ws->max_ctx = max_ctx;
+    ws->ldv = (int)pad16((size_t)c->vocab);
+    size_t B = (size_t)B_cap, C = pad16((size_t)c->hidden), HD = pad16((size_t)c->heads * c->head_dim),
+           KVD = pad16((size_t)c->kv_heads * c->head_dim), I = pad16((size_t)c->intermediate),
+           D2 = pad16((size_t)c->head_dim / 2), widest = C > HD ? (C > I ? C : I) : (HD > I ? HD : I);
+    struct {
+        float **ptr;
+        size_t n;
+    } table[] = {
+        {&ws->x, B * C},     {&ws->ln, B * C},    {&ws->q, B * HD},    {&ws->k, B * KVD},
+        {&ws->v, B * KVD},   {&ws->att, B * HD},  {&ws->h, B * C},     {&ws->gate, B * I},
+        {&ws->up, B * I},    {&ws->cos, B * D2},  {&ws->sin, B * D2},  {&ws->logits, B * (size_t)ws->ldv},
+        {&ws->pack, maye_matmul_rows_pack_floats(B_cap, (int)widest)},
+    };
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++) n += pad16(table[i].n);
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, n * sizeof(float)) != 0)
+        maye_die("out of memory: %.2f GB of decode workspace for %d sequences", n * 4.0 / 1e9, B_cap);
+    ws->memory = mem;
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
+        *table[i].ptr = ws->memory + off;
+        off += pad16(table[i].n);
+    }
+    ws->pos = xmalloc(sizeof(int64_t) * 3 * B);
+    ws->nk = xmalloc(sizeof(int) * B);
+    ws->kp = xmalloc(sizeof(float *) * B);
+    ws->vp = xmalloc(sizeof(float *) * B);
+}
+
+void maye_decode_ws_free(maye_decode_ws *ws) {
+    free(ws->memory), free(ws->scores), free(ws->pos), free(ws->nk), free(ws->kp), free(ws->vp);
+    memset(ws, 0, sizeof *ws);
+}
+
+void maye_decode_step(const maye_model *m, maye_decode_ws *ws, const maye_kv_pool *pool, int B, const int64_t *ids,
+                      const int64_t *pos, const int *kv, const int *n_past) {
+    const maye_model_config *c = &m->cfg;
+    const maye_weights *w = &m->w;
+    int C = c->hidden, H = c->heads, KV = c->kv_heads, D = c->head_dim, HD = H * D, KVD = KV * D,
+        I = c->intermediate, V = c->vocab;
+    int64_t ldc = (int64_t)pad16((size_t)C), ldhd = (int64_t)pad16((size_t)HD),
+            ldkv = (int64_t)pad16((size_t)KVD), ldi = (int64_t)pad16((size_t)I), ld2 = (int64_t)pad16((size_t)D / 2);
+    float *pk = ws->pack, eps = c->rms_eps;
+    if (B > ws->B_cap) maye_die("decode step of %d sequences in a workspace for %d", B, ws->B_cap);
+    for (int b = 0; b < B; b++)
+        if (n_past[b] + 1 > ws->max_ctx)
+            maye_die("decode step: context of %d rows in a workspace for %d", n_past[b] + 1, ws->max_ctx);
+    // one row of max_ctx scores per thread
+    size_t ld_scores = pad16((size_t)ws->max_ctx), need = (size_t)omp_get_max_threads() * ld_scores;
+    if (need > ws->n_scores) {
+        free(ws->scores);
+        if (posix_memalign((void **)&ws->scores, 64, need * sizeof(float)) != 0)
+            maye_die("out of memory: %.2f GB of attention scores", need * 4.0 / 1e9);
+        ws->n_scores = need;
+    }
+    int rows_parallel = B >= ROWS_PARALLEL_MIN; // the per-row work between the matmuls, spread over threads
+
+#pragma omp parallel for schedule(static) if (rows_parallel)
+    for (int b = 0; b < B; b++) {
+        memcpy(ws->x + b * ldc, w->embed + (size_t)ids[b] * C, sizeof(float) * (size_t)C);
+        for (int a = 0; a < 3; a++) ws->pos[a * B + b] = pos[b];
+        ws->nk[b] = n_past[b] + 1;
+        maye_mrope_tables(c, ws->pos + b, B, 1, ws->cos + b * ld2, ws->sin + b * ld2);
+        rmsnorm_forward(ws->ln + b * ldc, NULL, ws->x + b * ldc, w->ln1_w, 1, C, eps);
+    }
+    for (int l = 0; l < c->layers; l++) {
+        size_t L = (size_t)l;
+        const float *next_norm = l + 1 < c->layers ? w->ln1_w + (L + 1) * C : w->norm_w;
+        {
+            float *const o[3] = {ws->q, ws->k, ws->v};
+            const int64_t ld[3] = {ldhd, ldkv, ldkv};
+            const float *const wt[3] = {w->q_w + L * HD * C, w->k_w + L * KVD * C, w->v_w + L * KVD * C};
+            const float *const bs[3] = {w->q_b + L * HD, w->k_b + L * KVD, w->v_b + L * KVD};
+            const int oc[3] = {HD, KVD, KVD};
+            matmul_rows_n(3, o, ld, wt, bs, oc, ws->ln, ldc, B, C, pk);
+        }
+#pragma omp parallel for schedule(static) if (rows_parallel)
+        for (int b = 0; b < B; b++) {
+            rope_forward(ws->q + b * ldhd, ws->cos + b * ld2, ws->sin + b * ld2, 1, H, D, HD);
+            rope_forward(ws->k + b * ldkv, ws->cos + b * ld2, ws->sin + b * ld2, 1, KV, D, KVD);
+            ws->kp[b] = maye_kv_keys(pool, l, kv[b]);
+            ws->vp[b] = maye_kv_values(pool, l, kv[b]);
+            memcpy(ws->kp[b] + (size_t)n_past[b] * KVD, ws->k + b * ldkv, sizeof(float) * (size_t)KVD);
+            memcpy(ws->vp[b] + (size_t)n_past[b] * KVD, ws->v + b * ldkv, sizeof(float) * (size_t)KVD);
+        }
+        decode_attention(ws->att, ldhd, ws->q, ldhd, ws->kp, ws->vp, KVD, ws->nk, B, H, KV, D, ws->scores, ld_scores);
+        maye_matmul_rows(ws->h, ldc, ws->att, ldhd, w->o_w + L * C * HD, NULL, B, HD, C, pk);
+#pragma omp parallel for schedule(static) if (rows_parallel)
+        for (int b = 0; b < B; b++) {
+            residual_forward(ws->h + b * ldc, ws->h + b * ldc, ws->x + b * ldc, C);
+            rmsnorm_forward(ws->ln + b * ldc, NULL, ws->h + b * ldc, w->ln2_w + L * C, 1, C, eps);
+        }
+        {
+            float *const o[2] = {ws->gate, ws->up};
+            const int64_t ld[2] = {ldi, ldi};
+            const float *const wt[2] = {w->gate_w + L * I * C, w->up_w + L * I * C};
+            const float *const bs[2] = {NULL, NULL};
+            const int oc[2] = {I, I};
+            matmul_rows_n(2, o, ld, wt, bs, oc, ws->ln, ldc, B, C, pk);
+        }
+#pragma omp parallel for schedule(static) if (rows_parallel)
+        for (int b = 0; b < B; b++) silu_mul_row(ws->gate + b * ldi, ws->up + b * ldi, I);
+        maye_matmul_rows(ws->x, ldc, ws->gate, ldi, w->down_w + L * C * I, NULL, B, I, C, pk);
+#pragma omp parallel for schedule(static) if (rows_parallel)
+        for (int b = 0; b < B; b++) {
+            residual_forward(ws->x + b * ldc, ws->x + b * ldc, ws->h + b * ldc, C);
+            rmsnorm_forward(ws->ln + b * ldc, NULL, ws->x + b * ldc, next_norm, 1, C, eps);
+        }
+    }
+    maye_matmul_rows(ws->logits, ws->ldv, ws->ln, ldc, w->lm_head, NULL, B, C, V, pk);
+}
