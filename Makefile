@@ -2,10 +2,11 @@
 # `make test` runs every test; `make test-golden` only the reference-parity tests; `make deps` installs
 # the Debian packages; `make bench`, `make fuzz` build (and run) benchmarks and fuzz targets.
 # BUILD=dir puts all outputs in another directory (useful for parallel builds of one checkout).
-# CUDA=1 (default off) also builds the CUDA kernel layer: lib/kernels/cuda/*.cu -> $(BUILD)/libmaye_cuda.a
-# (nvcc, sm_90a for H100/H200; CUDA_ARCH=... for others), the CUDA tests tests/cuda/test_*.cu ->
-# $(BUILD)/tests/cuda/ (they exit 77, a skip, without a GPU) and the GPU benchmarks bench/gpu_*.cu;
-# `make CUDA=1 gpu-check` builds and runs them all (bench/gpu.sh). Without CUDA=1 nothing needs nvcc.
+# CUDA=1 (default off) also builds the CUDA kernel layer and the GPU model: lib/kernels/cuda/*.cu and
+# lib/model/cuda/*.cu -> $(BUILD)/libmaye_cuda.a (nvcc, sm_90a for H100/H200; CUDA_ARCH=... for others), the
+# CUDA tests tests/cuda/test_*.cu -> $(BUILD)/tests/cuda/ (they exit 77, a skip, without a GPU) and the GPU
+# benchmarks bench/gpu_*.cu; `make CUDA=1 gpu-check` builds and runs them all (bench/gpu.sh), `make CUDA=1
+# gpu-bundle` packs them for another machine. Without CUDA=1 nothing needs nvcc.
 
 BUILD ?= build
 CC ?= gcc
@@ -140,7 +141,7 @@ NVCCFLAGS ?=
 NVCC_FLAGS := -std=c++17 -O3 -g -lineinfo $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
   -Xcudafe --display_error_number -Ilib -Itests -I$(BUILD)/gen $(NVCCFLAGS)
 CUDA_LIBS := -Wl,--as-needed -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
-CUDA_SRC := $(sort $(wildcard lib/kernels/cuda/*.cu))
+CUDA_SRC := $(sort $(wildcard lib/kernels/cuda/*.cu lib/model/cuda/*.cu))
 CUDA_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CUDA_SRC))
 LIBMAYE_CUDA := $(BUILD)/libmaye_cuda.a
 CUDA_TEST_SRC := $(sort $(wildcard tests/cuda/test_*.cu))

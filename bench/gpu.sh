@@ -52,6 +52,7 @@ if [ "$mode" = bundle ]; then
   TESTS=$(ls "$bundle"/bin/test_* 2>/dev/null)
   BENCH="$bundle/bin/gpu_kernels"
   LD_LIBRARY_PATH="$(cd "$bundle/lib" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  if [ -z "${MAYE_FIXTURES:-}" ] && [ -d "$bundle/fixtures" ]; then MAYE_FIXTURES=$(cd "$bundle/fixtures" && pwd); export MAYE_FIXTURES; fi
 else
   TESTS=$(ls "$BUILD"/tests/cuda/test_* 2>/dev/null)
   BENCH="$BUILD/bench/gpu_kernels"

@@ -2,8 +2,11 @@
 # Packs the CUDA test and benchmark binaries of $BUILD (make CUDA=1 gpu-bins) into $BUILD/gpu-bundle for a GPU
 # machine that lacks this machine's Debian packages: bin/ holds the binaries (debug info stripped), lib/ the
 # shared libraries they load beyond glibc, libstdc++/libgcc and CUDA (OpenBLAS, libgomp, libgfortran, ...);
-# $BUILD/gpu-bundle.tar.gz is the same, compressed (about 15 MB), to carry to that machine.
-# Run it there with: sh bench/gpu.sh --bundle $BUILD/gpu-bundle.tar.gz   (called by `make CUDA=1 gpu-bundle`)
+# $BUILD/gpu-bundle.tar.gz is the same, compressed, to carry to that machine. fixtures/golden/ holds the golden
+# model folders of $MAYE_FIXTURES (default ../shared/fixtures; those with config.json + model.safetensors, about
+# 15 MB), which the model tests need and which do not travel with the working tree.
+# Run it there with: sh bench/gpu.sh --bundle $BUILD/gpu-bundle.tar.gz, or sh bench/gpu_model.sh --bundle ...
+# (called by `make CUDA=1 gpu-bundle`)
 set -eu
 BUILD=${BUILD:-build}
 OUT_DIR="$BUILD/gpu-bundle"
@@ -23,5 +26,12 @@ for b in $bins; do
     esac
   done
 done
+fixtures=${MAYE_FIXTURES:-../shared/fixtures}
+for d in "$fixtures"/golden/*/; do
+  [ -f "$d/config.json" ] && [ -f "$d/model.safetensors" ] || continue
+  mkdir -p "$OUT_DIR/fixtures/golden/$(basename "$d")"
+  cp "$d"/*.json "$d"/*.safetensors "$OUT_DIR/fixtures/golden/$(basename "$d")/"
+done
+[ -d "$OUT_DIR/fixtures" ] || echo "gpu_bundle: no golden model fixtures under $fixtures (set MAYE_FIXTURES): the model tests will skip them" >&2
 tar czf "$OUT_DIR.tar.gz" -C "$BUILD" gpu-bundle
 echo "gpu_bundle: $OUT_DIR ($(du -sh "$OUT_DIR" | cut -f1)) and $OUT_DIR.tar.gz ($(du -sh "$OUT_DIR.tar.gz" | cut -f1))"

@@ -1,0 +1,154 @@
+#!/bin/sh
+# The GPU model check in one command: every CUDA test (the model's first: tests/cuda/test_cuda_model*, then the
+# kernel layer's), the end-to-end benchmarks of a Qwen2-VL-2B-shaped model (bench/gpu_model.cu: rollout and
+# update), the PyTorch / transformers baseline of the same jobs (bench/gpu_model_baseline.py, when torch sees
+# the GPU) with the ratios, and compute-sanitizer's memcheck on the model kernels' test. About 2-3 minutes on
+# an H100/H200 (the baseline's generate() is most of it).
+#
+#   sh bench/gpu_model.sh                  build in $BUILD (default build) with make CUDA=1, then run
+#   sh bench/gpu_model.sh --no-build       run the binaries already in $BUILD
+#   sh bench/gpu_model.sh --bundle B       run a bundle made by `make CUDA=1 gpu-bundle` (the directory or its
+#                                          .tar.gz); its fixtures/ serve as $MAYE_FIXTURES unless that is set
+#
+# Logs go to $OUT when set (3 files, plus device.txt unless bench/gpu.sh wrote it there: model_tests.log,
+# model_bench.jsonl, model_torch.jsonl), else to $BUILD/gpu-logs. Exit status: 0 when every test passed (or
+# skipped without a GPU), 1 otherwise. GPU_SANITIZE=0 skips the memcheck, GPU_BASELINE=0 the PyTorch baseline,
+# GPU_MODEL_TESTS_ONLY=1 runs only the tests/cuda/test_cuda_model* tests.
+set -u
+BUILD=${BUILD:-build}
+mode=build
+bundle=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-build) mode=prebuilt ;;
+    --bundle) mode=bundle; bundle=${2:?--bundle needs a directory}; shift ;;
+    *) echo "usage: sh bench/gpu_model.sh [--no-build | --bundle DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+LOGS=${OUT:-$BUILD/gpu-logs}
+mkdir -p "$LOGS"
+LOG="$LOGS/model_tests.log"
+: >"$LOG"
+start=$(date +%s)
+here=$(cd "$(dirname "$0")" && pwd)
+
+# ----------------------------------------------------------------------------
+# binaries and libraries
+
+if [ "$mode" = build ]; then
+  jobs=$(nproc 2>/dev/null || echo 4)
+  if ! make BUILD="$BUILD" CUDA=1 -j"$jobs" gpu-bins >>"$LOG" 2>&1; then
+    tail -n 30 "$LOG"; echo "gpu_model.sh: build failed"; exit 1
+  fi
+fi
+if [ "$mode" = bundle ] && [ -f "$bundle" ]; then # a tarball: unpack into a scratch directory
+  scratch=$(mktemp -d "${TMPDIR:-/tmp}/gpu-bundle.XXXXXX")
+  trap 'rm -rf "$scratch"' EXIT
+  tar xzf "$bundle" -C "$scratch" || { echo "gpu_model.sh: cannot unpack $bundle"; exit 1; }
+  bundle="$scratch/gpu-bundle"
+fi
+if [ "$mode" = bundle ]; then
+  BIN="$bundle/bin"
+  TESTS="$(ls "$BIN"/test_cuda_model* 2>/dev/null) $(ls "$BIN"/test_* 2>/dev/null | grep -v /test_cuda_model)"
+  LD_LIBRARY_PATH="$(cd "$bundle/lib" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  if [ -z "${MAYE_FIXTURES:-}" ] && [ -d "$bundle/fixtures" ]; then MAYE_FIXTURES=$(cd "$bundle/fixtures" && pwd); export MAYE_FIXTURES; fi
+  BENCH="$BIN/gpu_model"
+else
+  TESTS="$(ls "$BUILD"/tests/cuda/test_cuda_model* 2>/dev/null) $(ls "$BUILD"/tests/cuda/test_* 2>/dev/null | grep -v /test_cuda_model)"
+  BENCH="$BUILD/bench/gpu_model"
+fi
+[ "${GPU_MODEL_TESTS_ONLY:-0}" = 1 ] && TESTS=$(echo "$TESTS" | tr ' ' '\n' | grep /test_cuda_model)
+# CUDA's own libraries: the toolkit next to nvcc, else the pip wheels PyTorch brought
+nvcc_path=$(command -v nvcc 2>/dev/null || true)
+for d in ${nvcc_path:+$(dirname "$(dirname "$nvcc_path")")/lib64} /usr/local/cuda/lib64; do
+  [ -d "$d" ] && LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"
+done
+if ! ldconfig -p 2>/dev/null | grep -q libcublasLt.so.13 && command -v python3 >/dev/null; then
+  wheel_libs=$(python3 -c "import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], 'lib'))" 2>/dev/null || true)
+  [ -n "$wheel_libs" ] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$wheel_libs"
+fi
+export LD_LIBRARY_PATH
+[ -n "$(echo $TESTS)" ] || { echo "gpu_model.sh: no CUDA test binaries found"; exit 1; }
+
+if [ ! -f "$LOGS/device.txt" ]; then
+  { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv 2>&1 || echo "no nvidia-smi"
+    echo "mode: $mode ${bundle}"; echo "fixtures: ${MAYE_FIXTURES:-../shared/fixtures (default)}"; } >"$LOGS/device.txt"
+fi
+echo "gpu_model.sh: $(sed -n 2p "$LOGS/device.txt")"
+
+# ----------------------------------------------------------------------------
+# tests
+
+pass=0; fail=0; skip=0; failed=""
+run_tests() {
+  for t in "$@"; do
+    name=$(basename "$t")
+    t0=$(date +%s)
+    echo "==== $name" >>"$LOG"
+    timeout 150 "$t" >"$LOGS/.$name.log" 2>&1
+    rc=$?
+    [ $rc -eq 127 ] && ldd "$t" 2>&1 | grep "not found" >>"$LOGS/.$name.log" # a library the machine lacks
+    cat "$LOGS/.$name.log" >>"$LOG"
+    secs=$(( $(date +%s) - t0 ))
+    if [ $rc -eq 0 ]; then pass=$((pass+1)); echo "PASS  $name (${secs}s)"
+    elif [ $rc -eq 77 ]; then skip=$((skip+1)); echo "SKIP  $name: $(tail -n 1 "$LOGS/.$name.log")"
+    else fail=$((fail+1)); failed="$failed $name"; echo "FAIL  $name (exit $rc, ${secs}s)"; grep -m 40 "FAIL\|fault\|error" "$LOGS/.$name.log" | sed 's/^/      /'
+    fi
+    rm -f "$LOGS/.$name.log"
+  done
+}
+# the model's tests first, the kernel layer's after the benchmarks
+run_tests $(echo "$TESTS" | tr ' ' '\n' | grep /test_cuda_model)
+echo "model tests: $pass passed, $fail failed, $skip skipped"
+
+# ----------------------------------------------------------------------------
+# benchmarks: ours, then PyTorch's on the same config with the ratios
+
+if [ $skip -eq 0 ] && [ -x "$BENCH" ]; then
+  : >"$LOGS/model_bench.jsonl"
+  for job in rollout update; do # separate processes: a fault in one leaves the other's numbers
+    timeout 120 "$BENCH" --only $job >>"$LOGS/model_bench.jsonl" 2>>"$LOG" ||
+      echo "gpu_model.sh: gpu_model --only $job exited with $? (see model_tests.log)"
+  done
+  cat "$LOGS/model_bench.jsonl"
+  cfg=$(mktemp "${TMPDIR:-/tmp}/maye-2b-config.XXXXXX.json")
+  if [ "${GPU_BASELINE:-1}" != 0 ] && "$BENCH" --write-config "$cfg" && command -v python3 >/dev/null &&
+     python3 -c "import torch, transformers; assert torch.cuda.is_available()" 2>/dev/null; then
+    PYTHONUNBUFFERED=1 timeout 200 python3 "$here/gpu_model_baseline.py" --config "$cfg" --ours "$LOGS/model_bench.jsonl" \
+      >"$LOGS/model_torch.jsonl" 2>>"$LOG" || echo "gpu_model.sh: the baseline exited with $? (see model_tests.log)"
+    cat "$LOGS/model_torch.jsonl"
+  fi
+  rm -f "$cfg"
+fi
+
+# ----------------------------------------------------------------------------
+# the kernel layer's tests
+
+run_tests $(echo "$TESTS" | tr ' ' '\n' | grep -v /test_cuda_model)
+echo "tests: $pass passed, $fail failed, $skip skipped"
+
+# ----------------------------------------------------------------------------
+# memory checker on the model kernels' test, last, when the run is still short
+
+elapsed=$(( $(date +%s) - start ))
+if [ "${GPU_SANITIZE:-1}" != 0 ] && [ $skip -eq 0 ] && [ $elapsed -lt 170 ] && command -v compute-sanitizer >/dev/null; then
+  t=$(echo "$TESTS" | tr ' ' '\n' | grep "/test_cuda_model_kernels\$" | head -n 1)
+  if [ -n "$t" ]; then
+    echo "==== memcheck test_cuda_model_kernels" >>"$LOG"
+    timeout 60 compute-sanitizer --tool memcheck --error-exitcode 99 "$t" >"$LOGS/.sanitizer.log" 2>&1
+    rc=$?
+    grep "=========" "$LOGS/.sanitizer.log" | head -n 40 >>"$LOG"
+    tail -n 3 "$LOGS/.sanitizer.log" >>"$LOG"
+    rm -f "$LOGS/.sanitizer.log"
+    case $rc in
+      0) echo "SANITIZER  test_cuda_model_kernels: memcheck clean" ;;
+      124) echo "SANITIZER  test_cuda_model_kernels: timed out after 60 s (not a failure)" ;;
+      *) echo "SANITIZER  test_cuda_model_kernels: memcheck reported errors (exit $rc; model_tests.log)"
+         fail=$((fail+1)); failed="$failed memcheck" ;;
+    esac
+  fi
+fi
+
+echo "gpu_model.sh: $pass passed, $fail failed, $skip skipped in $(( $(date +%s) - start )) s; logs in $LOGS"
+[ $fail -eq 0 ] || { echo "failed:$failed"; exit 1; }

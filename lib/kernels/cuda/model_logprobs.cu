@@ -1,0 +1,104 @@
+// The log-prob backward of model_kernels.h (cuda_logprobs_backward): the lm_head logits are rebuilt chunk by
+// chunk (never [N x V] at once), turned into dz = g ([j = y] - p_j), and pushed through the two GEMMs of
+// the lm_head backward. Each row's log-sum-exp comes from the forward's log-prob and the target's logit.
+#include "kernels/cuda/model_kernels.h"
+
+#include "kernels/cuda/matmul.cuh"
+
+#define LB_THREADS 256
+
+// ----------------------------------------------------------------------------
+// kernels
+
+// One warp per row: lse[r] = (hidden[r] . wte[targets[r]]) / temperature - logprob[r] (the dot in double).
+template <typename T>
+__global__ void __launch_bounds__(128)
+    row_lse_kernel(float *lse, const T *hidden, const T *wte, const int64_t *targets, const float *logprob, int rows,
+                   int C, float temperature) {
+    int r = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (r >= rows) return;
+    const T *h = hidden + (int64_t)r * C, *w = wte + targets[r] * (int64_t)C;
+    double s = 0;
+    for (int c = lane; c < C; c += 32) s += (double)to_f32(h[c]) * to_f32(w[c]);
+    s = warp_sum_f64(s);
+    if (lane == 0) lse[r] = (float)(s / temperature - logprob[r]);
+}
+
+// One block per row of the chunk: dz[r][j] = -g exp(z[r][j] - lse[r]), plus g at the target's column.
+template <typename T>
+__global__ void __launch_bounds__(LB_THREADS)
+    logit_grad_kernel(T *dz, const float *z, const float *lse, const float *dlogprob, const int64_t *targets, int nv,
+                      int v0) {
+    int r = blockIdx.x;
+    float l = lse[r], g = dlogprob[r];
+    int64_t y = targets[r] - v0;
+    const float *zr = z + (int64_t)r * nv;
+    T *d = dz + (int64_t)r * nv;
+    for (int j = threadIdx.x; j < nv; j += LB_THREADS) {
+        float x = -g * expf(zr[j] - l);
+        if (j == y) x += g;
+        d[j] = from_f32<T>(x);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// C API
+
+static size_t round256(size_t n) { return (n + 255) / 256 * 256; }
+
+extern "C" size_t cuda_logprobs_backward_scratch_bytes(cuda_dtype dt, int rows, int vchunk, int C) {
+    if (rows <= 0 || vchunk <= 0) return 0;
+    size_t block = (size_t)rows * (size_t)vchunk;
+    return round256(block * sizeof(float)) + round256(block * dtype_size(dt)) + round256((size_t)rows * sizeof(float));
+}
+
+extern "C" int cuda_logprobs_backward(cuda_ctx *ctx, cuda_dtype dt, float *dhidden, float *dwte, const float *dlogprob,
+                                      const float *logprob, const void *hidden, const void *wte,
+                                      const int64_t *targets, int N, int C, int V, float temperature, int rows,
+                                      int vchunk, void *scratch, cuda_stream stream) {
+    CHECK_OR_FAIL(dtype_valid(dt), "logprobs_backward: unknown dtype %d", (int)dt);
+    CHECK_OR_FAIL(N >= 0 && C >= 1 && V >= 1, "logprobs_backward: bad shape N %d C %d V %d", N, C, V);
+    CHECK_OR_FAIL(rows >= 1 && vchunk >= 1, "logprobs_backward: rows %d and vchunk %d must be >= 1", rows, vchunk);
+    CHECK_OR_FAIL(temperature > 0, "logprobs_backward: temperature %g must be > 0", (double)temperature);
+    if (N == 0) return 0;
+    size_t es = dtype_size(dt), block = (size_t)rows * (size_t)vchunk;
+    float *z = (float *)scratch;
+    void *dz = (char *)scratch + round256(block * sizeof(float));
+    float *lse = (float *)((char *)dz + round256(block * es));
+    float inv_t = 1.0f / temperature;
+    for (int r0 = 0; r0 < N; r0 += rows) {
+        int nr = N - r0 < rows ? N - r0 : rows;
+        const void *h = (const char *)hidden + (size_t)r0 * C * es;
+        if (dt == CUDA_BF16)
+            row_lse_kernel<<<(nr + 3) / 4, 128, 0, stream>>>(lse, (const bf16 *)h, (const bf16 *)wte, targets + r0,
+                                                            logprob + r0, nr, C, temperature);
+        else
+            row_lse_kernel<<<(nr + 3) / 4, 128, 0, stream>>>(lse, (const float *)h, (const float *)wte, targets + r0,
+                                                            logprob + r0, nr, C, temperature);
+        CUDA_LAUNCHED("logprobs_backward: log-sum-exp of rows %d..", r0);
+        for (int v0 = 0; v0 < V; v0 += vchunk) {
+            int nv = V - v0 < vchunk ? V - v0 : vchunk;
+            const void *w = (const char *)wte + (size_t)v0 * C * es;
+            int rc = gemm_rowmajor(ctx, dt, CUDA_F32, false, true, nr, nv, C, inv_t, h, C, w, C, 0.0f, z, nv, NULL,
+                                   stream);
+            if (rc == 0) {
+                if (dt == CUDA_BF16)
+                    logit_grad_kernel<<<nr, LB_THREADS, 0, stream>>>((bf16 *)dz, z, lse, dlogprob + r0, targets + r0, nv,
+                                                                     v0);
+                else
+                    logit_grad_kernel<<<nr, LB_THREADS, 0, stream>>>((float *)dz, z, lse, dlogprob + r0, targets + r0,
+                                                                     nv, v0);
+                cudaError_t err = cudaGetLastError();
+                if (err != cudaSuccess) rc = cuda_fail(err, "logprobs_backward: logit gradients");
+            }
+            if (rc == 0)
+                rc = gemm_rowmajor(ctx, dt, CUDA_F32, false, false, nr, C, nv, inv_t, dz, nv, w, C, v0 == 0 ? 0.0f : 1.0f,
+                                   dhidden + (size_t)r0 * C, C, NULL, stream);
+            if (rc == 0 && dwte)
+                rc = gemm_rowmajor(ctx, dt, CUDA_F32, true, false, nv, C, nr, inv_t, dz, nv, h, C, 1.0f,
+                                   dwte + (size_t)v0 * C, C, NULL, stream);
+            if (rc < 0) return maye_fail_ctx("logprobs_backward: rows %d.., vocabulary %d..", r0, v0);
+        }
+    }
+    return 0;
+}
