@@ -1,6 +1,7 @@
 # maye-c build. `make` builds libmaye, the four stages and the orchestrator (CPU backend, no CUDA needed);
-# `make test` runs every test; `make test-golden` only the reference-parity tests; `make deps` installs
-# the Debian packages; `make bench`, `make fuzz` build (and run) benchmarks and fuzz targets.
+# `make demo` runs the main job (the CPU demo); `make test` runs every test; `make test-golden` only the
+# reference-parity tests; `make deps` installs the Debian packages; `make bench`, `make fuzz` build (and
+# run) benchmarks and fuzz targets.
 # BUILD=dir puts all outputs in another directory (useful for parallel builds of one checkout).
 # CUDA=1 (default off) also builds the CUDA kernel layer and the GPU model: lib/kernels/cuda/*.cu and
 # lib/model/cuda/*.cu -> $(BUILD)/libmaye_cuda.a (nvcc, sm_90a for H100/H200; CUDA_ARCH=... for others), the
@@ -57,6 +58,8 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(patsubst %.c,$(BUILD)/%,$(BENCH_SRC))
 
 .PHONY: all lib test test-golden tests bench fuzz deps clean probe demo
+# test objects are intermediate files of the test binaries; keep them so nothing relinks needlessly
+.SECONDARY:
 all: probe $(BINS)
 lib: $(LIBMAYE)
 
@@ -122,6 +125,10 @@ fuzz:
 
 deps:
 	sh .ci/deps.sh
+
+# the main job: the CPU demo (configs/demo/run.sh), synth -> init -> SFT -> RL x 3 seeds -> report
+demo: $(BINS)
+	@MAYE_BIN=$(BUILD)/bin sh configs/demo/run.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -74,12 +74,13 @@ static void draw_shape(cairo_t *cr, shape_kind k, double x, double y, double r) 
     cairo_fill(cr);
 }
 
-// Shapes on a jittered grid of cells (no overlaps); `ood` uses more shapes and triangles.
+// Shapes on a jittered 3x3 grid of cells (no overlaps), 1-5 of the asked colour; `ood` draws triangles, a
+// shape the training split never shows, on a denser 4x4 grid.
 static void make_count(cairo_t *cr, int size, maye_rng *rng, int ood, item *it) {
     int grid = ood ? 4 : 3;
     int cells = grid * grid;
     int target = (int)maye_rng_below(rng, N_COLOURS);
-    int want = ood ? 6 + (int)maye_rng_below(rng, 4) : 1 + (int)maye_rng_below(rng, 5);
+    int want = 1 + (int)maye_rng_below(rng, 5);
     if (want > cells) want = cells;
     int others = (int)maye_rng_below(rng, (uint64_t)(cells - want < 4 ? cells - want + 1 : 4));
     int64_t order[16];
@@ -231,8 +232,8 @@ static void usage(void) {
     printf("usage: maye synth -o DIR [--train N] [--validation N] [--test N] [--size PX] [--seed S]\n"
            "                  [--kinds count,rect_area,rect_perimeter,right_triangle]\n\n"
            "Renders a visual-math dataset in MAYE's format: DIR/{train,validation,test}.jsonl and DIR/images/.\n"
-           "Train and validation share one distribution; test is out of distribution (larger numbers,\n"
-           "triangles instead of circles and squares). Same seed, same files.\n\n"
+           "Train and validation share one distribution; test is out of distribution (counting: triangles\n"
+           "instead of circles and squares on a denser grid; lengths: larger numbers). Same seed, same files.\n\n"
            "  -o DIR           output directory (created)\n"
            "  --train N        training samples (default 512)\n"
            "  --validation N   validation samples (default 64)\n"

@@ -7,6 +7,7 @@
 #include "core/util.h"
 #include "data/dataset.h"
 #include "io/records.h"
+#include "model/weightsync.h"
 #include "rl/update.h"
 
 #include <cjson/cJSON.h>
@@ -126,7 +127,7 @@ static int spawn_stage(pipeline *p, const maye_run *run, char **argv, int in, in
 }
 
 static int start_pipeline(pipeline *p, const maye_run *run, const maye_config *cfg, const maye_train_opts *o,
-                          int64_t start_step, int64_t start_version, const char *ckpt) {
+                          int64_t start_step, int64_t start_version, const char *ckpt, int64_t keep_every) {
     memset(p, 0, sizeof *p);
     p->fwd_fd[0] = p->fwd_fd[1] = -1;
     maye_procs_init(&p->ps, o->bin_dir);
@@ -140,28 +141,44 @@ static int start_pipeline(pipeline *p, const maye_run *run, const maye_config *c
         TRY(make_pipe(sr));
         TRY(make_pipe(st));
     }
-    char start[32], ver[32], fdpath[3][32], model_ov[4096], ref_ov[4096];
+    char start[32], ver[32], keep[32], fdpath[3][32], model_ov[4096], ref_ov[4096];
+    snprintf(keep, sizeof keep, "%lld", (long long)keep_every);
     snprintf(start, sizeof start, "%lld", (long long)start_step);
     snprintf(ver, sizeof ver, "%lld", (long long)start_version);
     snprintf(model_ov, sizeof model_ov, "model.path=%s", ckpt ? ckpt : cfg->model.path);
     snprintf(ref_ov, sizeof ref_ov, "model.ref_path=%s", cfg->model.ref_path[0] ? cfg->model.ref_path : cfg->model.path);
     char *cp = run->config_path;
     int rc = 0;
-    char *batch[] = {"maye-batch", "--config", cp, "--start-step", start, NULL};
+    // with train.save_streams each stage keeps a copy of its output: RUN/streams/<stage>-from-<step>.zst
+    char tee[4][4096];
+    const char *kinds[4] = {"queries", "rollouts", "trajectories", "metrics"};
+    if (cfg->train.save_streams) {
+        char *dir = maye_path_join(run->dir, "streams");
+        TRY(maye_mkdir_p(dir));
+        for (int i = 0; i < 4; i++)
+            snprintf(tee[i], sizeof tee[i], "%s/%s-from-step-%06lld.zst", dir, kinds[i], (long long)start_step);
+        free(dir);
+    }
+    char *tee_opt = cfg->train.save_streams ? "--tee" : NULL;
+    char *batch[] = {"maye-batch", "--config", cp, "--start-step", start, tee_opt, tee[0], NULL};
     rc = spawn_stage(p, run, batch, -1, q[1], NULL, 0);
     if (o->sft) {
         snprintf(fdpath[0], sizeof fdpath[0], "/dev/fd/%d", s[1]);
-        char *update[] = {"maye-update", "--config", cp, "--sft", "--sync-out", fdpath[0], ckpt ? "--resume" : NULL,
-                          (char *)ckpt, NULL};
+        char *update[] = {"maye-update", "--config", cp, "--sft", "--sync-out", fdpath[0], "--keep-every", keep,
+                          ckpt ? "--resume" : NULL, (char *)ckpt, NULL, NULL, NULL};
+        if (tee_opt) update[ckpt ? 10 : 8] = tee_opt, update[ckpt ? 11 : 9] = tee[3];
         if (rc == 0) rc = spawn_stage(p, run, update, q[0], m[1], &s[1], 1);
     } else {
         snprintf(fdpath[0], sizeof fdpath[0], "/dev/fd/%d", sr[0]);
         snprintf(fdpath[1], sizeof fdpath[1], "/dev/fd/%d", st[0]);
         snprintf(fdpath[2], sizeof fdpath[2], "/dev/fd/%d", s[1]);
-        char *rollout[] = {"maye-rollout", "--config", cp, "--sync", fdpath[0], model_ov, "--start-version", ver, NULL};
-        char *traj[] = {"maye-traj", "--config", cp, "--sync", fdpath[1], model_ov, ref_ov, "--start-version", ver, NULL};
-        char *update[] = {"maye-update", "--config", cp, "--sync-out", fdpath[2], ckpt ? "--resume" : NULL,
-                          (char *)ckpt, NULL};
+        char *rollout[] = {"maye-rollout", "--config", cp, "--sync", fdpath[0], model_ov, "--start-version", ver,
+                           tee_opt, tee[1], NULL};
+        char *traj[] = {"maye-traj", "--config", cp, "--sync", fdpath[1], model_ov, ref_ov, "--start-version", ver,
+                        tee_opt, tee[2], NULL};
+        char *update[] = {"maye-update", "--config", cp, "--sync-out", fdpath[2], "--keep-every", keep,
+                          ckpt ? "--resume" : NULL, (char *)ckpt, NULL, NULL, NULL};
+        if (tee_opt) update[ckpt ? 9 : 7] = tee_opt, update[ckpt ? 10 : 8] = tee[3];
         if (rc == 0) rc = spawn_stage(p, run, rollout, q[0], r[1], &sr[0], 1);
         if (rc == 0) rc = spawn_stage(p, run, traj, r[0], t[1], &st[0], 1);
         if (rc == 0) rc = spawn_stage(p, run, update, t[0], m[1], &s[1], 1);
@@ -242,7 +259,7 @@ int maye_train_run(maye_config *cfg, const char *run_dir, const maye_train_opts 
     if (rc == 0) maye_dataset_free(&ds);
     int64_t total = rc == 0 ? maye_schedule_total_steps(&sched) : 0, spe = rc == 0 ? sched.steps_per_epoch : 1;
     int64_t every = cfg->train.eval_every_epochs > 0 ? cfg->train.eval_every_epochs : 1;
-    if (rc == 0 && start_step == 0) rc = eval_if_needed(&run, cfg, o, 0, 0, 0);
+    if (rc == 0 && start_step == 0 && cfg->train.eval_before) rc = eval_if_needed(&run, cfg, o, 0, 0, 0);
     if (rc == 0 && start_step >= total) {
         log_info("%s: all %lld steps are done", run_dir, (long long)total);
         free(ckpt);
@@ -251,7 +268,8 @@ int maye_train_run(maye_config *cfg, const char *run_dir, const maye_train_opts 
         return rc;
     }
     pipeline p;
-    if (rc == 0) rc = start_pipeline(&p, &run, cfg, o, start_step, start_version, ckpt);
+    int64_t keep_every = o->eval ? spe * every : 0; // evaluation points outlive maye-update's retention
+    if (rc == 0) rc = start_pipeline(&p, &run, cfg, o, start_step, start_version, ckpt, keep_every);
     if (rc == 0) rc = open_forwarding(&p, cfg);
     free(ckpt);
     if (rc < 0) {
@@ -263,6 +281,7 @@ int maye_train_run(maye_config *cfg, const char *run_dir, const maye_train_opts 
              run_dir, (long long)start_step + 1, (long long)total, (long long)total, (long long)spe, run_dir);
     double t_start = maye_now();
     int metrics_open = 1, sync_open = 1, failed = -1, stopped = 0;
+    int64_t evaluated = -1; // the last evaluation point whose weight file still waits to be removed
     while ((metrics_open || sync_open) && rc == 0) {
         if (maye_stop_requested() && !stopped) {
             stopped = 1;
@@ -300,8 +319,16 @@ int maye_train_run(maye_config *cfg, const char *run_dir, const maye_train_opts 
             else {
                 const Maye__WeightSync *h = (const Maye__WeightSync *)msg;
                 int64_t v = h->version, epoch_done = v / spe;
-                if (v % spe == 0 && (epoch_done % every == 0 || v == total))
+                if (evaluated > 0 && evaluated < v) { // every stage has moved past it
+                    char *old = maye_weight_file(run_dir, evaluated);
+                    unlink(old);
+                    free(old);
+                    evaluated = -1;
+                }
+                if (v % spe == 0 && (epoch_done % every == 0 || v == total)) {
                     rc = eval_if_needed(&run, cfg, o, epoch_done, v, v);
+                    if (keep_every > 0 && v % keep_every == 0 && v < total) evaluated = v;
+                }
                 if (rc == 0 && v < total) rc = forward_handle(&p, h);
                 maye_record_free(msg);
             }

@@ -12,6 +12,7 @@ const char *maye_cli_common_help =
     "  key.path=value       override one configuration key, e.g. rollout.temperature=0.6\n"
     "  -i FILE              read records from FILE instead of stdin\n"
     "  -o FILE              write records to FILE instead of stdout\n"
+    "  --tee FILE           also save the output stream to FILE (replay it later, maye cat it)\n"
     "  --print-config       print the effective configuration as YAML and exit\n"
     "  -h, --help           show this help\n";
 
@@ -30,14 +31,15 @@ static int is_override(const char *a) {
 
 int maye_cli_common(maye_cli *cli, int argc, char **argv, int *i) {
     const char *a = argv[*i];
-    const char *value_opts[] = {"--config", "-c", "-i", "-o"};
-    for (int k = 0; k < 4; k++) {
+    const char *value_opts[] = {"--config", "-c", "-i", "-o", "--tee"};
+    for (int k = 0; k < 5; k++) {
         if (strcmp(a, value_opts[k])) continue;
         if (*i + 1 >= argc) return maye_fail("option %s needs a value", a);
         const char *v = argv[*i + 1];
         if (k <= 1) cli->config_path = v;
         else if (k == 2) cli->in_path = v;
-        else cli->out_path = v;
+        else if (k == 3) cli->out_path = v;
+        else cli->tee_path = v;
         *i += 2;
         return 1;
     }

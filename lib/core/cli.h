@@ -9,6 +9,7 @@ typedef struct {
     char **overrides;        // "key.path=value" (pointers into argv)
     const char *in_path;     // "-" = stdin
     const char *out_path;    // "-" = stdout
+    const char *tee_path;    // --tee: a copy of the output stream, or NULL
     int print_config;
 } maye_cli;
 

@@ -93,6 +93,8 @@ typedef struct {
     struct {
         int64_t epochs;
         int64_t eval_every_epochs;
+        bool eval_before;         // evaluate the starting model (epoch 0, the "vanilla" point)
+        bool save_streams;        // keep a copy of every stage's output stream in RUN/streams/
         int64_t seeds;
     } train;
 } maye_config;

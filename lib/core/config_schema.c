@@ -101,6 +101,10 @@ const maye_cfg_field maye_cfg_fields[] = {
 
     F("train.epochs", CFG_INT, train.epochs, "30", NULL, "passes over the training set"),
     F("train.eval_every_epochs", CFG_INT, train.eval_every_epochs, "1", NULL, "evaluate every N epochs"),
+    F("train.eval_before", CFG_BOOL, train.eval_before, "true", NULL,
+      "evaluate the starting model first (the vanilla point, epoch 0)"),
+    F("train.save_streams", CFG_BOOL, train.save_streams, "false", NULL,
+      "save every stage's output stream in RUN/streams/ (maye cat them, replay them)"),
     F("train.seeds", CFG_INT, train.seeds, "1", NULL, "independent runs with seeds seed, seed+1, ..."),
 };
 

@@ -80,3 +80,14 @@ void maye_query_pixels_free(maye_query_pixels *p) {
     free(p->pixels);
     memset(p, 0, sizeof *p);
 }
+
+int maye_run_check_backend(const maye_config *cfg) {
+    if (strcmp(cfg->model.device, "cpu"))
+        return maye_fail("model.device = %s: the stages run on the CPU backend only for now (the CUDA model is built "
+                         "with `make CUDA=1` and benchmarked by bench/gpu_model.sh, but maye-rollout, maye-traj and "
+                         "maye-update do not drive it yet); set model.device=cpu model.dtype=fp32",
+                         cfg->model.device);
+    if (strcmp(cfg->model.dtype, "fp32"))
+        return maye_fail("model.dtype = %s: the CPU backend computes in fp32; set model.dtype=fp32", cfg->model.dtype);
+    return 0;
+}

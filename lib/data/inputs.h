@@ -27,3 +27,7 @@ typedef struct {
 // the image. A query without images gives n_images = 0.
 int maye_query_pixels_build(const Maye__Query *q, const maye_image_processor_config *img, maye_query_pixels *out);
 void maye_query_pixels_free(maye_query_pixels *p);
+
+// Fails unless the run asks for a backend the stages can run: today the CPU backend in fp32 (the CUDA model
+// in lib/model/cuda is built with CUDA=1 and tested, but the stages do not drive it yet).
+int maye_run_check_backend(const maye_config *cfg);

@@ -112,6 +112,8 @@ struct maye_writer {
     char *tmp_path;  // atomic: the file being written
     int fd;
     int owns_fd;
+    int tee_fd;       // a copy of every byte written (opts->tee_path), -1 when none
+    char *tee_path;
     int mask_sigpipe; // SIGPIPE is not ignored by the process: block it around write(2)
     int failed;
     const ProtobufCMessageDescriptor *desc;
@@ -168,6 +170,15 @@ static int write_all(maye_writer *w, const uint8_t *p, size_t n) {
 static int drain(maye_writer *w) {
     if (!w->out_len) return 0;
     TRY(write_all(w, w->out, w->out_len));
+    for (size_t done = 0; w->tee_fd >= 0 && done < w->out_len;) {
+        ssize_t k = write(w->tee_fd, w->out + done, w->out_len - done);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            w->failed = 1;
+            return maye_fail("stream '%s': cannot write its copy '%s': %s", w->name, w->tee_path, strerror(errno));
+        }
+        done += (size_t)k;
+    }
     w->out_len = 0;
     return 0;
 }
@@ -238,6 +249,12 @@ static int writer_start(maye_writer *w, const Maye__StreamHeader *h, const maye_
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1);
     w->out_cap = ZSTD_CStreamOutSize();
     w->out = xmalloc(w->out_cap);
+    if (opts && opts->tee_path && opts->tee_path[0]) {
+        w->tee_path = xstrdup(opts->tee_path);
+        w->tee_fd = open(w->tee_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (w->tee_fd < 0) return maye_fail("cannot create '%s' (a copy of stream '%s'): %s", w->tee_path, w->name,
+                                            strerror(errno));
+    }
     TRY(put(w, &h->base, 0));
     return compress(w, NULL, 0, ZSTD_e_flush); // a reader can check the header before the first record
 }
@@ -246,6 +263,7 @@ static maye_writer *writer_new(const char *name) {
     maye_writer *w = xcalloc(1, sizeof *w);
     w->name = xstrdup(name);
     w->fd = -1;
+    w->tee_fd = -1;
     return w;
 }
 
@@ -321,6 +339,13 @@ static void writer_free(maye_writer *w) {
     free(w);
 }
 
+static void close_tee(maye_writer *w) {
+    if (w->tee_fd >= 0) close(w->tee_fd);
+    w->tee_fd = -1;
+    free(w->tee_path);
+    w->tee_path = NULL;
+}
+
 int maye_writer_close(maye_writer *w) {
     if (w->failed) {
         maye_fail("stream '%s': cannot finish the stream after an earlier error", w->name);
@@ -332,6 +357,9 @@ int maye_writer_close(maye_writer *w) {
         return -1;
     }
     int rc = 0;
+    if (w->tee_fd >= 0 && fsync(w->tee_fd) != 0 && errno != EINVAL)
+        rc = maye_fail("stream '%s': cannot sync its copy '%s': %s", w->name, w->tee_path, strerror(errno));
+    close_tee(w);
     if (w->owns_fd) {
         if (close(w->fd) != 0) rc = maye_fail("stream '%s': cannot write: %s", w->name, strerror(errno));
         w->owns_fd = 0;
@@ -353,6 +381,7 @@ int maye_writer_close(maye_writer *w) {
 
 void maye_writer_abort(maye_writer *w) {
     if (!w) return;
+    close_tee(w); // the copy stays, without an end mark: readers report it truncated, like the stream
     if (w->owns_fd) close(w->fd);
     if (w->tmp_path) unlink(w->tmp_path);
     writer_free(w);

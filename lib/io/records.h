@@ -57,6 +57,7 @@ typedef struct {
     int level;  // zstd level; 0 = $MAYE_ZSTD_LEVEL, else MAYE_ZSTD_LEVEL_DEFAULT
     int atomic; // regular files only: write PATH.tmp.PID and rename it to PATH on close, so a crashed
                 // stage never leaves a saved stream that looks complete (ignored for "-", FIFOs, devices)
+    const char *tee_path; // also write every byte to this file (a saved copy of a piped stream), or NULL
 } maye_writer_opts;
 
 // Opens a stream on `path` ("-" = stdout) and writes and flushes the header. opts may be NULL (defaults). The header

@@ -106,7 +106,7 @@ int maye_weight_source_sync(maye_weight_source *ws, maye_model *m, int64_t want,
 }
 
 int maye_weight_publish(const maye_model *m, const char *run_dir, int64_t version, int64_t step, unsigned groups,
-                        maye_writer *out, int keep) {
+                        maye_writer *out, int keep, int64_t keep_every) {
     char *dir = maye_path_join(run_dir, "weights");
     int rc = maye_mkdir_p(dir);
     free(dir);
@@ -127,6 +127,7 @@ int maye_weight_publish(const maye_model *m, const char *run_dir, int64_t versio
         if (rc == 0) rc = maye_writer_flush(out);
     }
     for (int64_t v = version - keep - 1; rc == 0 && keep > 0 && v > 0; v--) {
+        if (keep_every > 0 && v % keep_every == 0) continue;
         char *old = maye_weight_file(run_dir, v);
         int gone = !maye_file_exists(old);
         if (!gone) unlink(old);

@@ -34,5 +34,7 @@ int maye_weight_source_sync(maye_weight_source *ws, maye_model *m, int64_t want,
 // Publishing (maye-update): writes the trainable groups of m as version `version` and, when `out` is not
 // NULL, a WeightSync handle to it (flushed). With keep > 0 only the files of the `keep` versions before this
 // one are kept; older ones are deleted.
+// Versions that are multiples of keep_every (> 0) are never deleted here: they are evaluation points,
+// removed by whoever evaluates them.
 int maye_weight_publish(const maye_model *m, const char *run_dir, int64_t version, int64_t step, unsigned groups,
-                        maye_writer *out, int keep);
+                        maye_writer *out, int keep, int64_t keep_every);

@@ -164,7 +164,7 @@ int main(int argc, char **argv) {
     h.vocab_size = maye_tokenizer_vocab_size(tok);
     h.tokenizer_digest = maye_tokenizer_digest(tok);
     maye_writer *w = NULL;
-    int rc = maye_writer_open(&w, cli.out_path, &h, &(maye_writer_opts){.atomic = 1});
+    int rc = maye_writer_open(&w, cli.out_path, &h, &(maye_writer_opts){.atomic = 1, .tee_path = cli.tee_path});
     maye_header_free(&h);
     if (rc < 0) goto fail;
     int *idx = xmalloc(sizeof(int) * (size_t)cfg.data.batch_size);

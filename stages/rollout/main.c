@@ -138,7 +138,7 @@ static int setup(rollout *ro, const maye_cli *cli, const char *sync_path, int64_
     maye_header_init(&h, MAYE__RECORD_KIND__ROLLOUT, NULL, cfg);
     h.vocab_size = ih->vocab_size;
     h.tokenizer_digest = ih->tokenizer_digest;
-    rc = maye_writer_open(&ro->out, cli->out_path, &h, &(maye_writer_opts){.atomic = 1});
+    rc = maye_writer_open(&ro->out, cli->out_path, &h, &(maye_writer_opts){.atomic = 1, .tee_path = cli->tee_path});
     maye_header_free(&h);
     return rc;
 }
@@ -295,7 +295,8 @@ int main(int argc, char **argv) {
         maye_cli_free(&cli);
         return loaded < 0 ? 2 : 0;
     }
-    int rc = setup(&ro, &cli, sync_path, start_version);
+    int rc = maye_run_check_backend(&ro.cfg);
+    if (rc == 0) rc = setup(&ro, &cli, sync_path, start_version);
     maye_step_reader sr;
     if (rc == 0) maye_step_reader_init(&sr, ro.in);
     while (rc == 0) {

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "data/inputs.h"
 #include "io/steps.h"
 #include "kernels/cpu/kernels.h"
 #include "model/weightsync.h"
@@ -101,6 +102,7 @@ int main(int argc, char **argv) {
     int loaded = maye_cli_load_config(&cli, &s.cfg);
     if (loaded < 0) goto fail;
     if (loaded > 0) return 0;
+    if (s.with_logprobs && maye_run_check_backend(&s.cfg) < 0) goto fail;
     if (s.with_logprobs && load_models(&s, sync_path, start_version) < 0) goto fail;
     if (maye_traj_builder_init(&s.tb, &s.cfg, s.with_logprobs ? &s.policy : NULL, s.with_logprobs ? &s.ref : NULL) < 0)
         goto fail;
@@ -113,7 +115,7 @@ int main(int argc, char **argv) {
     maye_header_init(&h, MAYE__RECORD_KIND__TRAJECTORY, NULL, &s.cfg);
     h.vocab_size = maye_reader_header(r)->vocab_size;
     h.tokenizer_digest = maye_reader_header(r)->tokenizer_digest;
-    int rc = maye_writer_open(&w, cli.out_path, &h, &(maye_writer_opts){.atomic = 1});
+    int rc = maye_writer_open(&w, cli.out_path, &h, &(maye_writer_opts){.atomic = 1, .tee_path = cli.tee_path});
     maye_header_free(&h);
     if (rc < 0) goto fail;
     maye_step_reader sr;

@@ -19,7 +19,7 @@
 
 static void usage(void) {
     printf("usage: maye-update [--config FILE] [key.path=value ...] [-i IN] [-o OUT] [--sync-out FILE]\n"
-           "                   [--resume CHECKPOINT] [--sft]\n\n"
+           "                   [--resume CHECKPOINT] [--sft] [--keep-every N]\n\n"
            "Reads Trajectory records (a live stream or a saved file) one generation step at a time. For each\n"
            "step: token KL rewards and returns, advantages (update.advantage), then (trajectories /\n"
            "update.ppo_batch_size) x update.ppo_epochs optimizer steps of the PPO-clip + KL loss over\n"
@@ -33,6 +33,8 @@ static void usage(void) {
            "  --sync-out FILE      write WeightSync handles there (a FIFO the orchestrator reads)\n"
            "  --resume DIR         continue from a checkpoint (weights, optimizer state, counters)\n"
            "  --sft                supervised fine-tuning on Query records' solutions instead of RL\n"
+           "  --keep-every N       never delete the weight files of versions that are multiples of N (the\n"
+           "                       orchestrator's evaluation points; it removes them once evaluated)\n"
            "%s",
            maye_cli_common_help);
 }
@@ -44,6 +46,7 @@ typedef struct {
     maye_writer *metrics, *sync;
     const char *source_dir;        // tokenizer/preprocessor files copied into checkpoints
     int64_t last_saved;            // steps_done of the newest checkpoint
+    int64_t keep_every;            // weight-sync versions kept for evaluation (--keep-every)
     int sft;
 } update_stage;
 
@@ -109,7 +112,7 @@ static int run_step(update_stage *s, ProtobufCMessage **msgs, int n, int64_t ste
     int rc = write_metrics(s, step, epoch, &m);
     if (rc == 0)
         rc = maye_weight_publish(&s->tr.model, s->cfg.run_dir, s->tr.version, step, s->tr.groups, s->sync,
-                                 2 + (int)s->cfg.update.max_staleness);
+                                 2 + (int)s->cfg.update.max_staleness, s->keep_every);
     maye_step_metrics_free(&m);
     TRY(rc);
     log_debug("step %lld trained in %.1f s -> version %lld", (long long)step, secs, (long long)s->tr.version);
@@ -134,6 +137,10 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--sft")) s.sft = 1, i++;
         else if (!strcmp(a, "--sync-out") && i + 1 < argc) sync_out = argv[i + 1], i += 2;
         else if (!strcmp(a, "--resume") && i + 1 < argc) resume = argv[i + 1], i += 2;
+        else if (!strcmp(a, "--keep-every") && i + 1 < argc) {
+            if (maye_parse_i64(argv[i + 1], &s.keep_every, "--keep-every") < 0) goto fail;
+            i += 2;
+        }
         else {
             log_error("unknown option or missing value: '%s' (see maye-update --help)", a);
             return 2;
@@ -142,6 +149,7 @@ int main(int argc, char **argv) {
     int loaded = maye_cli_load_config(&cli, &s.cfg);
     if (loaded < 0) goto fail;
     if (loaded > 0) return 0;
+    if (maye_run_check_backend(&s.cfg) < 0) goto fail;
     const char *model_dir = resume ? resume : s.cfg.model.path;
     if (!model_dir || !model_dir[0]) {
         log_error("no model: set model.path (or --resume CHECKPOINT)");
@@ -169,7 +177,7 @@ int main(int argc, char **argv) {
         goto fail;
     Maye__StreamHeader h;
     maye_header_init(&h, MAYE__RECORD_KIND__METRICS, NULL, &s.cfg);
-    int rc = maye_writer_open(&s.metrics, cli.out_path, &h, &(maye_writer_opts){.atomic = 1});
+    int rc = maye_writer_open(&s.metrics, cli.out_path, &h, &(maye_writer_opts){.atomic = 1, .tee_path = cli.tee_path});
     maye_header_free(&h);
     if (rc == 0 && sync_out) {
         maye_header_init(&h, MAYE__RECORD_KIND__WEIGHT_SYNC, NULL, &s.cfg);
