@@ -356,12 +356,12 @@ int maye_train_run(maye_config *cfg, const char *run_dir, const maye_train_opts 
             free(why);
         }
     }
+    char err[MAYE_ERRMSG_MAX];
+    snprintf(err, sizeof err, "%s", maye_errmsg()); // closing the pipes to dead stages must not replace it
     close_pipeline(&p);
     const char *status = stopped ? "stopped" : rc < 0 ? "failed" : "done";
     if (stopped) log_info("stopped; continue with: maye %s --resume %s", o->sft ? "sft" : "train", run_dir);
     else if (rc == 0) log_info("%s run %s done in %.0f s", o->sft ? "SFT" : "RL", run_dir, maye_now() - t_start);
-    char err[MAYE_ERRMSG_MAX];
-    snprintf(err, sizeof err, "%s", maye_errmsg());
     maye_run_set_status(&run, status);
     maye_fail("%s", err);
     maye_run_free(&run);
