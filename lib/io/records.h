@@ -24,7 +24,7 @@
 // for a huge allocation.
 #define MAYE_RECORD_MAX_BYTES ((size_t)1 << 30)
 // Default zstd level; the environment variable MAYE_ZSTD_LEVEL overrides it.
-#define MAYE_ZSTD_LEVEL_DEFAULT 3
+#define MAYE_ZSTD_LEVEL_DEFAULT 1
 
 // ----------------------------------------------------------------------------
 // record kinds

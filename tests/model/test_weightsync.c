@@ -43,11 +43,11 @@ int main(void) {
 
     // version 1 and 2 published to the directory; a staleness-0 reader asking for 1 gets exactly 1
     bump(&trainer, 0.5f);
-    EXPECT_OK(maye_weight_publish(&trainer, run, 1, 0, LLM, NULL, 0));
+    EXPECT_OK(maye_weight_publish(&trainer, run, 1, 0, LLM, NULL, 0, 0));
     EXPECT_OK(maye_model_init(&v1, CFG, "test", 1));
     bump(&v1, 0.5f);
     bump(&trainer, 0.25f);
-    EXPECT_OK(maye_weight_publish(&trainer, run, 2, 1, LLM, NULL, 0));
+    EXPECT_OK(maye_weight_publish(&trainer, run, 2, 1, LLM, NULL, 0, 0));
     maye_weight_source ws;
     EXPECT_OK(maye_weight_source_open(&ws, run, NULL, 0));
     EXPECT_OK(maye_weight_source_sync(&ws, &reader, 1, 0));
@@ -68,7 +68,7 @@ int main(void) {
     if (pid == 0) {
         usleep(300 * 1000);
         bump(&trainer, 0.125f);
-        _exit(maye_weight_publish(&trainer, run, 3, 2, LLM, NULL, 0) < 0);
+        _exit(maye_weight_publish(&trainer, run, 3, 2, LLM, NULL, 0, 0) < 0);
     }
     EXPECT_OK(maye_weight_source_sync(&ws, &reader, 3, 0));
     int status;
@@ -87,7 +87,7 @@ int main(void) {
     EXPECT_OK(maye_model_init(&pub, CFG, "test", 7));
     for (int v = 4; v <= 6; v++) {
         bump(&pub, 0.1f);
-        EXPECT_OK(maye_weight_publish(&pub, run, v, v, LLM, w, 2));
+        EXPECT_OK(maye_weight_publish(&pub, run, v, v, LLM, w, 2, 0));
     }
     EXPECT_OK(maye_writer_close(w));
     char *gone = maye_weight_file(run, 3), *kept = maye_weight_file(run, 4);
@@ -99,6 +99,12 @@ int main(void) {
     EXPECT(ws.version == 6 && same_llm(&reader, &pub), "stream mode reaches version 6");
     EXPECT_FAIL(maye_weight_source_sync(&ws, &reader, 7, 0), "ended before policy version 7");
     maye_weight_source_close(&ws);
+
+    // evaluation points survive the retention: with keep 1 and keep_every 4, version 8 stays
+    for (int v = 7; v <= 11; v++) EXPECT_OK(maye_weight_publish(&pub, run, v, v, LLM, NULL, 1, 4));
+    char *v8 = maye_weight_file(run, 8), *v9 = maye_weight_file(run, 9), *v10 = maye_weight_file(run, 10);
+    EXPECT(maye_file_exists(v8) && !maye_file_exists(v9) && maye_file_exists(v10), "keep_every 4 keeps version 8");
+    free(v8), free(v9), free(v10);
 
     // a handle naming a missing file
     char *h2 = maye_path_join(run, "bad.zst");

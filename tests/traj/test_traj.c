@@ -10,6 +10,7 @@
 #include "model/weightsync.h"
 #include "rl/trajectory.h"
 #include "test.h"
+#include "support/tiny_vlm.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -18,25 +19,6 @@
 static const char *TOKENIZER = "configs/demo/tokenizer.json";
 static const char *DATASET = "configs/example/train.jsonl";
 
-// A tiny Qwen2-VL whose vocabulary and vision ids are those of the demo tokenizer.
-static char *tiny_config(const maye_tokenizer *tok) {
-    maye_buf b = {0};
-    maye_buf_printf(&b,
-                    "{\"architectures\": [\"Qwen2VLForConditionalGeneration\"], \"model_type\": \"qwen2_vl\",\n"
-                    " \"vocab_size\": %d, \"hidden_size\": 32, \"intermediate_size\": 48, \"num_hidden_layers\": 2,\n"
-                    " \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"rms_norm_eps\": 1e-6,\n"
-                    " \"rope_theta\": 10000.0, \"hidden_act\": \"silu\", \"tie_word_embeddings\": true,\n"
-                    " \"initializer_range\": 0.1, \"rope_scaling\": {\"type\": \"mrope\", \"mrope_section\": [1, 1, 2]},\n"
-                    " \"image_token_id\": %d, \"video_token_id\": %d, \"vision_start_token_id\": %d,\n"
-                    " \"vision_end_token_id\": %d,\n"
-                    " \"vision_config\": {\"depth\": 1, \"embed_dim\": 16, \"mlp_ratio\": 2, \"num_heads\": 2,\n"
-                    "   \"in_chans\": 3, \"hidden_size\": 32, \"patch_size\": 14, \"spatial_merge_size\": 2,\n"
-                    "   \"temporal_patch_size\": 2, \"hidden_act\": \"quick_gelu\"}}",
-                    maye_tokenizer_vocab_size(tok), maye_tokenizer_token_id(tok, "<|image_pad|>"),
-                    maye_tokenizer_token_id(tok, "<|video_pad|>"), maye_tokenizer_token_id(tok, "<|vision_start|>"),
-                    maye_tokenizer_token_id(tok, "<|vision_end|>"));
-    return b.data;
-}
 
 // Log-probs of ids[n_prompt..T) under m by one forward over the whole sequence.
 static void direct_logprobs(const maye_model *m, const Maye__Query *q, const maye_image_processor_config *img,
@@ -71,7 +53,7 @@ int main(void) {
     EXPECT_OK(maye_tokenizer_load(&tok, TOKENIZER));
     const char *tmp = test_tmpdir();
     char *model_dir = maye_path_join(tmp, "model");
-    char *cfg_json = tiny_config(tok);
+    char *cfg_json = test_tiny_vlm_config(tok);
     maye_model policy, ref;
     EXPECT_OK(maye_model_init(&policy, cfg_json, "tiny", 3));
     EXPECT_OK(maye_model_save(&policy, model_dir, MAYE_F32));
@@ -177,7 +159,7 @@ int main(void) {
 
     // the stage: version 1 published to the run dir; the rollouts ask for it
     for (int i = 0; i < 2; i++) r[i].version = 1;
-    EXPECT_OK(maye_weight_publish(&policy, tmp, 1, 0, 1u << MAYE_PARAM_LLM, NULL, 0));
+    EXPECT_OK(maye_weight_publish(&policy, tmp, 1, 0, 1u << MAYE_PARAM_LLM, NULL, 0, 0));
     char *rpath = maye_path_join(tmp, "rollouts.zst"), *tpath = maye_path_join(tmp, "traj.zst");
     Maye__StreamHeader h;
     maye_header_init(&h, MAYE__RECORD_KIND__ROLLOUT, "test", NULL);
