@@ -87,6 +87,24 @@ sed -e "s|run_dir: $T/run|run_dir: $T/straight|" -e 's|epochs: 2|epochs: 3|' "$T
 cmp -s "$T/straight/checkpoints/step-000009/model.safetensors" "$T/killed/checkpoints/step-000009/model.safetensors" \
   || fail "kill + resume gave other weights than a straight run"
 
+# Ctrl-C (SIGINT): a clean stop within seconds, status "stopped", and --resume finishes the same run ------
+sed -e "s|run_dir: $T/run|run_dir: $T/interrupted|" -e 's|epochs: 2|epochs: 3|' "$T/rl.yaml" > "$T/interrupted.yaml"
+"$B/maye" train "$T/interrupted.yaml" --no-eval 2> "$T/interrupted.log" &
+pid=$!
+i=0
+while [ ! -f "$T/interrupted/checkpoints/latest" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
+kill -INT $pid
+set +e
+wait $pid
+code=$?
+set -e
+[ $code -eq 130 ] || { cat "$T/interrupted.log"; fail "Ctrl-C: exit status $code, expected 130"; }
+grep -Eq '"status":[[:space:]]*"stopped"' "$T/interrupted/run.json" || fail "status stopped"
+grep -q "continue with: maye train --resume" "$T/interrupted.log" || fail "no resume hint"
+"$B/maye" train --resume "$T/interrupted" --no-eval 2> "$T/resume2.log" || { cat "$T/resume2.log"; fail "resume after Ctrl-C"; }
+cmp -s "$T/straight/checkpoints/step-000009/model.safetensors" "$T/interrupted/checkpoints/step-000009/model.safetensors" \
+  || fail "Ctrl-C + resume gave other weights than a straight run"
+
 # the SFT baseline -------------------------------------------------------------------------------------
 sed -e "s|run_dir: $T/run|run_dir: $T/sft|" "$T/rl.yaml" > "$T/sft.yaml"
 "$B/maye" sft "$T/sft.yaml" 2> "$T/sft.log" || { cat "$T/sft.log"; fail "maye sft"; }
