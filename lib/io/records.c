@@ -122,9 +122,20 @@ struct maye_writer {
     uint8_t *out;    // (out_cap) compressed bytes not yet written out
     size_t out_cap, out_len;
     int64_t count, bytes;
+    double wait_s;   // time in write(2): a full pipe means the consumer is behind
+    double total_s;  // time inside write / flush (wait included)
 };
 
+static int write_all_timed(maye_writer *w, const uint8_t *p, size_t n);
+
 static int write_all(maye_writer *w, const uint8_t *p, size_t n) {
+    double t0 = maye_now();
+    int rc = write_all_timed(w, p, n);
+    w->wait_s += maye_now() - t0;
+    return rc;
+}
+
+static int write_all_timed(maye_writer *w, const uint8_t *p, size_t n) {
     sigset_t pipe_set, old;
     int was_pending = 0;
     if (w->mask_sigpipe) {
@@ -316,14 +327,23 @@ int maye_writer_write(maye_writer *w, const ProtobufCMessage *msg) {
     if (msg->descriptor != w->desc)
         return maye_fail("stream '%s': record %lld: cannot write a %s message into a stream of %s records", w->name,
                          (long long)w->count + 1, msg->descriptor->short_name, w->desc->short_name);
-    TRY(put(w, msg, w->count + 1));
+    double t0 = maye_now();
+    int rc = put(w, msg, w->count + 1);
+    w->total_s += maye_now() - t0;
+    TRY(rc);
     w->count++;
     return 0;
 }
 
+double maye_writer_busy_seconds(const maye_writer *w) { return w->total_s - w->wait_s; }
+double maye_writer_wait_seconds(const maye_writer *w) { return w->wait_s; }
+
 int maye_writer_flush(maye_writer *w) {
     if (w->failed) return maye_fail("stream '%s': cannot write after an earlier error", w->name);
-    return compress(w, NULL, 0, ZSTD_e_flush);
+    double t0 = maye_now();
+    int rc = compress(w, NULL, 0, ZSTD_e_flush);
+    w->total_s += maye_now() - t0;
+    return rc;
 }
 
 int64_t maye_writer_count(const maye_writer *w) { return w->count; }
@@ -405,6 +425,8 @@ struct maye_reader {
     int failed;
     int64_t next_index;   // index of the next record (0 = the header)
     int64_t bytes_in;     // compressed bytes received so far
+    double wait_s;        // time blocked in read(2), waiting for the producer
+    double total_s;       // time inside maye_reader_next (wait included)
     size_t max_record;
     Maye__StreamHeader *header;
     const ProtobufCMessageDescriptor *desc;
@@ -424,8 +446,11 @@ static int read_fail(maye_reader *r, const char *fmt, ...) {
 // Reads whatever has arrived (at least one byte, or 0 at end of input) into `in`.
 static ssize_t read_some(maye_reader *r) {
     if (r->fd < 0) return 0;
+    double t0 = maye_now();
     for (;;) {
         ssize_t k = read(r->fd, r->in_store, r->in_cap);
+        r->wait_s += maye_now() - t0;
+        t0 = maye_now();
         if (k >= 0) {
             r->in = r->in_store;
             r->in_pos = 0;
@@ -602,7 +627,19 @@ int maye_reader_open_mem(maye_reader **out, const void *data, size_t len, const 
 
 void maye_reader_set_max_record(maye_reader *r, size_t max_bytes) { r->max_record = max_bytes; }
 
+static int reader_next(maye_reader *r, ProtobufCMessage **msg, int64_t *index);
+
 int maye_reader_next(maye_reader *r, ProtobufCMessage **msg, int64_t *index) {
+    double t0 = maye_now();
+    int rc = reader_next(r, msg, index);
+    r->total_s += maye_now() - t0;
+    return rc;
+}
+
+double maye_reader_busy_seconds(const maye_reader *r) { return r->total_s - r->wait_s; }
+double maye_reader_wait_seconds(const maye_reader *r) { return r->wait_s; }
+
+static int reader_next(maye_reader *r, ProtobufCMessage **msg, int64_t *index) {
     *msg = NULL;
     if (r->failed) return maye_fail("stream '%s': cannot read on after an earlier error", r->name);
     const uint8_t *rec;

@@ -78,6 +78,10 @@ int maye_writer_close(maye_writer *w);
 // Stops without ending the frame (readers will report the stream as truncated), removes an atomic
 // temporary file, frees w. NULL is fine.
 void maye_writer_abort(maye_writer *w);
+// Time accounting: busy = encoding and compressing (write(2) excluded), wait = inside write(2) (a full pipe
+// means the consumer is behind). Seconds since the writer opened.
+double maye_writer_busy_seconds(const maye_writer *w);
+double maye_writer_wait_seconds(const maye_writer *w);
 // Records written so far, the header excluded.
 int64_t maye_writer_count(const maye_writer *w);
 // Compressed bytes written out so far.
@@ -101,6 +105,9 @@ void maye_reader_set_max_record(maye_reader *r, size_t max_bytes);
 // maye_record_free) and *index (may be NULL); 0 at the clean end of the stream; -1 on error (truncated or
 // corrupt stream, trailing data, I/O error; the message names the stream and the record index).
 int maye_reader_next(maye_reader *r, ProtobufCMessage **msg, int64_t *index);
+// Time accounting: busy = decompressing and decoding, wait = blocked in read(2) waiting for the producer.
+double maye_reader_busy_seconds(const maye_reader *r);
+double maye_reader_wait_seconds(const maye_reader *r);
 const Maye__StreamHeader *maye_reader_header(const maye_reader *r);
 Maye__RecordKind maye_reader_kind(const maye_reader *r);
 const char *maye_reader_name(const maye_reader *r);

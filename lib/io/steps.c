@@ -2,6 +2,8 @@
 #include "io/steps.h"
 
 #include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
 
 #include <stdlib.h>
 
@@ -99,4 +101,27 @@ int maye_step_reader_next(maye_step_reader *sr, ProtobufCMessage ***msgs, int *n
 fail:
     maye_step_records_free(out, have);
     return -1;
+}
+
+// ----------------------------------------------------------------------------
+// per-step time accounting
+
+void maye_step_clock_start(maye_step_clock *c, const maye_reader *r, const maye_writer *w) {
+    c->t0 = maye_now();
+    c->r_busy = r ? maye_reader_busy_seconds(r) : 0;
+    c->r_wait = r ? maye_reader_wait_seconds(r) : 0;
+    c->w_busy = w ? maye_writer_busy_seconds(w) : 0;
+    c->w_wait = w ? maye_writer_wait_seconds(w) : 0;
+    c->idle_extra = 0;
+}
+
+void maye_step_clock_report(maye_step_clock *c, int64_t step, const maye_reader *r, const maye_writer *w) {
+    double now = maye_now(), wall = now - c->t0;
+    double records = (r ? maye_reader_busy_seconds(r) - c->r_busy : 0) + (w ? maye_writer_busy_seconds(w) - c->w_busy : 0);
+    double idle = (r ? maye_reader_wait_seconds(r) - c->r_wait : 0) + (w ? maye_writer_wait_seconds(w) - c->w_wait : 0) +
+                  c->idle_extra;
+    double model = wall - records - idle;
+    log_info("timing {\"step\": %lld, \"wall_s\": %.4f, \"model_s\": %.4f, \"records_s\": %.4f, \"idle_s\": %.4f}",
+             (long long)step, wall, model > 0 ? model : 0, records, idle);
+    maye_step_clock_start(c, r, w);
 }

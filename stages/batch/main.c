@@ -7,6 +7,7 @@
 #include "data/dataset.h"
 #include "data/inputs.h"
 #include "io/records.h"
+#include "io/steps.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -170,11 +171,14 @@ int main(int argc, char **argv) {
     int *idx = xmalloc(sizeof(int) * (size_t)cfg.data.batch_size);
     maye_progress prog;
     maye_progress_start(&prog, train ? "batching steps" : "batching eval steps", end - start);
+    maye_step_clock clock;
+    maye_step_clock_start(&clock, NULL, w);
     for (int64_t step = start; step < end && rc == 0; step++) {
         int n;
         int64_t epoch;
         maye_schedule_step(&sched, step, idx, &n, &epoch);
         rc = write_step(w, &qb, &ds, split, step, total, train ? epoch : epoch_label, train ? step : version, idx, n);
+        if (rc == 0) maye_step_clock_report(&clock, step, NULL, w);
         maye_progress_update(&prog, step - start + 1);
     }
     maye_progress_finish(&prog);

@@ -5,6 +5,7 @@
 #include "core/cli.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "data/inputs.h"
 #include "io/records.h"
 #include "io/steps.h"
@@ -57,6 +58,7 @@ typedef struct {
     int64_t version;         // policy version the model holds
     maye_reader *in;
     maye_writer *out;
+    maye_step_clock clock;   // per-step timing (waiting for weights counts as idle)
     int have_model, have_gen, have_ws;
 } rollout;
 
@@ -207,8 +209,10 @@ static int run_step(rollout *ro, ProtobufCMessage **msgs, int n, int64_t step) {
             return maye_fail_ctx("step %lld", (long long)step);
         ro->have_ws = 1;
     }
+    double t_sync = maye_now();
     if (ro->have_ws && maye_weight_source_sync(&ro->ws, &ro->m, want, cfg->update.max_staleness) < 0)
         return maye_fail_ctx("step %lld", (long long)step);
+    ro->clock.idle_extra += maye_now() - t_sync;
     if (ro->have_ws) ro->version = ro->ws.version;
 
     maye_query_pixels *px = xcalloc((size_t)n, sizeof *px);
@@ -299,6 +303,7 @@ int main(int argc, char **argv) {
     if (rc == 0) rc = setup(&ro, &cli, sync_path, start_version);
     maye_step_reader sr;
     if (rc == 0) maye_step_reader_init(&sr, ro.in);
+    if (rc == 0) maye_step_clock_start(&ro.clock, ro.in, ro.out);
     while (rc == 0) {
         ProtobufCMessage **msgs;
         int n;
@@ -310,6 +315,7 @@ int main(int argc, char **argv) {
         }
         rc = run_step(&ro, msgs, n, step);
         maye_step_records_free(msgs, n);
+        if (rc == 0) maye_step_clock_report(&ro.clock, step, ro.in, ro.out);
     }
     if (ro.out) {
         if (rc == 0) rc = maye_writer_close(ro.out);

@@ -39,6 +39,7 @@ typedef struct {
     int with_logprobs;
     maye_weight_source ws;
     maye_traj_builder tb;
+    maye_step_clock clock;
 } traj_stage;
 
 static int load_models(traj_stage *s, const char *sync_path, int64_t start_version) {
@@ -58,7 +59,9 @@ static int run_step(traj_stage *s, maye_writer *w, Maye__Rollout **rollouts, int
             CHECK_OR_FAIL(rollouts[i]->version == version, "step %lld mixes policy versions %lld and %lld",
                           (long long)rollouts[0]->query->pos->step, (long long)version,
                           (long long)rollouts[i]->version);
+        double t_sync = maye_now();
         TRY(maye_weight_source_sync(&s->ws, &s->policy, version, 0));
+        s->clock.idle_extra += maye_now() - t_sync;
     }
     Maye__Trajectory **trajs;
     int nt;
@@ -122,6 +125,7 @@ int main(int argc, char **argv) {
     maye_step_reader_init(&sr, r);
     int64_t steps = 0, trajectories = 0;
     double t0 = maye_now();
+    maye_step_clock_start(&s.clock, r, w);
     for (;;) {
         ProtobufCMessage **msgs;
         int n;
@@ -136,7 +140,7 @@ int main(int argc, char **argv) {
             break;
         }
         steps++;
-        log_debug("step %lld: %d rollouts scored", (long long)step, n);
+        maye_step_clock_report(&s.clock, step, r, w);
     }
     if (rc == 0) rc = maye_writer_close(w);
     else maye_writer_abort(w);

@@ -187,6 +187,8 @@ int main(int argc, char **argv) {
     if (rc < 0) goto fail;
     maye_step_reader sr;
     maye_step_reader_init(&sr, r);
+    maye_step_clock clock;
+    maye_step_clock_start(&clock, r, s.metrics);
     for (;;) {
         ProtobufCMessage **msgs;
         int n;
@@ -204,6 +206,7 @@ int main(int argc, char **argv) {
             maye_fail_ctx("step %lld", (long long)step);
             break;
         }
+        maye_step_clock_report(&clock, step, r, s.metrics);
         if (maye_stop_requested()) break;
     }
     // the last good state is kept whatever happened to the stream (a failed step changed no weights)
