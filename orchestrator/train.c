@@ -86,21 +86,38 @@ static double value_of(const Maye__Metrics *m, const char *key) {
     return 0;
 }
 
+// A bar of the run's progress, drawn only on a terminal ("" in logs and pipes).
+static const char *progress_bar(int64_t done, int64_t total) {
+    static char bar[48];
+    bar[0] = 0;
+    if (!isatty(STDERR_FILENO) || total <= 0) return bar;
+    int width = 24, fill = (int)(width * done / total);
+    bar[0] = '[';
+    for (int i = 0; i < width; i++) bar[1 + i] = i < fill ? '#' : '.';
+    snprintf(bar + 1 + width, sizeof bar - 1 - (size_t)width, "] ");
+    return bar;
+}
+
 static void progress_line(const Maye__Metrics *m, int64_t total, double t_start, int64_t first_step, int sft) {
     double el = maye_now() - t_start;
     int64_t done = m->step + 1 - first_step;
     double eta = done > 0 ? el / (double)done * (double)(total - m->step - 1) : 0;
     double secs = value_of(m, "seconds");
     if (sft) {
-        log_info("step %lld/%lld epoch %lld  loss %.4f  lr %.2e  %.0f tok/s (update)  ETA %.0f s", (long long)m->step + 1,
+        log_info("%sstep %lld/%lld epoch %lld  loss %.4f  lr %.2e  %.0f tok/s (update)  ETA %.0f s",
+                 progress_bar(m->step + 1, total), (long long)m->step + 1,
                  (long long)total, (long long)m->epoch, value_of(m, "loss"), value_of(m, "lr"),
                  secs > 0 ? value_of(m, "tokens") / secs : 0, eta);
         return;
     }
-    log_info("step %lld/%lld epoch %lld  reward %.3f  acc %.3f  len %.0f  kl %.4f  entropy %.3f  update %.0f tok/s  "
-             "ETA %.0f s", (long long)m->step + 1, (long long)total, (long long)m->epoch, value_of(m, "reward"),
-             value_of(m, "accuracy"), value_of(m, "response_length"), value_of(m, "kl"), value_of(m, "entropy"),
-             secs > 0 ? value_of(m, "response_tokens") / secs : 0, eta);
+    // tokens per second of each stage's busy time: generated (rollout), scored by policy + reference (traj),
+    // trained (update, times the PPO epochs)
+    double rs = value_of(m, "seconds/rollout"), ts = value_of(m, "seconds/traj"), seq = value_of(m, "sequence_tokens");
+    log_info("%sstep %lld/%lld epoch %lld  reward %.3f  acc %.3f  len %.0f  kl %.4f  entropy %.3f  tok/s: rollout %.0f "
+             "traj %.0f update %.0f  ETA %.0f s", progress_bar(m->step + 1, total), (long long)m->step + 1, (long long)total, (long long)m->epoch,
+             value_of(m, "reward"), value_of(m, "accuracy"), value_of(m, "response_length"), value_of(m, "kl"),
+             value_of(m, "entropy"), rs > 0 ? value_of(m, "response_tokens") / rs : 0, ts > 0 ? 2 * seq / ts : 0,
+             secs > 0 ? seq / secs : 0, eta);
 }
 
 // ----------------------------------------------------------------------------

@@ -452,8 +452,13 @@ int maye_trainer_rl_step(maye_trainer *tr, Maye__Trajectory *const *t, int n, in
         metric(out, "grad_norm", sum_norm / os);
         metric(out, "lr", lr);
         metric(out, "gradient_steps", (double)opt_steps);
+        int64_t seq_tokens = 0;
+        for (int i = 0; i < n; i++) seq_tokens += seq[i].T;
         metric(out, "trajectories", n);
         metric(out, "response_tokens", (double)resp_tokens);
+        metric(out, "sequence_tokens", (double)seq_tokens);
+        metric(out, "seconds/rollout", t[0]->rollout_seconds);
+        metric(out, "seconds/traj", t[0]->traj_seconds);
         metric(out, "reflection_ratio", rs.reflection_ratio);
         metric(out, "reflection_ratio_in_correct_answers", rs.reflection_ratio_in_correct_answers);
         metric(out, "reflection_ratio_in_incorrect_answers", rs.reflection_ratio_in_incorrect_answers);

@@ -157,7 +157,7 @@ static void teardown(rollout *ro) {
 // one step
 
 // Writes the Rollout records of a generated step (nothing reaches the reader before the flush).
-static int write_step(rollout *ro, ProtobufCMessage **msgs, int n, const maye_gen_result *res) {
+static int write_step(rollout *ro, ProtobufCMessage **msgs, int n, const maye_gen_result *res, double step_seconds) {
     const maye_config *cfg = &ro->cfg;
     int ns = (int)cfg->rollout.n, rc = 0;
     Maye__Response *resp = xmalloc(sizeof *resp * (size_t)ns);
@@ -174,6 +174,7 @@ static int write_step(rollout *ro, ProtobufCMessage **msgs, int n, const maye_ge
         r.seed = (uint64_t)cfg->seed;
         r.prefill_seconds = cfg->rollout.timing ? res[q].prefill_seconds : 0;
         r.decode_seconds = cfg->rollout.timing ? res[q].decode_seconds : 0;
+        r.step_seconds = cfg->rollout.timing ? step_seconds : 0;
         for (int s = 0; s < ns; s++) {
             const maye_gen_output *o = &res[q].out[s];
             maye__response__init(&resp[s]);
@@ -214,6 +215,7 @@ static int run_step(rollout *ro, ProtobufCMessage **msgs, int n, int64_t step) {
         return maye_fail_ctx("step %lld", (long long)step);
     ro->clock.idle_extra += maye_now() - t_sync;
     if (ro->have_ws) ro->version = ro->ws.version;
+    double t_busy = maye_now(); // the step's own work starts here
 
     maye_query_pixels *px = xcalloc((size_t)n, sizeof *px);
     maye_gen_request *rq = xcalloc((size_t)n, sizeof *rq);
@@ -247,7 +249,7 @@ static int run_step(rollout *ro, ProtobufCMessage **msgs, int n, int64_t step) {
                  (long long)cfg->rollout.n, (long long)tokens, dt, tokens / (dt > 0 ? dt : 1),
                  ro->gen.stats.prefill_seconds - before.prefill_seconds,
                  ro->gen.stats.vision_seconds - before.vision_seconds);
-        rc = write_step(ro, msgs, n, res);
+        rc = write_step(ro, msgs, n, res, maye_now() - t_busy);
         maye_gen_result_free(res, n, (int)cfg->rollout.n);
     }
     for (int q = 0; q < n; q++) {

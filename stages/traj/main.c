@@ -65,7 +65,10 @@ static int run_step(traj_stage *s, maye_writer *w, Maye__Rollout **rollouts, int
     }
     Maye__Trajectory **trajs;
     int nt;
+    double t0 = maye_now();
     TRY(maye_traj_build_step(&s->tb, rollouts, n, &trajs, &nt));
+    if (s->cfg.rollout.timing)
+        for (int i = 0; i < nt; i++) trajs[i]->rollout_seconds = rollouts[0]->step_seconds, trajs[i]->traj_seconds = maye_now() - t0;
     int rc = 0;
     for (int i = 0; i < nt && rc == 0; i++) rc = maye_writer_write(w, &trajs[i]->base);
     if (rc == 0) rc = maye_writer_flush(w);

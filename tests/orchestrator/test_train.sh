@@ -58,8 +58,8 @@ P="$T/pipe"
   | "$B/maye-rollout" --config "$R/config.yaml" run_dir="$P" 2>/dev/null \
   | "$B/maye-traj" --config "$R/config.yaml" run_dir="$P" 2>/dev/null \
   | "$B/maye-update" --config "$R/config.yaml" run_dir="$P" 2>/dev/null > "$T/pipe-metrics.zst"
-"$B/maye" cat "$T/pipe-metrics.zst" | grep '"metrics"' | sed 's/"seconds":[0-9.e+-]*//' > "$T/pipe0.jsonl"
-sed -n 2p "$T/metrics.jsonl" | sed 's/"seconds":[0-9.e+-]*//' > "$T/run0.jsonl"
+"$B/maye" cat "$T/pipe-metrics.zst" | grep '"metrics"' | sed 's/"seconds[^"]*":[0-9.e+-]*//g' > "$T/pipe0.jsonl"
+sed -n 2p "$T/metrics.jsonl" | sed 's/"seconds[^"]*":[0-9.e+-]*//g' > "$T/run0.jsonl"
 cmp -s "$T/pipe0.jsonl" "$T/run0.jsonl" || { diff "$T/pipe0.jsonl" "$T/run0.jsonl" | head -5; fail "pipeline metrics differ"; }
 
 # replaying the saved trajectories gives the live run's weights --------------------------------------
