@@ -102,7 +102,7 @@ static void progress_line(const Maye__Metrics *m, int64_t total, double t_start,
     double el = maye_now() - t_start;
     int64_t done = m->step + 1 - first_step;
     double eta = done > 0 ? el / (double)done * (double)(total - m->step - 1) : 0;
-    double secs = value_of(m, "seconds");
+    double secs = value_of(m, "seconds/update");
     if (sft) {
         log_info("%sstep %lld/%lld epoch %lld  loss %.4f  lr %.2e  %.0f tok/s (update)  ETA %.0f s",
                  progress_bar(m->step + 1, total), (long long)m->step + 1,

@@ -105,7 +105,7 @@ static int run_step(update_stage *s, ProtobufCMessage **msgs, int n, int64_t ste
     }
     double secs = maye_now() - t0;
     if (m.n < MAYE_STEP_MAX_VALUES) {
-        snprintf(m.names[m.n], sizeof m.names[0], "seconds");
+        snprintf(m.names[m.n], sizeof m.names[0], "seconds/update");
         m.values[m.n++] = secs;
     }
     // the step's metrics first, then its version: the orchestrator logs the step before evaluating the version
