@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "jsonl.h"
 #include "core/util.h"
 #include "rl/judge.h"
 
@@ -71,6 +72,14 @@ static int judge_line(const char *text, size_t len, double tol, const char *wher
     return 0;
 }
 
+typedef struct {
+    double tolerance;
+} judge_ctx;
+
+static int judge_filter(void *ctx, const char *line, size_t len, const char *where, maye_buf *out) {
+    return judge_line(line, len, ((const judge_ctx *)ctx)->tolerance, where, out);
+}
+
 int cmd_judge(int argc, char **argv) {
     double tol = 1e-2;
     const char *path = "-";
@@ -97,34 +106,9 @@ int cmd_judge(int argc, char **argv) {
         log_error("cannot open '%s'", path);
         return 1;
     }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    long lineno = 0;
-    int rc = 0;
-    maye_buf out = {0};
-    while ((n = getline(&line, &cap, in)) >= 0) {
-        lineno++;
-        size_t len = (size_t)n;
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
-        if (strspn(line, " \t") >= len) continue;
-        char where[512];
-        snprintf(where, sizeof where, "%s:%ld", name, lineno);
-        maye_buf_clear(&out);
-        if (judge_line(line, len, tol, where, &out) < 0) {
-            fflush(stdout); // the lines before the bad one come first
-            maye_report_error();
-            rc = 1;
-            break;
-        }
-        fwrite(out.data, 1, out.len, stdout);
-    }
-    if (fflush(stdout) != 0) {
-        log_error("cannot write to stdout");
-        rc = 1;
-    }
+    judge_ctx jc = {tol};
+    int rc = maye_jsonl_filter(in, name, judge_filter, &jc);
+    if (rc < 0) maye_report_error();
     if (in != stdin) fclose(in);
-    free(line);
-    maye_buf_free(&out);
-    return rc;
+    return rc < 0 ? 1 : 0;
 }

@@ -2,6 +2,7 @@
 // {"text": ...} lines to {"ids": [...]} or, with --decode, {"ids": [...]} lines to {"text": ...}.
 #include "core/error.h"
 #include "core/log.h"
+#include "jsonl.h"
 #include "core/util.h"
 #include "text/json_reader.h"
 #include "text/tokenizer.h"
@@ -81,6 +82,16 @@ done:
     return rc;
 }
 
+typedef struct {
+    const maye_tokenizer *tok;
+    int decode, skip_special;
+} tokenize_ctx;
+
+static int tokenize_filter(void *ctx, const char *line, size_t len, const char *where, maye_buf *out) {
+    const tokenize_ctx *c = ctx;
+    return tokenize_line(c->tok, c->decode, c->skip_special, line, len, where, out);
+}
+
 int cmd_tokenize(int argc, char **argv) {
     const char *path = NULL;
     int decode = 0, skip_special = 0;
@@ -110,34 +121,9 @@ int cmd_tokenize(int argc, char **argv) {
         maye_report_error();
         return 1;
     }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    long lineno = 0;
-    int rc = 0;
-    maye_buf out = {0};
-    while ((n = getline(&line, &cap, stdin)) >= 0) {
-        lineno++;
-        size_t len = (size_t)n;
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
-        if (strspn(line, " \t") >= len) continue;
-        char where[64];
-        snprintf(where, sizeof where, "stdin:%ld", lineno);
-        maye_buf_clear(&out);
-        if (tokenize_line(tok, decode, skip_special, line, len, where, &out) < 0) {
-            fflush(stdout); // the lines before the bad one come first
-            maye_report_error();
-            rc = 1;
-            break;
-        }
-        fwrite(out.data, 1, out.len, stdout);
-    }
-    if (fflush(stdout) != 0) {
-        log_error("cannot write to stdout");
-        rc = 1;
-    }
-    free(line);
-    maye_buf_free(&out);
+    tokenize_ctx tc = {tok, decode, skip_special};
+    int rc = maye_jsonl_filter(stdin, "stdin", tokenize_filter, &tc);
+    if (rc < 0) maye_report_error();
     maye_tokenizer_free(tok);
-    return rc;
+    return rc < 0 ? 1 : 0;
 }
