@@ -3,9 +3,10 @@
 # reference-parity tests; `make deps` installs the Debian packages; `make bench`, `make fuzz` build (and
 # run) benchmarks and fuzz targets.
 # BUILD=dir puts all outputs in another directory (useful for parallel builds of one checkout).
-# CUDA=1 (default off) also builds the CUDA kernel layer and the GPU model: lib/kernels/cuda/*.cu and
-# lib/model/cuda/*.cu -> $(BUILD)/libmaye_cuda.a (nvcc, sm_90a for H100/H200; CUDA_ARCH=... for others), the
-# CUDA tests tests/cuda/test_*.cu -> $(BUILD)/tests/cuda/ (they exit 77, a skip, without a GPU) and the GPU
+# CUDA=1 (default off) also builds the CUDA kernel layer, the GPU model and the stages' CUDA backend:
+# lib/kernels/cuda/*.cu, lib/model/cuda/*.cu and lib/backend/*.cu -> $(BUILD)/libmaye_cuda.a (nvcc, sm_90a for
+# H100/H200; CUDA_ARCH=... for others), which the stages and maye then link (model.device=cuda), the CUDA
+# tests tests/cuda/test_*.cu -> $(BUILD)/tests/cuda/ (they exit 77, a skip, without a GPU) and the GPU
 # benchmarks bench/gpu_*.cu; `make CUDA=1 gpu-check` builds and runs them all (bench/gpu.sh), `make CUDA=1
 # gpu-bundle` packs them for another machine. Without CUDA=1 nothing needs nvcc.
 
@@ -87,16 +88,17 @@ $(LIBMAYE): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# BACKEND_LIBS / BACKEND_SYSLIBS: the CUDA backend in CUDA=1 builds (set in the CUDA section), else empty
 define STAGE_RULE
 $(BUILD)/bin/maye-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard stages/$(1)/*.c)) $(LIBMAYE)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(MAYE_LDFLAGS) -o $$@ $$(filter %.o,$$^) $$(LIBMAYE) $$(LIBS)
+	$$(CC) $$(MAYE_LDFLAGS) -o $$@ $$(filter %.o,$$^) $$(BACKEND_LIBS) $$(LIBMAYE) $$(LIBS) $$(BACKEND_SYSLIBS)
 endef
 $(foreach s,$(STAGES),$(eval $(call STAGE_RULE,$(s))))
 
 $(BUILD)/bin/maye: $(ORCH_OBJ) $(LIBMAYE)
 	@mkdir -p $(dir $@)
-	$(CC) $(MAYE_LDFLAGS) -o $@ $(ORCH_OBJ) $(LIBMAYE) $(LIBS) $(ORCH_LIBS)
+	$(CC) $(MAYE_LDFLAGS) -o $@ $(ORCH_OBJ) $(BACKEND_LIBS) $(LIBMAYE) $(LIBS) $(ORCH_LIBS) $(BACKEND_SYSLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_OBJ) $(LIBMAYE)
 	@mkdir -p $(dir $@)
@@ -148,7 +150,7 @@ NVCCFLAGS ?=
 NVCC_FLAGS := -std=c++17 -O3 -g -lineinfo $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
   -Xcudafe --display_error_number -Ilib -Itests -I$(BUILD)/gen $(NVCCFLAGS)
 CUDA_LIBS := -Wl,--as-needed -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
-CUDA_SRC := $(sort $(wildcard lib/kernels/cuda/*.cu lib/model/cuda/*.cu))
+CUDA_SRC := $(sort $(wildcard lib/kernels/cuda/*.cu lib/model/cuda/*.cu lib/backend/*.cu))
 CUDA_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CUDA_SRC))
 LIBMAYE_CUDA := $(BUILD)/libmaye_cuda.a
 CUDA_TEST_SRC := $(sort $(wildcard tests/cuda/test_*.cu))
@@ -158,6 +160,15 @@ GPU_BENCH_BINS := $(patsubst %.cu,$(BUILD)/%,$(GPU_BENCH_SRC))
 
 all: $(LIBMAYE_CUDA)
 tests: $(CUDA_TEST_BINS)
+
+# the stages and maye drive the CUDA backend (lib/backend/cuda.cu): -u pulls it out of the archive, which
+# makes backend.c's weak reference to it non-NULL (model.device=cuda)
+BACKEND_LIBS := -Wl,-u,maye_backend_cuda_ops $(LIBMAYE_CUDA)
+BACKEND_SYSLIBS := $(CUDA_LIBS)
+$(filter-out %/maye-batch,$(BINS)): $(LIBMAYE_CUDA)
+# maye-batch runs no model
+$(BUILD)/bin/maye-batch: BACKEND_LIBS :=
+$(BUILD)/bin/maye-batch: BACKEND_SYSLIBS :=
 
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
@@ -175,7 +186,7 @@ $(GPU_BENCH_BINS): $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBMAYE_CUDA) $(LI
 	@mkdir -p $(dir $@)
 	$(CC) $(MAYE_LDFLAGS) -o $@ $< $(LIBMAYE_CUDA) $(LIBMAYE) $(LIBS) $(CUDA_LIBS)
 
-gpu-bins: $(CUDA_TEST_BINS) $(GPU_BENCH_BINS)
+gpu-bins: $(BINS) $(CUDA_TEST_BINS) $(GPU_BENCH_BINS)
 
 # the test and benchmark binaries plus the shared libraries they need beyond glibc, libstdc++ and CUDA, for
 # a GPU machine that lacks this machine's packages (bench/gpu.sh --bundle DIR runs them)

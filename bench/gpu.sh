@@ -1,8 +1,9 @@
 #!/bin/sh
-# The GPU check in one command: builds the CUDA layer (make CUDA=1 gpu-bins), runs every CUDA test
-# (tests/cuda, against the CPU reference), the kernel benchmarks (bench/gpu_kernels.cu), the PyTorch baseline
-# (bench/gpu_torch_baseline.py) when torch sees the GPU, and last compute-sanitizer's memcheck on the
-# attention test when the tool exists. About 2-4 minutes on an H100/H200.
+# The GPU check in one command: builds the CUDA layer and the stages with their CUDA backend (make CUDA=1
+# gpu-bins), runs every CUDA test (tests/cuda, against the CPU reference; test_stages_cuda runs the four
+# stages with model.device=cuda against model.device=cpu), the kernel benchmarks (bench/gpu_kernels.cu), the
+# PyTorch baseline (bench/gpu_torch_baseline.py) when torch sees the GPU, and last compute-sanitizer's
+# memcheck on the attention test when the tool exists. About 2-4 minutes on an H100/H200.
 #
 #   sh bench/gpu.sh                    build in $BUILD (default build) with make CUDA=1, then run
 #   sh bench/gpu.sh --no-build         run the binaries already in $BUILD

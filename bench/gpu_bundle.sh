@@ -1,7 +1,9 @@
 #!/bin/sh
-# Packs the CUDA test and benchmark binaries of $BUILD (make CUDA=1 gpu-bins) into $BUILD/gpu-bundle for a GPU
-# machine that lacks this machine's Debian packages: bin/ holds the binaries (debug info stripped), lib/ the
-# shared libraries they load beyond glibc, libstdc++/libgcc and CUDA (OpenBLAS, libgomp, libgfortran, ...);
+# Packs the CUDA test and benchmark binaries of $BUILD (make CUDA=1 gpu-bins), with the stages and maye of that
+# build (CUDA backend linked in), into $BUILD/gpu-bundle for a GPU machine that lacks this machine's Debian
+# packages: bin/ holds the binaries (debug info stripped), lib/ the shared libraries they load beyond glibc,
+# libstdc++/libgcc and CUDA (OpenBLAS, libgomp, libgfortran, cairo, ...), configs/ the demo model config and
+# tokenizer and the example data (tests/cuda/test_stages_cuda runs the stages on them);
 # $BUILD/gpu-bundle.tar.gz is the same, compressed, to carry to that machine. fixtures/golden/ holds the golden
 # model folders of $MAYE_FIXTURES (default ../shared/fixtures; those with config.json + model.safetensors, about
 # 15 MB), which the model tests need and which do not travel with the working tree.
@@ -12,7 +14,7 @@ BUILD=${BUILD:-build}
 OUT_DIR="$BUILD/gpu-bundle"
 rm -rf "$OUT_DIR"
 mkdir -p "$OUT_DIR/bin" "$OUT_DIR/lib"
-bins=$(ls "$BUILD"/tests/cuda/test_* "$BUILD"/bench/gpu_* 2>/dev/null || true)
+bins=$(ls "$BUILD"/tests/cuda/test_* "$BUILD"/bench/gpu_* "$BUILD"/bin/maye* 2>/dev/null || true)
 [ -n "$bins" ] || { echo "gpu_bundle: no CUDA binaries in $BUILD (run make CUDA=1 gpu-bins first)" >&2; exit 1; }
 for b in $bins; do
   cp "$b" "$OUT_DIR/bin/"
@@ -26,6 +28,9 @@ for b in $bins; do
     esac
   done
 done
+mkdir -p "$OUT_DIR/configs/demo" "$OUT_DIR/configs/example"
+cp configs/demo/model.json configs/demo/tokenizer.json "$OUT_DIR/configs/demo/"
+cp -R configs/example/. "$OUT_DIR/configs/example/"
 fixtures=${MAYE_FIXTURES:-../shared/fixtures}
 for d in "$fixtures"/golden/*/; do
   [ -f "$d/config.json" ] && [ -f "$d/model.safetensors" ] || continue

@@ -1,5 +1,6 @@
 // maye: the orchestrator and the debugging tools around the four stages. It dispatches to the
 // subcommands listed in commands.h; each subcommand has its own --help.
+#include "backend/backend.h"
 #include "commands.h"
 #include "core/log.h"
 #include "version.h"
@@ -25,7 +26,10 @@ static void usage(FILE *f) {
 }
 
 int cmd_version(int argc, char **argv) {
-    printf("maye-c %s (CPU backend: fp32, OpenBLAS)\n", MAYE_VERSION);
+    const maye_backend_ops *cuda = maye_backend_cuda();
+    printf("maye-c %s (CPU backend: fp32, OpenBLAS; CUDA backend: ", MAYE_VERSION);
+    if (cuda) printf("fp32 and bf16, %d device(s) visible)\n", cuda->device_count());
+    else printf("not built, make CUDA=1 builds it)\n");
     return 0;
 }
 

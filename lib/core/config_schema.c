@@ -13,8 +13,10 @@ const maye_cfg_field maye_cfg_fields[] = {
     F("model.path", CFG_STRING, model.path, "", NULL, "checkpoint directory (config.json + safetensors)"),
     F("model.ref_path", CFG_STRING, model.ref_path, "", NULL, "reference model (KL terms); empty = model.path"),
     F("model.tokenizer", CFG_STRING, model.tokenizer, "", NULL, "tokenizer.json; empty = <model.path>/tokenizer.json"),
-    F("model.device", CFG_STRING, model.device, "cpu", "cpu|cuda", "compute backend"),
-    F("model.dtype", CFG_STRING, model.dtype, "fp32", "fp32|bf16", "compute dtype (the CPU backend is fp32)"),
+    F("model.device", CFG_STRING, model.device, "cpu", "cpu|cuda",
+      "compute backend of rollout, traj and update (cuda: builds made with make CUDA=1)"),
+    F("model.dtype", CFG_STRING, model.dtype, "fp32", "fp32|bf16",
+      "compute dtype: cpu is fp32; cuda is fp32 or bf16 (fp32 masters and AdamW state)"),
     F("model.threads", CFG_INT, model.threads, "0", NULL, "CPU threads; 0 = all cores"),
 
     F("data.train", CFG_STRING, data.train, "", NULL, "training set, MAYE-format JSONL"),

@@ -1,6 +1,7 @@
 // Run-level tokenizer/image settings and Query images as patches (see inputs.h).
 #include "data/inputs.h"
 
+#include "backend/backend.h"
 #include "core/error.h"
 #include "core/util.h"
 #include "io/records.h"
@@ -82,12 +83,17 @@ void maye_query_pixels_free(maye_query_pixels *p) {
 }
 
 int maye_run_check_backend(const maye_config *cfg) {
-    if (strcmp(cfg->model.device, "cpu"))
-        return maye_fail("model.device = %s: the stages run on the CPU backend only for now (the CUDA model is built "
-                         "with `make CUDA=1` and benchmarked by bench/gpu_model.sh, but maye-rollout, maye-traj and "
-                         "maye-update do not drive it yet); set model.device=cpu model.dtype=fp32",
-                         cfg->model.device);
-    if (strcmp(cfg->model.dtype, "fp32"))
-        return maye_fail("model.dtype = %s: the CPU backend computes in fp32; set model.dtype=fp32", cfg->model.dtype);
+    const char *dev = cfg->model.device, *dt = cfg->model.dtype;
+    bool cuda = !strcmp(dev, "cuda");
+    if (!cuda && strcmp(dev, "cpu"))
+        return maye_fail("model.device = %s: expected cpu or cuda", dev);
+    if (cuda && !maye_backend_cuda())
+        return maye_fail("model.device = cuda: this build has no CUDA backend: rebuild with make CUDA=1 (needs nvcc), "
+                         "or set model.device=cpu model.dtype=fp32");
+    if (!cuda && strcmp(dt, "fp32"))
+        return maye_fail("model.dtype = %s: the CPU backend computes in fp32; set model.dtype=fp32 (bf16 needs "
+                         "model.device=cuda)", dt);
+    if (strcmp(dt, "fp32") && strcmp(dt, "bf16"))
+        return maye_fail("model.dtype = %s: expected fp32 or bf16", dt);
     return 0;
 }

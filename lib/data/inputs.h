@@ -28,6 +28,6 @@ typedef struct {
 int maye_query_pixels_build(const Maye__Query *q, const maye_image_processor_config *img, maye_query_pixels *out);
 void maye_query_pixels_free(maye_query_pixels *p);
 
-// Fails unless the run asks for a backend the stages can run: today the CPU backend in fp32 (the CUDA model
-// in lib/model/cuda is built with CUDA=1 and tested, but the stages do not drive it yet).
+// Fails unless this build can run the backend the run asks for (the one place that checks model.device and
+// model.dtype): cpu in fp32, or cuda in fp32 or bf16 when the build has the CUDA backend (make CUDA=1).
 int maye_run_check_backend(const maye_config *cfg);

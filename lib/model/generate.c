@@ -292,6 +292,30 @@ static int final_text(const maye_gen_config *cfg, seq_state *s) {
     return 0;
 }
 
+int maye_gen_output_finish(const maye_gen_config *cfg, maye_gen_output *out) {
+    seq_state s;
+    memset(&s, 0, sizeof s);
+    s.out = out;
+    int n = out->n, rc = 0;
+    for (int k = 1; k <= n && cfg->n_stop_strings && cfg->tok; k++) {
+        int stop_id = 0;
+        for (int i = 0; i < cfg->n_stop; i++) stop_id |= out->ids[k - 1] == cfg->stop_ids[i];
+        if (stop_id) break; // the sequence ended here, before any stop-string check
+        if (k < cfg->min_tokens) continue;
+        out->n = k; // stop_string_seen decodes the ids [n_dec, out->n)
+        int seen = stop_string_seen(cfg, &s);
+        if (seen != 0) {
+            rc = seen < 0 ? -1 : 0;
+            if (seen > 0) n = k, out->finish = MAYE_FINISH_STOP;
+            break;
+        }
+    }
+    out->n = n;
+    if (rc == 0 && cfg->tok) rc = final_text(cfg, &s);
+    maye_buf_free(&s.text);
+    return rc;
+}
+
 // ----------------------------------------------------------------------------
 // sequences
 

@@ -101,6 +101,11 @@ void maye_gen_engine_free(maye_gen_engine *e);
 // large for the pool fails the whole call before any work, naming it.
 int maye_gen_run(maye_gen_engine *e, const maye_gen_request *reqs, int n, maye_gen_result *res);
 void maye_gen_result_free(maye_gen_result *res, int n, int n_out);
+// Gives an output made by another backend's decoder (which ends at stop ids and max_tokens only) what
+// maye_gen_run gives: when a stop string shows up in the decoded text (from min_tokens on), the ids end with
+// the token that completed it (finish STOP), exactly where maye_gen_run would have stopped the sequence; then
+// out->text is decoded as maye_gen_run decodes it (nothing without cfg->tok).
+int maye_gen_output_finish(const maye_gen_config *cfg, maye_gen_output *out);
 
 // The stop ids of a model and tokenizer: <|im_end|> and <|endoftext|> (tokenizer may be NULL) plus the
 // eos_token_id (a number or a list, top level or text_config) of the model's config.json; no duplicates.

@@ -13,18 +13,31 @@ void maye_scorer_free(maye_scorer *s) {
     memset(s, 0, sizeof *s);
 }
 
+typedef struct {
+    maye_scorer *s;
+    const maye_model *m;
+} cpu_scorer;
+
+// The CPU model's packed forward, in activations grown to the largest batch seen.
+static int cpu_forward(void *ctx, const maye_llm_batch *b, const int64_t *targets, float temperature, float *logprobs,
+                       float *entropy) {
+    cpu_scorer *cs = ctx;
+    maye_scorer *s = cs->s;
+    if (!s->have_acts || s->acts.T_cap < b->T) {
+        if (s->have_acts) maye_llm_acts_free(&s->acts);
+        maye_llm_acts_init(&s->acts, &cs->m->cfg, b->T, b->T, 0);
+        s->have_acts = 1;
+    }
+    TRY(maye_llm_forward(cs->m, b, &s->acts));
+    return maye_llm_logprobs(cs->m, &s->acts, targets, temperature, logprobs, entropy);
+}
+
 // Scores items [first, first + count) in one packed forward.
-static int score_chunk(maye_scorer *s, const maye_model *m, const maye_score_item *items, int first, int count,
-                       float temperature, float **logprobs, float **entropy) {
-    const maye_model_config *c = &m->cfg;
+static int score_chunk(const maye_model_config *c, maye_score_forward fwd, void *ctx, const maye_score_item *items,
+                       int first, int count, float temperature, float **logprobs, float **entropy) {
     int T = 0;
     int64_t NI = 0;
     for (int i = first; i < first + count; i++) T += items[i].T, NI += items[i].n_image_embeds;
-    if (!s->have_acts || s->acts.T_cap < T) {
-        if (s->have_acts) maye_llm_acts_free(&s->acts);
-        maye_llm_acts_init(&s->acts, c, T, T, 0);
-        s->have_acts = 1;
-    }
     int *cu = xmalloc(sizeof(int) * (size_t)(count + 1)), *n_prompt = xmalloc(sizeof(int) * (size_t)count);
     int64_t *ids = xmalloc(sizeof(int64_t) * (size_t)T), *pos = xmalloc(sizeof(int64_t) * 3 * (size_t)T);
     int64_t *targets = xmalloc(sizeof(int64_t) * (size_t)T);
@@ -57,8 +70,7 @@ static int score_chunk(maye_scorer *s, const maye_model *m, const maye_score_ite
     if (rc == 0) {
         maye_llm_batch b = {.B = count, .T = T, .cu_seqlens = cu, .ids = ids, .pos = pos, .image_embeds = embeds,
                             .n_image_embeds = NI, .n_prompt = n_prompt};
-        rc = maye_llm_forward(m, &b, &s->acts);
-        if (rc == 0) rc = maye_llm_logprobs(m, &s->acts, targets, temperature, lp, ent);
+        rc = fwd(ctx, &b, targets, temperature, lp, ent);
     }
     for (int i = first; i < first + count && rc == 0; i++) {
         const maye_score_item *it = &items[i];
@@ -71,15 +83,21 @@ static int score_chunk(maye_scorer *s, const maye_model *m, const maye_score_ite
     return rc;
 }
 
-int maye_scorer_run(maye_scorer *s, const maye_model *m, const maye_score_item *items, int n, float temperature,
-                    int max_seqs, float **logprobs, float **entropy) {
+int maye_score_packed(const maye_model_config *c, maye_score_forward fwd, void *ctx, const maye_score_item *items,
+                      int n, float temperature, int max_seqs, float **logprobs, float **entropy) {
     if (max_seqs < 1) max_seqs = 1;
     for (int i = 0; i < n; i++)
         CHECK_OR_FAIL(items[i].n_prompt >= 1 && items[i].n_prompt <= items[i].T,
                       "sequence %d: prompt of %d tokens in a sequence of %d", i, items[i].n_prompt, items[i].T);
     for (int first = 0; first < n; first += max_seqs) {
         int count = n - first < max_seqs ? n - first : max_seqs;
-        TRY(score_chunk(s, m, items, first, count, temperature, logprobs, entropy));
+        TRY(score_chunk(c, fwd, ctx, items, first, count, temperature, logprobs, entropy));
     }
     return 0;
+}
+
+int maye_scorer_run(maye_scorer *s, const maye_model *m, const maye_score_item *items, int n, float temperature,
+                    int max_seqs, float **logprobs, float **entropy) {
+    cpu_scorer cs = {s, m};
+    return maye_score_packed(&m->cfg, cpu_forward, &cs, items, n, temperature, max_seqs, logprobs, entropy);
 }

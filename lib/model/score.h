@@ -29,3 +29,11 @@ void maye_scorer_free(maye_scorer *s);
 // a time. Fails on ids outside the vocabulary or image pads that do not match the embeddings.
 int maye_scorer_run(maye_scorer *s, const maye_model *m, const maye_score_item *items, int n, float temperature,
                     int max_seqs, float **logprobs, float **entropy);
+
+// The forward and log-probs of one packed batch on some backend: maye_llm_forward + maye_llm_logprobs on the
+// CPU model, or a device model's (backend/backend.h).
+typedef int (*maye_score_forward)(void *ctx, const maye_llm_batch *b, const int64_t *targets, float temperature,
+                                  float *logprobs, float *entropy);
+// maye_scorer_run with the packed forwards done by fwd(ctx, ...) for a model of config c.
+int maye_score_packed(const maye_model_config *c, maye_score_forward fwd, void *ctx, const maye_score_item *items,
+                      int n, float temperature, int max_seqs, float **logprobs, float **entropy);

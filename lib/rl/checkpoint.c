@@ -35,7 +35,8 @@ static int remove_tree(const char *dir) {
     return rmdir(dir);
 }
 
-int maye_trainer_save(const maye_trainer *tr, const char *run_dir, const char *source_dir, char **out_dir) {
+int maye_trainer_save(maye_trainer *tr, const char *run_dir, const char *source_dir, char **out_dir) {
+    TRY(maye_trainer_fetch_optimizer(tr));
     char name[64], tmpname[96];
     snprintf(name, sizeof name, "checkpoints/step-%06lld", (long long)tr->steps_done);
     snprintf(tmpname, sizeof tmpname, "checkpoints/.step-%06lld.tmp.%d", (long long)tr->steps_done, (int)getpid());

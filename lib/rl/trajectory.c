@@ -1,6 +1,7 @@
 // Rollouts -> Trajectories (see trajectory.h).
 #include "rl/trajectory.h"
 
+#include "backend/backend.h"
 #include "core/error.h"
 #include "data/inputs.h"
 
@@ -56,24 +57,33 @@ static void score_response(const maye_traj_builder *b, const Maye__Rollout *r, c
     for (int k = 0; k < MAYE_REFLECTION_NWORDS; k++) t->reflection_counts[k] = (int32_t)refl.counts[k];
 }
 
-// Image features of every query of the step under model m: feats[q] (NI_q, C).
-static int vision_features(const maye_traj_builder *b, const maye_model *m, Maye__Rollout *const *rollouts, int n,
-                           float **feats, int64_t *nfeat, maye_query_pixels *pix) {
+// Image features of every query of the step under model m (on its device model dev, when not NULL): feats[q]
+// (NI_q, C).
+static int vision_features(const maye_model *m, maye_device_model *dev, int n, float **feats, int64_t *nfeat,
+                           maye_query_pixels *pix) {
     for (int q = 0; q < n; q++) {
         if (!pix[q].n_images) continue;
         int64_t ntok;
         TRY(maye_vision_check(&m->cfg, pix[q].n_patches, pix[q].grid_thw, pix[q].n_images, &ntok));
         feats[q] = xmalloc(sizeof(float) * (size_t)(ntok * m->cfg.hidden));
         nfeat[q] = ntok;
-        TRY(maye_vision_forward(m, pix[q].pixels, pix[q].n_patches, pix[q].grid_thw, pix[q].n_images, feats[q]));
+        const maye_query_pixels *p = &pix[q];
+        if (dev) TRY(maye_device_vision(dev, p->pixels, p->n_patches, p->grid_thw, p->n_images, feats[q]));
+        else TRY(maye_vision_forward(m, p->pixels, p->n_patches, p->grid_thw, p->n_images, feats[q]));
     }
     return 0;
 }
 
-// Log-probs of every response under model m into lp[i] (one array per trajectory, allocated here).
-static int model_logprobs(maye_traj_builder *b, const maye_model *m, Maye__Rollout *const *rollouts, int n,
-                          maye_query_pixels *pix, float **feats, int64_t *nfeat, Maye__Trajectory **trajs, int n_out,
-                          int32_t **seqs, float **lp) {
+static int device_forward(void *dev, const maye_llm_batch *b, const int64_t *targets, float temperature,
+                          float *logprobs, float *entropy) {
+    return maye_device_logprobs(dev, b, targets, temperature, logprobs, entropy);
+}
+
+// Log-probs of every response under model m (on its device model dev, when not NULL) into lp[i] (one array per
+// trajectory, allocated here).
+static int model_logprobs(maye_traj_builder *b, const maye_model *m, maye_device_model *dev,
+                          Maye__Rollout *const *rollouts, int n, maye_query_pixels *pix, float **feats, int64_t *nfeat,
+                          Maye__Trajectory **trajs, int n_out, int32_t **seqs, float **lp) {
     maye_score_item *items = xcalloc((size_t)n_out, sizeof(maye_score_item));
     int k = 0;
     for (int q = 0; q < n; q++) {
@@ -93,7 +103,9 @@ static int model_logprobs(maye_traj_builder *b, const maye_model *m, Maye__Rollo
             return maye_fail("rollouts of one step were sampled at different temperatures (%g and %g)",
                              temperature, trajs[i]->temperature);
         }
-    int rc = maye_scorer_run(&b->scorer, m, items, n_out, temperature, b->forward_batch_size, lp, NULL);
+    int rc = dev ? maye_score_packed(&m->cfg, device_forward, dev, items, n_out, temperature, b->forward_batch_size,
+                                     lp, NULL)
+                 : maye_scorer_run(&b->scorer, m, items, n_out, temperature, b->forward_batch_size, lp, NULL);
     free(items);
     return rc;
 }
@@ -146,12 +158,13 @@ int maye_traj_build_step(maye_traj_builder *b, Maye__Rollout *const *rollouts, i
         int64_t *nfeat = xcalloc((size_t)n, sizeof(int64_t));
         float **lp = xcalloc((size_t)total, sizeof(float *)), **rlp = xcalloc((size_t)total, sizeof(float *));
         for (int q = 0; q < n && rc == 0; q++) rc = maye_query_pixels_build(rollouts[q]->query, &b->img, &pix[q]);
-        if (rc == 0) rc = vision_features(b, b->policy, rollouts, n, feats, nfeat, pix);
-        if (rc == 0) rc = model_logprobs(b, b->policy, rollouts, n, pix, feats, nfeat, trajs, total, seqs, lp);
-        if (rc == 0 && !b->share_vision) rc = vision_features(b, b->ref, rollouts, n, ref_feats, nfeat, pix);
+        if (rc == 0) rc = vision_features(b->policy, b->policy_dev, n, feats, nfeat, pix);
         if (rc == 0)
-            rc = model_logprobs(b, b->ref, rollouts, n, pix, b->share_vision ? feats : ref_feats, nfeat, trajs, total,
-                                seqs, rlp);
+            rc = model_logprobs(b, b->policy, b->policy_dev, rollouts, n, pix, feats, nfeat, trajs, total, seqs, lp);
+        if (rc == 0 && !b->share_vision) rc = vision_features(b->ref, b->ref_dev, n, ref_feats, nfeat, pix);
+        if (rc == 0)
+            rc = model_logprobs(b, b->ref, b->ref_dev, rollouts, n, pix, b->share_vision ? feats : ref_feats, nfeat,
+                                trajs, total, seqs, rlp);
         for (int i = 0; i < total; i++) {
             if (rc == 0) {
                 trajs[i]->policy_logprobs = lp[i], trajs[i]->n_policy_logprobs = trajs[i]->n_response_ids;

@@ -2,7 +2,8 @@
 // verdict, reflection counts, and the log-probs of every response token under the policy (the version that
 // sampled it) and under the reference model (version 0), computed in packed forwards of
 // traj.forward_batch_size sequences. The vision tower runs once per query; when it is frozen (the paper's
-// default) the reference reuses the policy's image features.
+// default) the reference reuses the policy's image features. With device models (backend/backend.h) the
+// vision tower and the forwards run there; the packing, rewards and everything else stay on the host.
 #pragma once
 #include "core/config.h"
 #include "model/score.h"
@@ -12,11 +13,14 @@
 
 #include <stdbool.h>
 
+typedef struct maye_device_model maye_device_model; // a model on a device backend (backend/backend.h)
+
 typedef struct {
     maye_reward_spec rewards;
     maye_image_processor_config img;
     const maye_model *policy; // NULL: rewards only (evaluation)
     const maye_model *ref;
+    maye_device_model *policy_dev, *ref_dev; // their device models, NULL on the CPU backend (set by the caller)
     maye_scorer scorer;
     int forward_batch_size;
     bool share_vision;        // vision tower and merger frozen: one image pass serves both models

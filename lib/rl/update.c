@@ -1,6 +1,7 @@
 // The RL and SFT learning steps (see update.h).
 #include "rl/update.h"
 
+#include "backend/backend.h"
 #include "core/error.h"
 #include "core/interrupt.h"
 #include "core/log.h"
@@ -26,6 +27,9 @@ int maye_trainer_init(maye_trainer *tr, const maye_config *cfg, const char *mode
     CHECK_OR_FAIL(tr->groups, "nothing to train: update.train_llm, update.train_connector and update.train_vit "
                               "are all false");
     tr->train_vision = cfg->update.train_vit || cfg->update.train_connector;
+    CHECK_OR_FAIL(!tr->train_vision || !strcmp(cfg->model.device, "cpu"), "update.train_vit / update.train_connector "
+                  "= true: the GPU trainer (model.device=%s) trains the language model only; set both to false (the "
+                  "paper's recipe), or train on the CPU (model.device=cpu model.dtype=fp32)", cfg->model.device);
     TRY(maye_ppo_params_from_config(&tr->pp, cfg));
     TRY(maye_adv_params_from_config(&tr->ap, cfg));
     TRY(maye_kl_estimator_parse(cfg->update.kl_reward_estimator, &tr->kl_reward_est, "update.kl_reward_estimator"));
@@ -33,8 +37,10 @@ int maye_trainer_init(maye_trainer *tr, const maye_config *cfg, const char *mode
     maye_adamw_hparams hp;
     TRY(maye_adamw_hparams_from_config(&hp, cfg));
     TRY(maye_model_load(&tr->model, model_dir));
+    TRY(maye_device_open(&tr->dev, cfg, &tr->model, true));
     maye_grads_init(&tr->grads, &tr->model, tr->groups);
     tr->ntab = maye_grads_optim_table(&tr->grads, &tr->model, &tr->tab);
+    if (tr->dev) maye_grads_free(&tr->grads); // the device keeps its own gradients
     TRY(maye_adamw_init(&tr->opt, &hp, tr->ntab, tr->tab));
     return 0;
 }
@@ -42,6 +48,7 @@ int maye_trainer_init(maye_trainer *tr, const maye_config *cfg, const char *mode
 void maye_trainer_free(maye_trainer *tr) {
     if (tr->T_cap) maye_llm_train_free(&tr->lt);
     if (tr->P_cap) maye_vision_train_free(&tr->vt);
+    maye_device_close(tr->dev);
     maye_adamw_free(&tr->opt);
     if (tr->tab) maye_optim_table_free(tr->tab, tr->ntab);
     maye_grads_free(&tr->grads);
@@ -110,7 +117,9 @@ static int feature_cache_build(maye_trainer *tr, train_seq *seq, int n, feature_
         TRY(maye_vision_check(&tr->model.cfg, p->n_patches, p->grid_thw, p->n_images, &fc->nfeat[slot]));
         if (tr->train_vision) continue; // recomputed with activations in each micro-batch
         fc->feats[slot] = xmalloc(sizeof(float) * (size_t)(fc->nfeat[slot] * tr->model.cfg.hidden));
-        TRY(maye_vision_forward(&tr->model, p->pixels, p->n_patches, p->grid_thw, p->n_images, fc->feats[slot]));
+        if (tr->dev)
+            TRY(maye_device_vision(tr->dev, p->pixels, p->n_patches, p->grid_thw, p->n_images, fc->feats[slot]));
+        else TRY(maye_vision_forward(&tr->model, p->pixels, p->n_patches, p->grid_thw, p->n_images, fc->feats[slot]));
     }
     return 0;
 }
@@ -203,15 +212,16 @@ static int micro_forward(maye_trainer *tr, const train_seq *seq, const int *idx,
         }
         TRY(maye_vision_train_forward(&tr->model, &tr->vt, mb->pixels, mb->P, mb->grid, mb->n_images, mb->embeds));
     }
+    maye_llm_batch b = {.B = K, .T = T, .cu_seqlens = mb->cu, .ids = mb->ids, .pos = mb->pos,
+                        .image_embeds = mb->NI ? mb->embeds : NULL, .n_image_embeds = mb->NI, .n_prompt = mb->n_prompt};
+    float temperature = seq[idx[0]].temperature;
+    if (tr->dev) return maye_device_train_forward(tr->dev, &b, mb->targets, temperature, mb->logprobs, mb->entropy);
     if (tr->T_cap < T) {
         if (tr->T_cap) maye_llm_train_free(&tr->lt);
         maye_llm_train_init(&tr->lt, c, T, tr->cfg->update.recompute);
         tr->T_cap = T;
     }
-    maye_llm_batch b = {.B = K, .T = T, .cu_seqlens = mb->cu, .ids = mb->ids, .pos = mb->pos,
-                        .image_embeds = mb->NI ? mb->embeds : NULL, .n_image_embeds = mb->NI, .n_prompt = mb->n_prompt};
     TRY(maye_llm_forward(&tr->model, &b, &tr->lt.acts));
-    float temperature = seq[idx[0]].temperature;
     return maye_llm_logprobs(&tr->model, &tr->lt.acts, mb->targets, temperature, mb->logprobs, mb->entropy);
 }
 
@@ -222,26 +232,93 @@ static int micro_backward(maye_trainer *tr, const train_seq *seq, const int *idx
     maye_llm_batch b = {.B = mb->K, .T = mb->T, .cu_seqlens = mb->cu, .ids = mb->ids, .pos = mb->pos,
                         .image_embeds = mb->NI ? mb->embeds : NULL, .n_image_embeds = mb->NI, .n_prompt = mb->n_prompt};
     float temperature = seq[idx[0]].temperature;
+    if (tr->dev)
+        return maye_device_train_backward(tr->dev, &b, mb->targets, temperature, mb->logprobs, mb->dlogprobs);
     TRY(maye_llm_backward(&tr->model, &tr->lt, &b, mb->targets, temperature, mb->logprobs, mb->dlogprobs,
                           &tr->grads, tr->train_vision && mb->NI ? mb->dembeds : NULL));
     if (tr->train_vision && mb->P) TRY(maye_vision_backward(&tr->model, &tr->vt, mb->pixels, mb->dembeds, &tr->grads));
     return 0;
 }
 
+// The gradients back to zero (a failed step leaves no half-accumulated gradient behind).
+static void zero_grads(maye_trainer *tr) {
+    if (!tr->dev) maye_grads_zero(&tr->grads);
+    else if (tr->dev_T_cap) maye_device_train_zero(tr->dev);
+}
+
 // One optimizer step: clip, AdamW at the scheduled rate, zero the gradients; *norm receives the norm before
 // clipping. A non-finite gradient is refused before it reaches the weights.
 static int optimizer_step(maye_trainer *tr, double *norm, double *lr) {
-    *norm = maye_grad_norm(tr->ntab, tr->tab, tr->grads.memory);
+    if (tr->dev) TRY(maye_device_train_clip(tr->dev, tr->cfg->update.clip_grad_norm, norm));
+    else *norm = maye_grad_norm(tr->ntab, tr->tab, tr->grads.memory);
     if (!isfinite(*norm)) {
-        maye_grads_zero(&tr->grads);
+        zero_grads(tr);
         return maye_fail("the gradient norm is %g (a NaN or Inf in the loss or the activations); the optimizer "
                          "step is refused", *norm);
     }
-    maye_grad_clip(tr->ntab, tr->tab, tr->grads.memory, tr->cfg->update.clip_grad_norm);
     *lr = maye_lr_at(&tr->sched, tr->opt.step);
+    if (tr->dev) {
+        TRY(maye_device_train_adamw(tr->dev, &tr->opt.hp, *lr));
+        tr->opt.step++;
+        return maye_device_train_zero(tr->dev);
+    }
+    maye_grad_clip(tr->ntab, tr->tab, tr->grads.memory, tr->cfg->update.clip_grad_norm);
     maye_adamw_step(&tr->opt, tr->model.params, tr->grads.memory, *lr);
     maye_grads_zero(&tr->grads);
     return 0;
+}
+
+// tr->opt's AdamW moments as weight-shaped tensors: the fields of the trained tensors point into opt.m / opt.v
+// (a tensor's copies are consecutive in the optimizer table, so its stacked layers are too).
+static void moment_views(const maye_trainer *tr, maye_weights *m, maye_weights *v) {
+    memset(m, 0, sizeof *m);
+    memset(v, 0, sizeof *v);
+    int k = 0;
+    for (int i = 0; i < tr->model.n_specs; i++) {
+        const maye_param *p = &tr->model.specs[i];
+        if (tr->opt.state_offset[k] >= 0) {
+            *(float **)((char *)m + p->field) = tr->opt.m + tr->opt.state_offset[k];
+            *(float **)((char *)v + p->field) = tr->opt.v + tr->opt.state_offset[k];
+        }
+        k += p->count;
+    }
+}
+
+int maye_trainer_fetch_optimizer(maye_trainer *tr) {
+    if (!tr->dev || !tr->dev_T_cap) return 0; // no device state yet: tr->opt is current
+    maye_weights m, v;
+    moment_views(tr, &m, &v);
+    return maye_device_opt_get(tr->dev, &m, &v);
+}
+
+// Device backend: training capacity for the step's largest micro-batch (its K longest sequences), grown by at
+// least a quarter when it grows; the AdamW moments cross through tr->opt, since growing starts the device's
+// training state afresh.
+static int device_reserve(maye_trainer *tr, const train_seq *seq, int n, int K) {
+    if (K > n) K = n;
+    int *len = xmalloc(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++) len[i] = seq[i].T;
+    int64_t T = 0;
+    for (int k = 0; k < K; k++) { // selection of the K longest
+        int best = k;
+        for (int i = k + 1; i < n; i++) best = len[i] > len[best] ? i : best;
+        int x = len[k];
+        len[k] = len[best], len[best] = x;
+        T += len[k];
+    }
+    free(len);
+    if (T <= tr->dev_T_cap && K <= tr->dev_B_cap) return 0;
+    if (T < (int64_t)tr->dev_T_cap + tr->dev_T_cap / 4) T = (int64_t)tr->dev_T_cap + tr->dev_T_cap / 4;
+    T = (T + 255) / 256 * 256;
+    CHECK_OR_FAIL(T < INT32_MAX, "a micro-batch of %lld tokens is too large", (long long)T);
+    int B = K > tr->dev_B_cap ? K : tr->dev_B_cap;
+    TRY(maye_trainer_fetch_optimizer(tr));
+    tr->dev_T_cap = tr->dev_B_cap = 0;
+    TRY(maye_device_train_init(tr->dev, (int)T, B, tr->cfg->update.recompute));
+    tr->dev_T_cap = (int)T, tr->dev_B_cap = B;
+    maye_weights m, v;
+    moment_views(tr, &m, &v);
+    return maye_device_opt_set(tr->dev, &m, &v, tr->opt.step);
 }
 
 static int setup_schedule(maye_trainer *tr, int n_seqs, int64_t total_steps) {
@@ -355,6 +432,7 @@ int maye_trainer_rl_step(maye_trainer *tr, Maye__Trajectory *const *t, int n, in
     // PPO epochs x minibatches x micro-batches
     int pb = (int)(cfg->update.ppo_batch_size > 0 ? cfg->update.ppo_batch_size : 1);
     int mbs = (int)(cfg->update.ppo_backward_batch_size > 0 ? cfg->update.ppo_backward_batch_size : pb);
+    if (rc == 0 && tr->dev) rc = device_reserve(tr, seq, n, mbs);
     int64_t *perm = xmalloc(sizeof(int64_t) * (size_t)n);
     int *mini = xmalloc(sizeof(int) * (size_t)n);
     double sum_loss = 0, sum_pl = 0, sum_kll = 0, sum_clip = 0, sum_ratio = 0, sum_akl = 0, sum_norm = 0, lr = 0;
@@ -419,6 +497,7 @@ int maye_trainer_rl_step(maye_trainer *tr, Maye__Trajectory *const *t, int n, in
             sum_ratio += acc.ratio_mean, sum_akl += acc.approx_kl;
         }
     }
+    if (rc == 0 && tr->dev) rc = maye_device_download(tr->dev, &tr->model, tr->groups);
     if (rc == 0) {
         tr->version++;
         tr->steps_done++;
@@ -480,8 +559,7 @@ int maye_trainer_rl_step(maye_trainer *tr, Maye__Trajectory *const *t, int n, in
             metric(out, name, s / n);
         }
     } else {
-        // a failed step leaves no half-accumulated gradient behind
-        maye_grads_zero(&tr->grads);
+        zero_grads(tr);
     }
     if (fc.feats) feature_cache_free(&fc);
     for (int i = 0; i < n; i++) free(seq[i].ids);
@@ -519,6 +597,7 @@ int maye_trainer_sft_step(maye_trainer *tr, const maye_tokenizer *tok, Maye__Que
     if (rc == 0) rc = feature_cache_build(tr, seq, n, &fc);
     int pb = (int)(tr->cfg->update.ppo_batch_size > 0 ? tr->cfg->update.ppo_batch_size : 1);
     int mbs = (int)(tr->cfg->update.ppo_backward_batch_size > 0 ? tr->cfg->update.ppo_backward_batch_size : pb);
+    if (rc == 0 && tr->dev) rc = device_reserve(tr, seq, n, mbs);
     int *idx = xmalloc(sizeof(int) * (size_t)n);
     double sum_loss = 0, sum_norm = 0, lr = 0;
     int64_t opt_steps = 0;
@@ -555,6 +634,7 @@ int maye_trainer_sft_step(maye_trainer *tr, const maye_tokenizer *tok, Maye__Que
         sum_loss += loss;
         opt_steps++;
     }
+    if (rc == 0 && tr->dev) rc = maye_device_download(tr->dev, &tr->model, tr->groups);
     if (rc == 0) {
         tr->version++;
         tr->steps_done++;
@@ -565,7 +645,7 @@ int maye_trainer_sft_step(maye_trainer *tr, const maye_tokenizer *tok, Maye__Que
         metric(out, "tokens", (double)tokens);
         metric(out, "gradient_steps", (double)opt_steps);
     } else {
-        maye_grads_zero(&tr->grads);
+        zero_grads(tr);
     }
     if (fc.feats) feature_cache_free(&fc);
     for (int i = 0; i < n; i++) free(seq[i].ids);

@@ -7,6 +7,12 @@
 // Micro-batches: the gradient of a minibatch split into micro-batches equals the unsplit minibatch's (each
 // micro-batch's dL/dlogp is weighted by its share of the minibatch's tokens, sequences or rows, following
 // the loss reduction).
+//
+// On a device backend (model.device=cuda, backend/backend.h) the vision tower, the forwards, the backward,
+// the clipping and AdamW run on the device model (the language model only: update.train_vit and
+// train_connector are refused there); the advantages and the loss gradients stay on the host. After every
+// step the trained weights come back into `model` (weight-sync files, checkpoints), and the AdamW moments
+// come back into `opt` before a checkpoint (maye_trainer_save).
 #pragma once
 #include "core/config.h"
 #include "model/backward.h"
@@ -21,11 +27,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+typedef struct maye_device_model maye_device_model; // a model on a device backend (backend/backend.h)
+
 typedef struct {
     const maye_config *cfg;
     maye_model model;           // the policy: fp32 master weights
     unsigned groups;            // trained groups
-    maye_grads grads;
+    maye_device_model *dev;     // the policy on the device, NULL on the CPU backend
+    int dev_T_cap, dev_B_cap;   // the device's training capacity (tokens, sequences per micro-batch); 0: none
+    maye_grads grads;           // CPU backend (the device keeps its own gradients)
     maye_optim_tensor *tab;     // (ntab) optimizer table
     int ntab;
     maye_adamw opt;
@@ -83,10 +93,13 @@ int maye_trainer_sft_step(maye_trainer *tr, const maye_tokenizer *tok, Maye__Que
 
 // Writes the checkpoint of the trainer's current state; `source_dir` is where tokenizer.json /
 // preprocessor_config.json are copied from (NULL: none). *out_dir (may be NULL) receives its path.
-int maye_trainer_save(const maye_trainer *tr, const char *run_dir, const char *source_dir, char **out_dir);
+int maye_trainer_save(maye_trainer *tr, const char *run_dir, const char *source_dir, char **out_dir);
 // Loads the optimizer state and the counters of a checkpoint into a trainer made with
 // maye_trainer_init(.., ckpt_dir, ..) (which loaded its fp32 master weights).
 int maye_trainer_resume(maye_trainer *tr, const char *ckpt_dir);
+// Device backend: copies the AdamW moments from the device into tr->opt (maye_trainer_save does it first);
+// nothing to do on the CPU backend.
+int maye_trainer_fetch_optimizer(maye_trainer *tr);
 // The newest complete checkpoint of a run (caller frees); fails when there is none.
 int maye_checkpoint_latest(const char *run_dir, char **dir);
 // Reads steps_done and version from a checkpoint's state.json.

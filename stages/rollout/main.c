@@ -1,7 +1,8 @@
 // maye-rollout (Step II): reads Query records a generation step at a time, switches the policy to the version
 // the step asks for (weight sync), samples rollout.n responses per query with the generation engine
-// (model/generate.h) and writes one Rollout record per query, in query order, flushing after each step. A
-// step that fails leaves no record of it in the output.
+// (model/generate.h) on the backend model.device names (backend/backend.h) and writes one Rollout record per
+// query, in query order, flushing after each step. A step that fails leaves no record of it in the output.
+#include "backend/backend.h"
 #include "core/cli.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -10,6 +11,7 @@
 #include "io/records.h"
 #include "io/steps.h"
 #include "kernels/cpu/kernels.h"
+#include "model/backward.h"
 #include "model/generate.h"
 #include "model/weightsync.h"
 #include "text/chat.h"
@@ -24,14 +26,19 @@ static void usage(void) {
     printf("usage: maye-rollout [--config FILE] [key.path=value ...] [-i IN] [-o OUT] [--sync FILE]\n"
            "                    [--start-version V]\n\n"
            "Reads Query records and writes Rollout records: rollout.n responses per query sampled from the model\n"
-           "model.path (CPU, fp32) with rollout.temperature / top_p / top_k, at most rollout.max_tokens new\n"
-           "tokens, ending at <|im_end|>, <|endoftext|>, the model's eos ids or a rollout.stop_strings entry\n"
-           "(none before rollout.min_tokens). Each response keeps its ids, text, finish reason and the log-prob\n"
-           "of every token: log softmax(logits / temperature) over the whole vocabulary, before top-k/top-p.\n"
+           "model.path with rollout.temperature / top_p / top_k, at most rollout.max_tokens new tokens, ending at\n"
+           "<|im_end|>, <|endoftext|>, the model's eos ids or a rollout.stop_strings entry (none before\n"
+           "rollout.min_tokens). Each response keeps its ids, text, finish reason and the log-prob of every\n"
+           "token: log softmax(logits / temperature) over the whole vocabulary, before top-k/top-p.\n"
            "Draws come from per-sample streams of `seed` and the decode numerics are batch-invariant, so the\n"
            "output does not depend on which queries share a batch (the prompt prefill's OpenBLAS calls can round\n"
            "log-probs differently with another model.threads); with rollout.timing=false two runs are\n"
            "bit-identical.\n\n"
+           "The model runs on model.device in model.dtype: cpu (fp32), or cuda (fp32 or bf16; builds made with\n"
+           "make CUDA=1). On the GPU the draws follow the same streams from logits rounded differently (fp32:\n"
+           "the CPU's tokens up to near-ties; bf16: other, equally valid draws), rollout.max_batch_seqs must be\n"
+           "at least rollout.n, and stop strings are applied to each finished response (the ids end where the\n"
+           "CPU engine would have stopped).\n\n"
            "Queries are processed a step at a time (Position.step_records). Before a step the model switches to\n"
            "the policy version its queries ask for (at most update.max_staleness older), from file handles on\n"
            "the WeightSync stream --sync, or else from run_dir/weights/. Decoding runs up to\n"
@@ -52,7 +59,8 @@ typedef struct {
     maye_model m;
     maye_tokenizer *tok;
     maye_image_processor_config img;
-    maye_gen_engine gen;
+    maye_device_model *dev;  // the model on the device (NULL on the CPU backend)
+    maye_generator gen;
     maye_weight_source ws;
     const char *sync_path;   // WeightSync stream, opened when a step first needs another version
     int64_t version;         // policy version the model holds
@@ -84,8 +92,6 @@ static int check_fit(const rollout *ro) {
 
 static int setup(rollout *ro, const maye_cli *cli, const char *sync_path, int64_t start_version) {
     const maye_config *cfg = &ro->cfg;
-    CHECK_OR_FAIL(!strcmp(cfg->model.device, "cpu"), "model.device=%s: maye-rollout runs the CPU backend; set "
-                  "model.device=cpu", cfg->model.device);
     CHECK_OR_FAIL(cfg->model.path[0], "no model: set model.path to a checkpoint directory");
     const struct {
         const char *key;
@@ -125,7 +131,8 @@ static int setup(rollout *ro, const maye_cli *cli, const char *sync_path, int64_
         .max_batch_seqs = (int)cfg->rollout.max_batch_seqs,
     };
     TRY(maye_gen_stop_ids(&ro->m, ro->tok, g.stop_ids, &g.n_stop));
-    TRY(maye_gen_engine_init(&ro->gen, &ro->m, &g));
+    TRY(maye_device_open(&ro->dev, cfg, &ro->m, false));
+    TRY(maye_generator_init(&ro->gen, ro->dev, &ro->m, &g));
     ro->have_gen = 1;
     CHECK_OR_FAIL(!sync_path || !sync_path[0] || !strcmp(sync_path, "-") || maye_file_exists(sync_path),
                   "--sync '%s': no such file (a WeightSync stream, a FIFO or /dev/fd/N)", sync_path);
@@ -148,7 +155,8 @@ static int setup(rollout *ro, const maye_cli *cli, const char *sync_path, int64_
 static void teardown(rollout *ro) {
     if (ro->in) maye_reader_close(ro->in);
     if (ro->have_ws) maye_weight_source_close(&ro->ws);
-    if (ro->have_gen) maye_gen_engine_free(&ro->gen);
+    if (ro->have_gen) maye_generator_free(&ro->gen);
+    maye_device_close(ro->dev);
     if (ro->have_model) maye_model_free(&ro->m);
     if (ro->tok) maye_tokenizer_free(ro->tok);
 }
@@ -211,8 +219,14 @@ static int run_step(rollout *ro, ProtobufCMessage **msgs, int n, int64_t step) {
         ro->have_ws = 1;
     }
     double t_sync = maye_now();
+    int64_t held = ro->have_ws ? ro->ws.version : ro->version;
     if (ro->have_ws && maye_weight_source_sync(&ro->ws, &ro->m, want, cfg->update.max_staleness) < 0)
         return maye_fail_ctx("step %lld", (long long)step);
+    // the device takes the groups a weight-sync file carries (what maye-update trains)
+    unsigned synced = maye_train_groups(cfg->update.train_llm, cfg->update.train_connector, cfg->update.train_vit);
+    if (ro->dev && ro->have_ws && ro->ws.version != held && maye_device_reload(ro->dev, &ro->m, synced) < 0)
+        return maye_fail_ctx("step %lld: loading policy version %lld onto the device", (long long)step,
+                             (long long)ro->ws.version);
     ro->clock.idle_extra += maye_now() - t_sync;
     if (ro->have_ws) ro->version = ro->ws.version;
     double t_busy = maye_now(); // the step's own work starts here
@@ -233,22 +247,20 @@ static int run_step(rollout *ro, ProtobufCMessage **msgs, int n, int64_t step) {
                                    names[q]};
     }
     maye_gen_result *res = xcalloc((size_t)n, sizeof *res);
-    maye_gen_stats before = ro->gen.stats;
+    maye_gen_stats before = maye_generator_stats(&ro->gen);
     double t0 = maye_now();
     maye_progress prog;
     maye_progress_start(&prog, "sampling", (int64_t)n * cfg->rollout.n);
-    ro->gen.progress = &prog;
-    if (rc == 0) rc = maye_gen_run(&ro->gen, rq, n, res);
-    ro->gen.progress = NULL;
+    if (rc == 0) rc = maye_generator_run(&ro->gen, rq, n, res, &prog);
     maye_progress_finish(&prog);
     if (rc == 0) {
         double dt = maye_now() - t0;
-        int64_t tokens = ro->gen.stats.tokens - before.tokens;
+        maye_gen_stats after = maye_generator_stats(&ro->gen);
+        int64_t tokens = after.tokens - before.tokens;
         log_info("step %lld (policy v%lld): %d queries x %lld responses, %lld tokens in %.2f s (%.1f tokens/s; "
                  "prefill %.2f s, vision %.2f s)", (long long)step, (long long)ro->version, n,
                  (long long)cfg->rollout.n, (long long)tokens, dt, tokens / (dt > 0 ? dt : 1),
-                 ro->gen.stats.prefill_seconds - before.prefill_seconds,
-                 ro->gen.stats.vision_seconds - before.vision_seconds);
+                 after.prefill_seconds - before.prefill_seconds, after.vision_seconds - before.vision_seconds);
         rc = write_step(ro, msgs, n, res, maye_now() - t_busy);
         maye_gen_result_free(res, n, (int)cfg->rollout.n);
     }

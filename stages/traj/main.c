@@ -1,6 +1,8 @@
 // maye-traj (Step III): reads Rollout records and writes Trajectory records: rewards and the judge's
 // verdict, reflection counts, and the log-probs of every response token under the policy (the version that
-// sampled it) and the reference model (version 0), one generation step at a time.
+// sampled it) and the reference model (version 0), one generation step at a time, on the backend
+// model.device names (backend/backend.h).
+#include "backend/backend.h"
 #include "core/cli.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -8,6 +10,7 @@
 #include "data/inputs.h"
 #include "io/steps.h"
 #include "kernels/cpu/kernels.h"
+#include "model/backward.h"
 #include "model/weightsync.h"
 #include "rl/trajectory.h"
 
@@ -23,7 +26,8 @@ static void usage(void) {
            "extracted answer, MAYE's reflection counts, and the log-probs of the response tokens under the\n"
            "policy (switched to the version that sampled them) and under the reference model (model.ref_path,\n"
            "default model.path), computed traj.forward_batch_size sequences at a time at the sampling\n"
-           "temperature. The sampler's own log-probs are kept beside them.\n\n"
+           "temperature on model.device in model.dtype (cpu/fp32, or cuda/fp32|bf16 in a make CUDA=1 build).\n"
+           "The sampler's own log-probs are kept beside them.\n\n"
            "options:\n"
            "  --sync FILE          WeightSync handles (FIFO or file); default: find policy versions in\n"
            "                       run_dir/weights/\n"
@@ -36,6 +40,7 @@ static void usage(void) {
 typedef struct {
     maye_config cfg;
     maye_model policy, ref;
+    maye_device_model *policy_dev, *ref_dev; // NULL on the CPU backend
     int with_logprobs;
     maye_weight_source ws;
     maye_traj_builder tb;
@@ -48,6 +53,8 @@ static int load_models(traj_stage *s, const char *sync_path, int64_t start_versi
     cpu_set_threads((int)c->model.threads);
     TRY(maye_model_load(&s->policy, c->model.path));
     TRY(maye_model_load(&s->ref, c->model.ref_path[0] ? c->model.ref_path : c->model.path));
+    TRY(maye_device_open(&s->policy_dev, c, &s->policy, false));
+    TRY(maye_device_open(&s->ref_dev, c, &s->ref, false));
     return maye_weight_source_open(&s->ws, c->run_dir, sync_path, start_version);
 }
 
@@ -60,7 +67,13 @@ static int run_step(traj_stage *s, maye_writer *w, Maye__Rollout **rollouts, int
                           (long long)rollouts[0]->query->pos->step, (long long)version,
                           (long long)rollouts[i]->version);
         double t_sync = maye_now();
+        int64_t held = s->ws.version;
         TRY(maye_weight_source_sync(&s->ws, &s->policy, version, 0));
+        // the device takes the groups a weight-sync file carries (what maye-update trains)
+        const typeof(s->cfg.update) *u = &s->cfg.update;
+        unsigned synced = maye_train_groups(u->train_llm, u->train_connector, u->train_vit);
+        if (s->policy_dev && s->ws.version != held && maye_device_reload(s->policy_dev, &s->policy, synced) < 0)
+            return maye_fail_ctx("loading policy version %lld onto the device", (long long)s->ws.version);
         s->clock.idle_extra += maye_now() - t_sync;
     }
     Maye__Trajectory **trajs;
@@ -112,6 +125,7 @@ int main(int argc, char **argv) {
     if (s.with_logprobs && load_models(&s, sync_path, start_version) < 0) goto fail;
     if (maye_traj_builder_init(&s.tb, &s.cfg, s.with_logprobs ? &s.policy : NULL, s.with_logprobs ? &s.ref : NULL) < 0)
         goto fail;
+    s.tb.policy_dev = s.policy_dev, s.tb.ref_dev = s.ref_dev;
 
     maye_reader *r = NULL;
     maye_writer *w = NULL;
@@ -153,6 +167,7 @@ int main(int argc, char **argv) {
     maye_traj_builder_free(&s.tb);
     if (s.with_logprobs) {
         maye_weight_source_close(&s.ws);
+        maye_device_close(s.policy_dev), maye_device_close(s.ref_dev);
         maye_model_free(&s.policy), maye_model_free(&s.ref);
     }
     maye_config_free(&s.cfg);
