@@ -15,16 +15,9 @@
 # 1 otherwise. GPU_SANITIZE=0 skips the sanitizer.
 set -u
 BUILD=${BUILD:-build}
-mode=build
-bundle=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --no-build) mode=prebuilt ;;
-    --bundle) mode=bundle; bundle=${2:?--bundle needs a directory}; shift ;;
-    *) echo "usage: sh bench/gpu.sh [--no-build | --bundle DIR]" >&2; exit 2 ;;
-  esac
-  shift
-done
+PROG=gpu.sh
+. "$(dirname "$0")/gpu_common.sh"
+gpu_options "$@"
 LOGS=${OUT:-$BUILD/gpu-logs}
 mkdir -p "$LOGS"
 start=$(date +%s)
@@ -43,31 +36,15 @@ if [ "$mode" = build ]; then
     fi
   fi
 fi
-if [ "$mode" = bundle ] && [ -f "$bundle" ]; then # a tarball: unpack into a scratch directory
-  scratch=$(mktemp -d "${TMPDIR:-/tmp}/gpu-bundle.XXXXXX")
-  trap 'rm -rf "$scratch"' EXIT
-  tar xzf "$bundle" -C "$scratch" || { echo "gpu.sh: cannot unpack $bundle"; exit 1; }
-  bundle="$scratch/gpu-bundle"
-fi
+gpu_bundle_env
 if [ "$mode" = bundle ]; then
   TESTS=$(ls "$bundle"/bin/test_* 2>/dev/null)
   BENCH="$bundle/bin/gpu_kernels"
-  LD_LIBRARY_PATH="$(cd "$bundle/lib" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  if [ -z "${MAYE_FIXTURES:-}" ] && [ -d "$bundle/fixtures" ]; then MAYE_FIXTURES=$(cd "$bundle/fixtures" && pwd); export MAYE_FIXTURES; fi
 else
   TESTS=$(ls "$BUILD"/tests/cuda/test_* 2>/dev/null)
   BENCH="$BUILD/bench/gpu_kernels"
 fi
-# CUDA's own libraries: the toolkit next to nvcc, else the pip wheels PyTorch brought
-nvcc_path=$(command -v nvcc 2>/dev/null || true)
-for d in ${nvcc_path:+$(dirname "$(dirname "$nvcc_path")")/lib64} /usr/local/cuda/lib64; do
-  [ -d "$d" ] && LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"
-done
-if ! ldconfig -p 2>/dev/null | grep -q libcublasLt.so.13 && command -v python3 >/dev/null; then
-  wheel_libs=$(python3 -c "import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], 'lib'))" 2>/dev/null || true)
-  [ -n "$wheel_libs" ] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$wheel_libs"
-fi
-export LD_LIBRARY_PATH
+gpu_cuda_libs
 [ -n "$TESTS" ] || { echo "gpu.sh: no CUDA test binaries found"; exit 1; }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv 2>&1 || echo "no nvidia-smi"
@@ -77,22 +54,7 @@ echo "gpu.sh: $(sed -n 2p "$LOGS/device.txt")"
 # ----------------------------------------------------------------------------
 # tests
 
-pass=0; fail=0; skip=0; failed=""
-for t in $TESTS; do
-  name=$(basename "$t")
-  t0=$(date +%s)
-  echo "==== $name" >>"$LOGS/tests.log"
-  timeout 150 "$t" >"$LOGS/.$name.log" 2>&1
-  rc=$?
-  [ $rc -eq 127 ] && ldd "$t" 2>&1 | grep "not found" >>"$LOGS/.$name.log" # a library the machine lacks
-  cat "$LOGS/.$name.log" >>"$LOGS/tests.log"
-  secs=$(( $(date +%s) - t0 ))
-  if [ $rc -eq 0 ]; then pass=$((pass+1)); echo "PASS  $name (${secs}s)"
-  elif [ $rc -eq 77 ]; then skip=$((skip+1)); echo "SKIP  $name: $(tail -n 1 "$LOGS/.$name.log")"
-  else fail=$((fail+1)); failed="$failed $name"; echo "FAIL  $name (exit $rc, ${secs}s)"; tail -n 40 "$LOGS/.$name.log" | sed 's/^/      /'
-  fi
-  rm -f "$LOGS/.$name.log"
-done
+gpu_run_tests "$LOGS/tests.log" tail $TESTS
 echo "tests: $pass passed, $fail failed, $skip skipped"
 
 # ----------------------------------------------------------------------------

@@ -16,16 +16,9 @@
 # GPU_MODEL_TESTS_ONLY=1 runs only the tests/cuda/test_cuda_model* tests.
 set -u
 BUILD=${BUILD:-build}
-mode=build
-bundle=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --no-build) mode=prebuilt ;;
-    --bundle) mode=bundle; bundle=${2:?--bundle needs a directory}; shift ;;
-    *) echo "usage: sh bench/gpu_model.sh [--no-build | --bundle DIR]" >&2; exit 2 ;;
-  esac
-  shift
-done
+PROG=gpu_model.sh
+. "$(dirname "$0")/gpu_common.sh"
+gpu_options "$@"
 LOGS=${OUT:-$BUILD/gpu-logs}
 mkdir -p "$LOGS"
 LOG="$LOGS/model_tests.log"
@@ -42,33 +35,17 @@ if [ "$mode" = build ]; then
     tail -n 30 "$LOG"; echo "gpu_model.sh: build failed"; exit 1
   fi
 fi
-if [ "$mode" = bundle ] && [ -f "$bundle" ]; then # a tarball: unpack into a scratch directory
-  scratch=$(mktemp -d "${TMPDIR:-/tmp}/gpu-bundle.XXXXXX")
-  trap 'rm -rf "$scratch"' EXIT
-  tar xzf "$bundle" -C "$scratch" || { echo "gpu_model.sh: cannot unpack $bundle"; exit 1; }
-  bundle="$scratch/gpu-bundle"
-fi
+gpu_bundle_env
 if [ "$mode" = bundle ]; then
   BIN="$bundle/bin"
   TESTS="$(ls "$BIN"/test_cuda_model* 2>/dev/null) $(ls "$BIN"/test_* 2>/dev/null | grep -v /test_cuda_model)"
-  LD_LIBRARY_PATH="$(cd "$bundle/lib" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  if [ -z "${MAYE_FIXTURES:-}" ] && [ -d "$bundle/fixtures" ]; then MAYE_FIXTURES=$(cd "$bundle/fixtures" && pwd); export MAYE_FIXTURES; fi
   BENCH="$BIN/gpu_model"
 else
   TESTS="$(ls "$BUILD"/tests/cuda/test_cuda_model* 2>/dev/null) $(ls "$BUILD"/tests/cuda/test_* 2>/dev/null | grep -v /test_cuda_model)"
   BENCH="$BUILD/bench/gpu_model"
 fi
 [ "${GPU_MODEL_TESTS_ONLY:-0}" = 1 ] && TESTS=$(echo "$TESTS" | tr ' ' '\n' | grep /test_cuda_model)
-# CUDA's own libraries: the toolkit next to nvcc, else the pip wheels PyTorch brought
-nvcc_path=$(command -v nvcc 2>/dev/null || true)
-for d in ${nvcc_path:+$(dirname "$(dirname "$nvcc_path")")/lib64} /usr/local/cuda/lib64; do
-  [ -d "$d" ] && LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"
-done
-if ! ldconfig -p 2>/dev/null | grep -q libcublasLt.so.13 && command -v python3 >/dev/null; then
-  wheel_libs=$(python3 -c "import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], 'lib'))" 2>/dev/null || true)
-  [ -n "$wheel_libs" ] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$wheel_libs"
-fi
-export LD_LIBRARY_PATH
+gpu_cuda_libs
 [ -n "$(echo $TESTS)" ] || { echo "gpu_model.sh: no CUDA test binaries found"; exit 1; }
 
 if [ ! -f "$LOGS/device.txt" ]; then
@@ -80,26 +57,8 @@ echo "gpu_model.sh: $(sed -n 2p "$LOGS/device.txt")"
 # ----------------------------------------------------------------------------
 # tests
 
-pass=0; fail=0; skip=0; failed=""
-run_tests() {
-  for t in "$@"; do
-    name=$(basename "$t")
-    t0=$(date +%s)
-    echo "==== $name" >>"$LOG"
-    timeout 150 "$t" >"$LOGS/.$name.log" 2>&1
-    rc=$?
-    [ $rc -eq 127 ] && ldd "$t" 2>&1 | grep "not found" >>"$LOGS/.$name.log" # a library the machine lacks
-    cat "$LOGS/.$name.log" >>"$LOG"
-    secs=$(( $(date +%s) - t0 ))
-    if [ $rc -eq 0 ]; then pass=$((pass+1)); echo "PASS  $name (${secs}s)"
-    elif [ $rc -eq 77 ]; then skip=$((skip+1)); echo "SKIP  $name: $(tail -n 1 "$LOGS/.$name.log")"
-    else fail=$((fail+1)); failed="$failed $name"; echo "FAIL  $name (exit $rc, ${secs}s)"; grep -m 40 "FAIL\|fault\|error" "$LOGS/.$name.log" | sed 's/^/      /'
-    fi
-    rm -f "$LOGS/.$name.log"
-  done
-}
 # the model's tests first, the kernel layer's after the benchmarks
-run_tests $(echo "$TESTS" | tr ' ' '\n' | grep /test_cuda_model)
+gpu_run_tests "$LOG" grep $(echo "$TESTS" | tr ' ' '\n' | grep /test_cuda_model)
 echo "model tests: $pass passed, $fail failed, $skip skipped"
 
 # ----------------------------------------------------------------------------
@@ -125,7 +84,7 @@ fi
 # ----------------------------------------------------------------------------
 # the kernel layer's tests
 
-run_tests $(echo "$TESTS" | tr ' ' '\n' | grep -v /test_cuda_model)
+gpu_run_tests "$LOG" grep $(echo "$TESTS" | tr ' ' '\n' | grep -v /test_cuda_model)
 echo "tests: $pass passed, $fail failed, $skip skipped"
 
 # ----------------------------------------------------------------------------

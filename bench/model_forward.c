@@ -6,13 +6,14 @@
 // against the weights' size.
 //   usage: model_forward [--tokens N] [--layers L] [--threads N] [--checkpoint DIR]
 // --checkpoint loads DIR instead of initialising (to measure the load path's memory).
+#include "sgemm_peak.h"
+
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/util.h"
 #include "kernels/cpu/kernels.h"
 #include "model/model.h"
 
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,24 +29,6 @@ static const char *CONFIG =
     " \"vision_end_token_id\": 151653,\n"
     " \"vision_config\": {\"depth\": 1, \"embed_dim\": 32, \"mlp_ratio\": 2, \"num_heads\": 2, \"in_chans\": 3,\n"
     "   \"hidden_size\": 1536, \"patch_size\": 14, \"spatial_merge_size\": 2, \"temporal_patch_size\": 2}}";
-
-// ----------------------------------------------------------------------------
-// sgemm peak
-
-static double sgemm_peak(int n, int reps) {
-    float *a = xmalloc(sizeof(float) * (size_t)n * n), *b = xmalloc(sizeof(float) * (size_t)n * n);
-    float *c = xmalloc(sizeof(float) * (size_t)n * n);
-    for (size_t i = 0; i < (size_t)n * n; i++) a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
-    double best = 0;
-    for (int r = 0; r < reps; r++) {
-        double t0 = maye_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double g = 2.0 * n * n * (double)n / (maye_now() - t0) / 1e9;
-        if (g > best) best = g;
-    }
-    free(a), free(b), free(c);
-    return best;
-}
 
 // ----------------------------------------------------------------------------
 // model
@@ -82,7 +65,7 @@ int main(int argc, char **argv) {
     double t_setup = maye_now() - t0;
     const maye_model_config *c = &m.cfg;
 
-    double peak = sgemm_peak(2048, 4);
+    double peak = bench_sgemm_peak(2048, 4);
     printf("{\"bench\": \"sgemm_peak\", \"n\": 2048, \"threads\": %d, \"gflops\": %.1f}\n", threads, peak);
     fflush(stdout);
 
@@ -112,7 +95,7 @@ int main(int argc, char **argv) {
     double t_lp = maye_now() - t0;
 
     // the machine is shared: measure the peak again after the model ran and use the better of the two
-    double peak_after = sgemm_peak(2048, 4);
+    double peak_after = bench_sgemm_peak(2048, 4);
     printf("{\"bench\": \"sgemm_peak_after\", \"n\": 2048, \"threads\": %d, \"gflops\": %.1f}\n", threads,
            peak_after);
     if (peak_after > peak) peak = peak_after;

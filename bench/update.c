@@ -10,6 +10,8 @@
 // backward workspace) and the process's peak RSS after each mode (recomputation runs first). One JSON line per
 // result.
 //   usage: update [--seqs B] [--seqlen N] [--micro K] [--layers L] [--threads N] [--reps R]
+#include "sgemm_peak.h"
+
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/util.h"
@@ -17,7 +19,6 @@
 #include "model/backward.h"
 #include "optim/adamw.h"
 
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,24 +34,6 @@ static const char *CONFIG =
     " \"vision_end_token_id\": 31994,\n"
     " \"vision_config\": {\"depth\": 1, \"embed_dim\": 32, \"mlp_ratio\": 2, \"num_heads\": 2, \"in_chans\": 3,\n"
     "   \"hidden_size\": 768, \"patch_size\": 14, \"spatial_merge_size\": 2, \"temporal_patch_size\": 2}}";
-
-// ----------------------------------------------------------------------------
-// sgemm peak
-
-static double sgemm_peak(int n, int reps) {
-    float *a = xmalloc(sizeof(float) * (size_t)n * n), *b = xmalloc(sizeof(float) * (size_t)n * n);
-    float *c = xmalloc(sizeof(float) * (size_t)n * n);
-    for (size_t i = 0; i < (size_t)n * n; i++) a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
-    double best = 0;
-    for (int r = 0; r < reps; r++) {
-        double t0 = maye_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double g = 2.0 * n * n * (double)n / (maye_now() - t0) / 1e9;
-        if (g > best) best = g;
-    }
-    free(a), free(b), free(c);
-    return best;
-}
 
 // ----------------------------------------------------------------------------
 // micro-batches
@@ -144,7 +127,7 @@ static void run_mode(maye_model *m, bool recompute, micro *mbs, int K, micro *wa
     maye_llm_train_init(&tr, c, T_cap, recompute);
     float *lp = xmalloc(sizeof(float) * (size_t)T_cap);
 
-    r->peak = sgemm_peak(2048, 3);
+    r->peak = bench_sgemm_peak(2048, 3);
     step(m, &tr, &g, &opt, nt, tab, warm, 1, lp, NULL); // first touch of every buffer, BLAS warm-up
     for (int i = 0; i < reps; i++) {
         result x = {0};
@@ -155,7 +138,7 @@ static void run_mode(maye_model *m, bool recompute, micro *mbs, int K, micro *wa
         r->fwd = x.fwd, r->lp = x.lp, r->bwd = x.bwd, r->opt = x.opt;
         r->total = x.total;
     }
-    double after = sgemm_peak(2048, 3);
+    double after = bench_sgemm_peak(2048, 3);
     if (after > r->peak) r->peak = after;
     for (int k = 0; k < K; k++) {
         r->flops += micro_flops(c, &mbs[k]);

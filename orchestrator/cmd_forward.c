@@ -2,6 +2,7 @@
 // debugging and for diffing against a reference: reads input_ids (+ pixel_values, image_grid_thw) from a
 // safetensors file and writes positions, image features, hidden states, logits and next-token log-probs.
 #include "commands.h"
+#include "debug_cli.h"
 
 #include "core/error.h"
 #include "core/log.h"
@@ -12,7 +13,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 static void forward_usage(FILE *f) {
     fprintf(f,
@@ -35,60 +35,7 @@ static void forward_usage(FILE *f) {
             "in_chans*temporal_patch*patch^2");
 }
 
-typedef struct {
-    int64_t L, P, n_img, n_tok;
-    int64_t *ids, *grid;
-    float *pixels;
-} fwd_input;
-
-static void input_free(fwd_input *in) { free(in->ids), free(in->grid), free(in->pixels); }
-
-static int read_input(const maye_model_config *c, const char *path, const char *prefix, fwd_input *in) {
-    memset(in, 0, sizeof *in);
-    maye_safetensors st;
-    TRY(maye_st_open(&st, path));
-    int rc = 0;
-    char n_ids[256], n_px[256], n_grid[256];
-    snprintf(n_ids, sizeof n_ids, "%s%s", prefix, "input_ids");
-    snprintf(n_px, sizeof n_px, "%s%s", prefix, "pixel_values");
-    snprintf(n_grid, sizeof n_grid, "%s%s", prefix, "image_grid_thw");
-    const maye_st_tensor *ids = maye_st_find(&st, n_ids), *px = maye_st_find(&st, n_px),
-                         *grid = maye_st_find(&st, n_grid);
-    if (!ids) rc = maye_fail("'%s': missing tensor '%s' ([L] token ids)", path, n_ids);
-    else if (!(ids->ndim == 1 || (ids->ndim == 2 && ids->shape[0] == 1)) || ids->numel < 1)
-        rc = maye_fail("'%s': %s must be a non-empty [L] (or [1, L]) tensor", path, n_ids);
-    else if (!px != !grid)
-        rc = maye_fail("'%s': give both %s and %s, or neither (text only)", path, n_px, n_grid);
-    if (rc == 0) {
-        in->L = ids->numel;
-        in->ids = xmalloc(sizeof(int64_t) * (size_t)in->L);
-        rc = maye_st_to_i64(ids, in->ids);
-        if (rc < 0) maye_fail_ctx("'%s'", path);
-    }
-    if (rc == 0 && px) {
-        int64_t ps[2] = {-1, c->vision.patch_dim}, gs[2] = {-1, 3};
-        rc = maye_st_expect(&st, n_px, 2, ps, NULL);
-        if (rc == 0) rc = maye_st_expect(&st, n_grid, 2, gs, NULL);
-        if (rc == 0 && px->dtype != MAYE_F32 && px->dtype != MAYE_BF16 && px->dtype != MAYE_F16)
-            rc = maye_fail("'%s': %s must be a float tensor (F32, BF16 or F16)", path, n_px);
-        if (rc == 0) {
-            in->P = px->shape[0], in->n_img = grid->shape[0];
-            in->pixels = xmalloc(sizeof(float) * (size_t)(px->numel ? px->numel : 1));
-            maye_st_to_f32(px, in->pixels);
-            in->grid = xmalloc(sizeof(int64_t) * (size_t)(grid->numel ? grid->numel : 1));
-            rc = maye_st_to_i64(grid, in->grid);
-            if (rc < 0) maye_fail_ctx("'%s'", path);
-        }
-    }
-    if (rc == 0 && in->L >= (1 << 30)) rc = maye_fail("'%s': %lld tokens are too many", path, (long long)in->L);
-    if (rc == 0 && maye_vision_check(c, in->P, in->grid, (int)in->n_img, &in->n_tok) < 0)
-        rc = maye_fail_ctx("'%s'", path);
-    maye_st_close(&st);
-    if (rc < 0) input_free(in);
-    return rc;
-}
-
-static int run(const maye_model *m, const fwd_input *in, float temperature, int with_logits, const char *out) {
+static int run(const maye_model *m, const maye_debug_input *in, float temperature, int with_logits, const char *out) {
     const maye_model_config *c = &m->cfg;
     int L = (int)in->L, C = c->hidden, V = c->vocab;
     float *embeds = xmalloc(sizeof(float) * (size_t)(in->n_tok * C + 1));
@@ -136,34 +83,15 @@ static int run(const maye_model *m, const fwd_input *in, float temperature, int 
 
 int cmd_forward(int argc, char **argv) {
     const char *model = NULL, *in_path = NULL, *out = NULL, *temp_s = "1", *threads_s = "0", *prefix = "";
-    int with_logits = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            forward_usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--no-logits")) {
-            with_logits = 0;
-            continue;
-        }
-        const char **slot = !strcmp(a, "--model") ? &model
-                            : !strcmp(a, "--in") ? &in_path
-                            : !strcmp(a, "--out") ? &out
-                            : !strcmp(a, "--temperature") ? &temp_s
-                            : !strcmp(a, "--threads") ? &threads_s
-                            : !strcmp(a, "--prefix") ? &prefix
-                            : NULL;
-        if (!slot) {
-            log_error("unknown argument '%s' (see maye forward --help)", a);
-            return 2;
-        }
-        if (i + 1 >= argc) {
-            log_error("option %s needs a value (see maye forward --help)", a);
-            return 2;
-        }
-        *slot = argv[++i];
-    }
+    int no_logits = 0;
+    const maye_debug_opt opts[] = {
+        {"--model", &model, NULL},         {"--in", &in_path, NULL},
+        {"--out", &out, NULL},             {"--temperature", &temp_s, NULL},
+        {"--threads", &threads_s, NULL},   {"--prefix", &prefix, NULL},
+        {"--no-logits", NULL, &no_logits},
+    };
+    int status = maye_debug_opts_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), "forward", forward_usage);
+    if (status >= 0) return status;
     if (!model || !in_path || !out) {
         forward_usage(stderr);
         return 2;
@@ -185,12 +113,12 @@ int cmd_forward(int argc, char **argv) {
         maye_report_error();
         return 1;
     }
-    fwd_input in;
-    int rc = read_input(&m.cfg, in_path, prefix, &in);
+    maye_debug_input in;
+    int rc = maye_debug_input_read(&in, &m.cfg, in_path, prefix);
     if (rc == 0) {
-        rc = run(&m, &in, (float)temperature, with_logits, out);
+        rc = run(&m, &in, (float)temperature, !no_logits, out);
         if (rc < 0) maye_fail_ctx("'%s'", in_path);
-        input_free(&in);
+        maye_debug_input_free(&in);
     }
     if (rc < 0) maye_report_error();
     maye_model_free(&m);

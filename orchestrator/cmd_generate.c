@@ -2,11 +2,11 @@
 // tests: reads input_ids (+ pixel_values, image_grid_thw) from a safetensors file, as `maye forward` does,
 // and prints one JSON line per response with its ids, log-probs and finish reason.
 #include "commands.h"
+#include "debug_cli.h"
 
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
-#include "io/safetensors.h"
 #include "kernels/cpu/kernels.h"
 #include "model/generate.h"
 
@@ -43,55 +43,7 @@ static void generate_usage(FILE *f) {
 }
 
 // ----------------------------------------------------------------------------
-// input
-
-typedef struct {
-    int64_t L, P, n_img;
-    int64_t *ids, *grid;
-    float *pixels;
-} gen_input;
-
-static void input_free(gen_input *in) { free(in->ids), free(in->grid), free(in->pixels); }
-
-static int read_input(const maye_model_config *c, const char *path, const char *prefix, gen_input *in) {
-    memset(in, 0, sizeof *in);
-    maye_safetensors st;
-    TRY(maye_st_open(&st, path));
-    char n_ids[256], n_px[256], n_grid[256];
-    snprintf(n_ids, sizeof n_ids, "%sinput_ids", prefix);
-    snprintf(n_px, sizeof n_px, "%spixel_values", prefix);
-    snprintf(n_grid, sizeof n_grid, "%simage_grid_thw", prefix);
-    const maye_st_tensor *ids = maye_st_find(&st, n_ids), *px = maye_st_find(&st, n_px),
-                         *grid = maye_st_find(&st, n_grid);
-    int rc = 0;
-    if (!ids) rc = maye_fail("'%s': missing tensor '%s' ([L] token ids)", path, n_ids);
-    else if (!(ids->ndim == 1 || (ids->ndim == 2 && ids->shape[0] == 1)) || ids->numel < 1 || ids->numel >= (1 << 30))
-        rc = maye_fail("'%s': %s must be a non-empty [L] (or [1, L]) tensor", path, n_ids);
-    else if (!px != !grid) rc = maye_fail("'%s': give both %s and %s, or neither (text only)", path, n_px, n_grid);
-    if (rc == 0) {
-        in->L = ids->numel;
-        in->ids = xmalloc(sizeof(int64_t) * (size_t)in->L);
-        rc = maye_st_to_i64(ids, in->ids);
-    }
-    if (rc == 0 && px) {
-        int64_t ps[2] = {-1, c->vision.patch_dim}, gs[2] = {-1, 3};
-        rc = maye_st_expect(&st, n_px, 2, ps, NULL);
-        if (rc == 0) rc = maye_st_expect(&st, n_grid, 2, gs, NULL);
-        if (rc == 0 && px->dtype != MAYE_F32 && px->dtype != MAYE_BF16 && px->dtype != MAYE_F16)
-            rc = maye_fail("'%s': %s must be a float tensor (F32, BF16 or F16)", path, n_px);
-        if (rc == 0) {
-            in->P = px->shape[0], in->n_img = grid->shape[0];
-            in->pixels = xmalloc(sizeof(float) * (size_t)(px->numel ? px->numel : 1));
-            maye_st_to_f32(px, in->pixels);
-            in->grid = xmalloc(sizeof(int64_t) * (size_t)(grid->numel ? grid->numel : 1));
-            rc = maye_st_to_i64(grid, in->grid);
-        }
-    }
-    if (rc < 0) maye_fail_ctx("'%s'", path);
-    maye_st_close(&st);
-    if (rc < 0) input_free(in);
-    return rc;
-}
+// options
 
 // Parses "A,B,..." into ids; "" gives none.
 static int parse_ids(const char *s, int32_t *ids, int *n) {
@@ -138,37 +90,18 @@ int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *in_path = NULL, *max_s = NULL, *temp_s = "0", *top_p_s = "1", *top_k_s = "0",
                *seed_s = "0", *n_s = "1", *min_s = "0", *stop_s = NULL, *tok_path = NULL, *prefix = "",
                *threads_s = "0", *prompt_s = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            generate_usage(stdout);
-            return 0;
-        }
-        const char **slot = !strcmp(a, "--model") ? &model
-                            : !strcmp(a, "--in") ? &in_path
-                            : !strcmp(a, "--max-new-tokens") ? &max_s
-                            : !strcmp(a, "--temperature") ? &temp_s
-                            : !strcmp(a, "--top-p") ? &top_p_s
-                            : !strcmp(a, "--top-k") ? &top_k_s
-                            : !strcmp(a, "--seed") ? &seed_s
-                            : !strcmp(a, "--n") ? &n_s
-                            : !strcmp(a, "--min-tokens") ? &min_s
-                            : !strcmp(a, "--stop-ids") ? &stop_s
-                            : !strcmp(a, "--tokenizer") ? &tok_path
-                            : !strcmp(a, "--prefix") ? &prefix
-                            : !strcmp(a, "--prompt-tokens") ? &prompt_s
-                            : !strcmp(a, "--threads") ? &threads_s
-                            : NULL;
-        if (!slot) {
-            log_error("unknown argument '%s' (see maye generate --help)", a);
-            return 2;
-        }
-        if (i + 1 >= argc) {
-            log_error("option %s needs a value (see maye generate --help)", a);
-            return 2;
-        }
-        *slot = argv[++i];
-    }
+    const maye_debug_opt opts[] = {
+        {"--model", &model, NULL},            {"--in", &in_path, NULL},
+        {"--max-new-tokens", &max_s, NULL},   {"--temperature", &temp_s, NULL},
+        {"--top-p", &top_p_s, NULL},          {"--top-k", &top_k_s, NULL},
+        {"--seed", &seed_s, NULL},            {"--n", &n_s, NULL},
+        {"--min-tokens", &min_s, NULL},       {"--stop-ids", &stop_s, NULL},
+        {"--tokenizer", &tok_path, NULL},     {"--prefix", &prefix, NULL},
+        {"--prompt-tokens", &prompt_s, NULL}, {"--threads", &threads_s, NULL},
+    };
+    int status = maye_debug_opts_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), "generate",
+                                       generate_usage);
+    if (status >= 0) return status;
     if (!model || !in_path || !max_s) {
         generate_usage(stderr);
         return 2;
@@ -196,7 +129,7 @@ int cmd_generate(int argc, char **argv) {
         maye_report_error();
         return 1;
     }
-    gen_input in;
+    maye_debug_input in;
     maye_gen_engine e;
     int have_engine = 0, have_input = 0;
     maye_gen_config g = {
@@ -207,7 +140,7 @@ int cmd_generate(int argc, char **argv) {
     g.tok = tok;
     if (rc == 0)
         rc = stop_s ? parse_ids(stop_s, g.stop_ids, &g.n_stop) : maye_gen_stop_ids(&m, tok, g.stop_ids, &g.n_stop);
-    if (rc == 0) rc = read_input(&m.cfg, in_path, prefix, &in);
+    if (rc == 0) rc = maye_debug_input_read(&in, &m.cfg, in_path, prefix);
     have_input = rc == 0;
     if (rc == 0 && prompt_s) {
         if (prompt_len < 1 || prompt_len > in.L)
@@ -229,7 +162,7 @@ int cmd_generate(int argc, char **argv) {
     }
     if (rc < 0) maye_report_error();
     if (have_engine) maye_gen_engine_free(&e);
-    if (have_input) input_free(&in);
+    if (have_input) maye_debug_input_free(&in);
     if (tok) maye_tokenizer_free(tok);
     maye_model_free(&m);
     return rc < 0 ? 1 : 0;

@@ -1,6 +1,7 @@
 // maye init: makes a randomly initialised Qwen2-VL / Qwen2.5-VL checkpoint of any size from a config.json,
 // in the hub layout (config.json + model.safetensors with hub tensor names), for tests and demos.
 #include "commands.h"
+#include "debug_cli.h"
 
 #include "core/error.h"
 #include "core/log.h"
@@ -28,28 +29,13 @@ static void init_usage(FILE *f) {
 
 int cmd_init(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *seed_s = "0", *dtype_s = "f32", *threads_s = "0";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            init_usage(stdout);
-            return 0;
-        }
-        const char **slot = !strcmp(a, "--config") ? &config
-                            : !strcmp(a, "-o") ? &out
-                            : !strcmp(a, "--seed") ? &seed_s
-                            : !strcmp(a, "--dtype") ? &dtype_s
-                            : !strcmp(a, "--threads") ? &threads_s
-                            : NULL;
-        if (!slot) {
-            log_error("unknown argument '%s' (see maye init --help)", a);
-            return 2;
-        }
-        if (i + 1 >= argc) {
-            log_error("option %s needs a value (see maye init --help)", a);
-            return 2;
-        }
-        *slot = argv[++i];
-    }
+    const maye_debug_opt opts[] = {
+        {"--config", &config, NULL}, {"-o", &out, NULL},
+        {"--seed", &seed_s, NULL},   {"--dtype", &dtype_s, NULL},
+        {"--threads", &threads_s, NULL},
+    };
+    int status = maye_debug_opts_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), "init", init_usage);
+    if (status >= 0) return status;
     if (!config || !out) {
         init_usage(stderr);
         return 2;

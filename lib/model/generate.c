@@ -152,11 +152,11 @@ static float *alloc_row(int n) {
 // ----------------------------------------------------------------------------
 // request checks
 
-static int check_request(const maye_gen_engine *e, const maye_gen_request *rq, req_state *st) {
-    const maye_model_config *c = &e->m->cfg;
+int maye_gen_request_check(const maye_model_config *c, const maye_gen_request *rq, int max_tokens,
+                           int64_t *n_image_tokens) {
     const char *name = rq->name ? rq->name : "request";
     CHECK_OR_FAIL(rq->n_ids >= 1, "%s: the prompt is empty", name);
-    CHECK_OR_FAIL((int64_t)rq->n_ids + e->cfg.max_tokens < (1 << 30), "%s: prompt of %d tokens is too long", name,
+    CHECK_OR_FAIL((int64_t)rq->n_ids + max_tokens < (1 << 30), "%s: prompt of %d tokens is too long", name,
                   rq->n_ids);
     int64_t pads = 0;
     for (int t = 0; t < rq->n_ids; t++) {
@@ -165,12 +165,19 @@ static int check_request(const maye_gen_engine *e, const maye_gen_request *rq, r
                       (long long)rq->ids[t], t, c->vocab);
         pads += rq->ids[t] == c->image_token_id;
     }
-    if (maye_vision_check(c, rq->n_patches, rq->grid_thw, rq->n_images, &st->n_image_tokens) < 0)
+    if (maye_vision_check(c, rq->n_patches, rq->grid_thw, rq->n_images, n_image_tokens) < 0)
         return maye_fail_ctx("%s", name);
     CHECK_OR_FAIL(rq->n_images == 0 || rq->pixels, "%s: image patches are missing", name);
-    CHECK_OR_FAIL(pads == st->n_image_tokens, "%s: the prompt has %lld image-pad tokens (id %lld) but its images "
+    CHECK_OR_FAIL(pads == *n_image_tokens, "%s: the prompt has %lld image-pad tokens (id %lld) but its images "
                   "need %lld (t*h*w/%d per image)", name, (long long)pads, (long long)c->image_token_id,
-                  (long long)st->n_image_tokens, c->vision.merge * c->vision.merge);
+                  (long long)*n_image_tokens, c->vision.merge * c->vision.merge);
+    return 0;
+}
+
+// The request checks plus its KV range: prompt + max_tokens rows must fit in the pool.
+static int check_request(const maye_gen_engine *e, const maye_gen_request *rq, req_state *st) {
+    const char *name = rq->name ? rq->name : "request";
+    TRY(maye_gen_request_check(&e->m->cfg, rq, e->cfg.max_tokens, &st->n_image_tokens));
     st->reserve = maye_kv_pool_round(&e->pool, (int64_t)rq->n_ids + e->cfg.max_tokens);
     CHECK_OR_FAIL(st->reserve <= e->pool.n_rows, "%s: prompt of %d tokens + rollout.max_tokens %d needs %lld KV-cache "
                   "rows but rollout.max_batch_tokens allows %lld; raise rollout.max_batch_tokens or lower "

@@ -101,6 +101,11 @@ void maye_gen_engine_free(maye_gen_engine *e);
 // large for the pool fails the whole call before any work, naming it.
 int maye_gen_run(maye_gen_engine *e, const maye_gen_request *reqs, int n, maye_gen_result *res);
 void maye_gen_result_free(maye_gen_result *res, int n, int n_out);
+// The checks every backend's engine makes on a request before any work, with messages naming rq->name: a
+// non-empty prompt that stays under 2^30 tokens with max_tokens more, ids in the model's vocabulary, image
+// grids that match the patch rows, and as many image-pad tokens as the images need (*n_image_tokens).
+int maye_gen_request_check(const maye_model_config *c, const maye_gen_request *rq, int max_tokens,
+                           int64_t *n_image_tokens);
 // Gives an output made by another backend's decoder (which ends at stop ids and max_tokens only) what
 // maye_gen_run gives: when a stop string shows up in the decoded text (from min_tokens on), the ids end with
 // the token that completed it (finish STOP), exactly where maye_gen_run would have stopped the sequence; then

@@ -145,9 +145,7 @@ void maye_llm_layer_forward(const maye_model *m, int l, const float *x_in, float
 // ----------------------------------------------------------------------------
 // packed forward
 
-static int check_batch(const maye_model_config *c, const maye_llm_batch *b, const maye_llm_acts *a) {
-    CHECK_OR_FAIL(b->B >= 1 && b->T >= 0, "a batch needs at least one sequence (B = %d, T = %d)", b->B, b->T);
-    CHECK_OR_FAIL(b->T <= a->T_cap, "the batch has %d tokens but the activations were sized for %d", b->T, a->T_cap);
+int maye_llm_batch_check(const maye_model_config *c, const maye_llm_batch *b) {
     CHECK_OR_FAIL(b->cu_seqlens[0] == 0 && b->cu_seqlens[b->B] == b->T,
                   "cu_seqlens must start at 0 and end at T = %d (got %d .. %d)", b->T, b->cu_seqlens[0],
                   b->cu_seqlens[b->B]);
@@ -163,7 +161,14 @@ static int check_batch(const maye_model_config *c, const maye_llm_batch *b, cons
     CHECK_OR_FAIL(n_img == b->n_image_embeds, "the batch has %lld image-pad tokens (id %lld) but %lld image feature "
                   "rows; each image of grid (t, h, w) needs t*h*w/%d pad tokens", (long long)n_img,
                   (long long)c->image_token_id, (long long)b->n_image_embeds, c->vision.merge * c->vision.merge);
-    CHECK_OR_FAIL(n_img == 0 || b->image_embeds, "image features are missing");
+    return 0;
+}
+
+static int check_batch(const maye_model_config *c, const maye_llm_batch *b, const maye_llm_acts *a) {
+    CHECK_OR_FAIL(b->B >= 1 && b->T >= 0, "a batch needs at least one sequence (B = %d, T = %d)", b->B, b->T);
+    CHECK_OR_FAIL(b->T <= a->T_cap, "the batch has %d tokens but the activations were sized for %d", b->T, a->T_cap);
+    TRY(maye_llm_batch_check(c, b));
+    CHECK_OR_FAIL(b->n_image_embeds == 0 || b->image_embeds, "image features are missing");
     return 0;
 }
 

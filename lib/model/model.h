@@ -179,6 +179,11 @@ static inline int maye_llm_image_row(const maye_model_config *c, const maye_llm_
     return b->ids[t] == c->image_token_id && (!b->n_prompt || t < b->cu_seqlens[s] + b->n_prompt[s]);
 }
 
+// The checks of a packed batch's host arrays that every backend's forward makes (B >= 1 and its own
+// capacities checked first): cu_seqlens runs from 0 to T without decreasing, every id is in the vocabulary,
+// and the image-pad tokens (maye_llm_image_row) are as many as n_image_embeds. image_embeds is not looked at.
+int maye_llm_batch_check(const maye_model_config *c, const maye_llm_batch *b);
+
 // Where a layer's attention finds keys and values. Sequence b's rows (after rotary) live at k[b], v[b]
 // ((n_past[b] + new tokens), KV*D): rows [0, n_past[b]) are already there (a KV cache) and the layer writes
 // the new tokens' rows after them. For a plain packed forward k[b] points into the activations.

@@ -6,31 +6,8 @@ set -u
 MAYE="$MAYE_BIN/maye"
 T="${MAYE_TEST_TMP:-/tmp}/forward_cli.$$"
 mkdir -p "$T"
-fail=0
-check() { # check DESCRIPTION CONDITION...
-    what=$1; shift
-    if "$@"; then :; else echo "FAIL: $what"; fail=1; fi
-}
-expect_error() { # expect_error SUBSTRING COMMAND... : the command fails and stderr contains SUBSTRING
-    want=$1; shift
-    if "$@" >"$T/out.txt" 2>"$T/err.txt"; then
-        echo "FAIL: '$*' succeeded, expected an error containing '$want'"; fail=1
-    elif ! grep -qF -- "$want" "$T/err.txt"; then
-        echo "FAIL: '$*': error lacks '$want':"; cat "$T/err.txt"; fail=1
-    fi
-}
+. tests/support/cli.sh
 size() { wc -c <"$1" | tr -d ' '; }
-
-# little-endian u64 / i64 (non-negative) as raw bytes
-le64() {
-    n=$1; i=0
-    while [ $i -lt 8 ]; do printf "\\$(printf %03o $((n % 256)))"; n=$((n / 256)); i=$((i + 1)); done
-}
-# mkst OUT HEADER_JSON DATA_FILE: a safetensors file
-mkst() {
-    n=$(printf %s "$2" | wc -c | tr -d ' ')
-    { le64 "$n"; printf %s "$2"; cat "$3"; } >"$1"
-}
 
 cat >"$T/model.json" <<'JSON'
 {"architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",

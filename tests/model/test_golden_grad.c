@@ -17,10 +17,10 @@
 #include "io/safetensors.h"
 #include "model/backward.h"
 #include "rl/ppo.h"
+#include "support/golden.h"
 #include "test.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,35 +30,6 @@
 
 // ----------------------------------------------------------------------------
 // fixture reading
-
-static float *get_f32(const maye_safetensors *st, const char *name, int64_t *n) {
-    const maye_st_tensor *t = maye_st_find(st, name);
-    if (!t) return NULL;
-    float *out = xmalloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
-    maye_st_to_f32(t, out);
-    if (n) *n = t->numel;
-    return out;
-}
-
-static int64_t *get_i64(const maye_safetensors *st, const char *name, int64_t *n) {
-    const maye_st_tensor *t = maye_st_find(st, name);
-    if (!t) return NULL;
-    int64_t *out = xmalloc(sizeof(int64_t) * (size_t)(t->numel ? t->numel : 1));
-    if (maye_st_to_i64(t, out) < 0) maye_die("%s", maye_errmsg());
-    if (n) *n = t->numel;
-    return out;
-}
-
-static int manifest_number(const cJSON *rl, const char *key, double *out, const char *where) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rl, key);
-    if (!cJSON_IsNumber(v)) {
-        fprintf(stderr, "FAIL: %s: manifest rl.%s is missing or not a number\n", where, key);
-        test_failures++;
-        return -1;
-    }
-    *out = v->valuedouble;
-    return 0;
-}
 
 typedef struct {
     double temperature, eps_low, eps_high, kl_loss_coeff, clip;
@@ -81,11 +52,11 @@ static int read_manifest(const char *dir, const char *name, rl_params *p) {
         } else if (cJSON_IsString(red) && !strstr(red->valuestring, "masked mean over all response tokens")) {
             fprintf(stderr, "FAIL: %s: unknown rl.loss_reduction '%s'\n", name, red->valuestring);
             test_failures++;
-        } else if (manifest_number(rl, "temperature", &p->temperature, name) == 0 &&
-                   manifest_number(rl, "epsilon_low", &p->eps_low, name) == 0 &&
-                   manifest_number(rl, "epsilon_high", &p->eps_high, name) == 0 &&
-                   manifest_number(rl, "kl_loss_coeff", &p->kl_loss_coeff, name) == 0 &&
-                   manifest_number(rl, "clip_grad_norm", &p->clip, name) == 0) {
+        } else if (test_rl_number(rl, "temperature", &p->temperature, name) == 0 &&
+                   test_rl_number(rl, "epsilon_low", &p->eps_low, name) == 0 &&
+                   test_rl_number(rl, "epsilon_high", &p->eps_high, name) == 0 &&
+                   test_rl_number(rl, "kl_loss_coeff", &p->kl_loss_coeff, name) == 0 &&
+                   test_rl_number(rl, "clip_grad_norm", &p->clip, name) == 0) {
             rc = 0;
         }
         cJSON_Delete(m);
@@ -114,8 +85,6 @@ static void batch_free(batch *b) {
     free(b->old), free(b->ref), free(b->adv), free(b->mask), free(b->policy);
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 // Samples in name order; the first B form the batch. Returns 0 on success.
 static int read_batch(const maye_model *m, const maye_safetensors *st, const char *name, batch *b) {
     const maye_model_config *c = &m->cfg;
@@ -127,16 +96,8 @@ static int read_batch(const maye_model *m, const maye_safetensors *st, const cha
         return -1;
     }
     b->B = (int)mt->shape[0], b->Tr = (int)mt->shape[1];
-    char **names = NULL;
-    int n = 0;
-    for (int i = 0; i < st->ntensors; i++) {
-        const char *tn = st->tensors[i].name, *dot = strchr(tn, '.');
-        if (!dot || strcmp(dot, ".input_ids") || !strncmp(tn, "rl.", 3)) continue;
-        names = xrealloc(names, sizeof(char *) * (size_t)(n + 1));
-        names[n] = xstrdup(tn);
-        names[n++][dot - tn] = 0;
-    }
-    qsort(names, (size_t)n, sizeof(char *), cmp_str);
+    char **names;
+    int n = test_golden_samples(st, &names);
     int rc = 0;
     if (n < b->B) {
         fprintf(stderr, "FAIL: %s: rl.mask has %d rows but there are %d samples\n", name, b->B, n);
@@ -149,13 +110,13 @@ static int read_batch(const maye_model *m, const maye_safetensors *st, const cha
     for (int i = 0; rc == 0 && i < b->B; i++) {
         char key[160];
         snprintf(key, sizeof key, "%s.input_ids", names[i]);
-        sids[i] = get_i64(st, key, &slen[i]);
+        sids[i] = test_st_i64(st, key, &slen[i]);
         b->cu[i + 1] = b->cu[i] + (int)slen[i];
         int64_t ng = 0, np = 0;
         snprintf(key, sizeof key, "%s.image_grid_thw", names[i]);
-        int64_t *grid = get_i64(st, key, &ng);
+        int64_t *grid = test_st_i64(st, key, &ng);
         snprintf(key, sizeof key, "%s.pixel_values", names[i]);
-        float *pix = get_f32(st, key, &np);
+        float *pix = test_st_f32(st, key, &np);
         if (grid) {
             b->grid = xrealloc(b->grid, sizeof(int64_t) * (size_t)(3 * b->n_img + ng));
             memcpy(b->grid + 3 * b->n_img, grid, sizeof(int64_t) * (size_t)ng);
@@ -193,9 +154,9 @@ static int read_batch(const maye_model *m, const maye_safetensors *st, const cha
             rc = -1;
         }
     }
-    b->old = get_f32(st, "rl.old_logprobs", NULL), b->ref = get_f32(st, "rl.ref_logprobs", NULL);
-    b->adv = get_f32(st, "rl.advantages", NULL), b->mask = get_f32(st, "rl.mask", NULL);
-    b->policy = get_f32(st, "rl.policy_logprobs", NULL);
+    b->old = test_st_f32(st, "rl.old_logprobs", NULL), b->ref = test_st_f32(st, "rl.ref_logprobs", NULL);
+    b->adv = test_st_f32(st, "rl.advantages", NULL), b->mask = test_st_f32(st, "rl.mask", NULL);
+    b->policy = test_st_f32(st, "rl.policy_logprobs", NULL);
     if (rc == 0 && !(b->old && b->ref && b->adv && b->mask && b->policy)) {
         fprintf(stderr, "FAIL: %s: one of rl.old_logprobs, ref_logprobs, advantages, policy_logprobs is missing\n",
                 name);
@@ -309,7 +270,7 @@ static int run_backward(const run_ctx *x, int s0, int s1, bool recompute, maye_g
 // The loss value against rl.loss (a separate pass over the whole batch with the fixture's coefficients).
 static void check_loss(const run_ctx *x, const maye_safetensors *st) {
     const batch *b = x->b;
-    float *want = get_f32(st, "rl.loss", NULL);
+    float *want = test_st_f32(st, "rl.loss", NULL);
     if (!want) return;
     maye_ppo_params pp = {.epsilon_low = x->rp.eps_low, .epsilon_high = x->rp.eps_high,
                           .kl_loss_coeff = x->rp.kl_loss_coeff, .kl_estimator = MAYE_KL_K3,
@@ -334,7 +295,7 @@ static void compare_grads(const run_ctx *x, const maye_safetensors *st, const ma
         char gname[200];
         snprintf(gname, sizeof gname, "grad.%s", tab[i].name);
         int64_t n = 0;
-        float *want = get_f32(st, gname, &n);
+        float *want = test_st_f32(st, gname, &n);
         if (!tab[i].trainable) {
             EXPECT(!want, "%s: %s exists but the tensor's group does not train", x->name, gname);
             free(want);
@@ -399,7 +360,7 @@ static void check_folder(const char *dir, const char *name, const maye_safetenso
         if (run_backward(&x, 0, b.B, false, &g) == 0) {
             // the norm, then the stored gradients (after clipping if their norm says so)
             double norm = maye_grad_norm(nt, tab, g.memory), want_norm = 0;
-            float *wn = get_f32(st, "rl.grad_norm_before_clip", NULL);
+            float *wn = test_st_f32(st, "rl.grad_norm_before_clip", NULL);
             if (wn) {
                 want_norm = wn[0];
                 EXPECT(fabs(norm - want_norm) <= 1e-4 * want_norm, "%s: gradient norm %.9g, expected %.9g", name,
@@ -414,7 +375,7 @@ static void check_folder(const char *dir, const char *name, const maye_safetenso
             for (int i = 0; i < st->ntensors; i++) {
                 if (strncmp(st->tensors[i].name, "grad.", 5)) continue;
                 int64_t n = 0;
-                float *v = get_f32(st, st->tensors[i].name, &n);
+                float *v = test_st_f32(st, st->tensors[i].name, &n);
                 for (int64_t k = 0; k < n; k++) stored += (double)v[k] * v[k];
                 free(v);
             }
@@ -461,49 +422,23 @@ static void check_folder(const char *dir, const char *name, const maye_safetenso
 // ----------------------------------------------------------------------------
 // discovery
 
-int main(void) {
-    const char *root = test_fixtures_root();
-    if (!root) {
-        printf("fixtures not found (set MAYE_FIXTURES)\n");
-        return TEST_SKIP;
-    }
-    char *golden = maye_path_join(root, "golden");
-    DIR *d = opendir(golden);
-    if (!d) {
-        printf("no golden fixtures under %s\n", root);
-        free(golden);
-        return TEST_SKIP;
-    }
-    char **names = NULL;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue;
-        names = xrealloc(names, sizeof(char *) * (size_t)(n + 1));
-        names[n++] = xstrdup(e->d_name);
-    }
-    closedir(d);
-    qsort(names, (size_t)n, sizeof(char *), cmp_str);
+// Checks the folder when it holds model.safetensors and an expected.safetensors with grad.* tensors: returns
+// 1 then, else 0.
+static int visit_folder(const char *dir, const char *name) {
+    char *exp = maye_path_join(dir, "expected.safetensors"), *wts = maye_path_join(dir, "model.safetensors");
+    maye_safetensors st;
     int checked = 0;
-    for (int i = 0; i < n; i++) {
-        char *dir = maye_path_join(golden, names[i]);
-        char *exp = maye_path_join(dir, "expected.safetensors"), *wts = maye_path_join(dir, "model.safetensors");
-        maye_safetensors st;
-        if (maye_file_exists(exp) && maye_file_exists(wts) && maye_st_open(&st, exp) == 0) {
-            int grads = 0;
-            for (int k = 0; k < st.ntensors; k++) grads += !strncmp(st.tensors[k].name, "grad.", 5);
-            if (grads) {
-                check_folder(dir, names[i], &st);
-                checked++;
-            }
-            maye_st_close(&st);
+    if (maye_file_exists(exp) && maye_file_exists(wts) && maye_st_open(&st, exp) == 0) {
+        int grads = 0;
+        for (int k = 0; k < st.ntensors; k++) grads += !strncmp(st.tensors[k].name, "grad.", 5);
+        if (grads) {
+            check_folder(dir, name, &st);
+            checked = 1;
         }
-        free(dir), free(exp), free(wts), free(names[i]);
+        maye_st_close(&st);
     }
-    free(names);
-    free(golden);
-    if (!checked) {
-        printf("no fixture folder with grad.* tensors\n");
-        return TEST_SKIP;
-    }
-    return TEST_RESULT();
+    free(exp), free(wts);
+    return checked;
 }
+
+int main(void) { return test_golden_main(visit_folder, "no fixture folder with grad.* tensors"); }

@@ -8,9 +8,9 @@
 #include "core/util.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "support/golden.h"
 #include "test.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,27 +20,17 @@
 // ----------------------------------------------------------------------------
 // expected tensors
 
-// A float copy of `prefix.name`, or NULL when absent; *n gets its size.
-static float *get_f32(const maye_safetensors *st, const char *prefix, const char *name, int64_t *n) {
+// A float / int64 copy of `s.name` (a tensor of sample s), or NULL when absent; *n gets its size.
+static float *get_f32(const maye_safetensors *st, const char *s, const char *name, int64_t *n) {
     char full[256];
-    snprintf(full, sizeof full, "%s.%s", prefix, name);
-    const maye_st_tensor *t = maye_st_find(st, full);
-    if (!t) return NULL;
-    float *out = xmalloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
-    maye_st_to_f32(t, out);
-    if (n) *n = t->numel;
-    return out;
+    snprintf(full, sizeof full, "%s.%s", s, name);
+    return test_st_f32(st, full, n);
 }
 
-static int64_t *get_i64(const maye_safetensors *st, const char *prefix, const char *name, int64_t *n) {
+static int64_t *get_i64(const maye_safetensors *st, const char *s, const char *name, int64_t *n) {
     char full[256];
-    snprintf(full, sizeof full, "%s.%s", prefix, name);
-    const maye_st_tensor *t = maye_st_find(st, full);
-    if (!t) return NULL;
-    int64_t *out = xmalloc(sizeof(int64_t) * (size_t)(t->numel ? t->numel : 1));
-    if (maye_st_to_i64(t, out) < 0) maye_die("%s", maye_errmsg());
-    if (n) *n = t->numel;
-    return out;
+    snprintf(full, sizeof full, "%s.%s", s, name);
+    return test_st_i64(st, full, n);
 }
 
 static double max_diff(const float *a, const float *b, int64_t n) {
@@ -70,7 +60,7 @@ static void compare(const char *model, const maye_safetensors *st, const char *s
 // one sample
 
 typedef struct {
-    char name[64];
+    char *name;             // the sample (prefix of its tensors)
     int64_t L, n_img, P;
     int64_t *ids, *grid;
     float *pixels, *embeds; // embeds (NI, C) from the vision tower
@@ -202,10 +192,9 @@ static void run_packed(const char *model, const maye_model *m, sample *sm, int n
 // ----------------------------------------------------------------------------
 // discovery
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static int run_model(const char *root, const char *name) {
-    char *dir = maye_path_join(root, name);
+// Checks the folder when it holds config.json + model.safetensors + expected.safetensors: returns 1 then,
+// else 0.
+static int run_model(const char *dir, const char *name) {
     char *exp = maye_path_join(dir, "expected.safetensors");
     char *cfg = maye_path_join(dir, "config.json"), *wts = maye_path_join(dir, "model.safetensors");
     int ran = 0;
@@ -216,60 +205,28 @@ static int run_model(const char *root, const char *name) {
         if (maye_model_load(&m, dir) < 0 || maye_st_open(&st, exp) < 0) {
             EXPECT(0, "%s: %s", name, maye_errmsg());
         } else {
-            sample sm[64];
-            int n = 0;
-            for (int i = 0; i < st.ntensors && n < 64; i++) {
-                const char *tn = st.tensors[i].name, *dot = strchr(tn, '.');
-                if (!dot || strcmp(dot, ".input_ids") || dot - tn >= 64) continue;
-                memset(&sm[n], 0, sizeof sm[n]);
-                memcpy(sm[n].name, tn, (size_t)(dot - tn));
-                run_sample(name, &m, &st, &sm[n]);
-                n++;
+            char **names;
+            int n = test_golden_samples(&st, &names);
+            sample *sm = xcalloc((size_t)(n ? n : 1), sizeof(sample));
+            for (int i = 0; i < n; i++) {
+                sm[i].name = names[i];
+                run_sample(name, &m, &st, &sm[i]);
             }
             EXPECT(n > 0, "%s: no samples (<name>.input_ids) in expected.safetensors", name);
             if (n > 1) run_packed(name, &m, sm, n);
             for (int i = 0; i < n; i++)
-                free(sm[i].ids), free(sm[i].grid), free(sm[i].pixels), free(sm[i].embeds), free(sm[i].hidden),
-                    free(sm[i].lp);
+                free(sm[i].name), free(sm[i].ids), free(sm[i].grid), free(sm[i].pixels), free(sm[i].embeds),
+                    free(sm[i].hidden), free(sm[i].lp);
+            free(sm), free(names);
             maye_st_close(&st);
             maye_model_free(&m);
         }
     }
-    free(dir), free(exp), free(cfg), free(wts);
+    free(exp), free(cfg), free(wts);
     return ran;
 }
 
 int main(void) {
-    const char *fx = test_fixtures_root();
-    if (!fx) {
-        printf("fixtures not found (set MAYE_FIXTURES)\n");
-        return TEST_SKIP;
-    }
-    char *root = maye_path_join(fx, "golden");
-    DIR *d = opendir(root);
-    if (!d) {
-        printf("no golden fixtures under %s\n", root);
-        return TEST_SKIP;
-    }
-    char **names = NULL;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue;
-        names = xrealloc(names, sizeof(char *) * (size_t)(n + 1));
-        names[n++] = xstrdup(e->d_name);
-    }
-    closedir(d);
-    qsort(names, (size_t)n, sizeof(char *), cmp_str);
-    int models = 0;
-    for (int i = 0; i < n; i++) {
-        models += run_model(root, names[i]);
-        free(names[i]);
-    }
-    free(names);
-    free(root);
-    if (!models) {
-        printf("no model folders (config.json + model.safetensors + expected.safetensors) under the fixtures\n");
-        return TEST_SKIP;
-    }
-    return TEST_RESULT();
+    return test_golden_main(run_model, "no model folders (config.json + model.safetensors + expected.safetensors) "
+                                       "under the fixtures");
 }

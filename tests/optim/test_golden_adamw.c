@@ -7,24 +7,13 @@
 #include "core/util.h"
 #include "io/safetensors.h"
 #include "optim/adamw.h"
+#include "support/golden.h"
 #include "test.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int manifest_number(const cJSON *obj, const char *key, double *out, const char *where) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(v)) {
-        fprintf(stderr, "FAIL: %s: manifest rl.%s is missing or not a number\n", where, key);
-        test_failures++;
-        return -1;
-    }
-    *out = v->valuedouble;
-    return 0;
-}
 
 // Reads lr, betas, eps, weight_decay from manifest rl.adamw and rl.clip_grad_norm.
 static int read_hparams(const char *dir, const char *name, maye_adamw_hparams *hp, double *lr, double *clip) {
@@ -39,9 +28,9 @@ static int read_hparams(const char *dir, const char *name, maye_adamw_hparams *h
         if (!cJSON_IsObject(aw) || cJSON_GetArraySize(betas) != 2) {
             fprintf(stderr, "FAIL: %s: manifest rl.adamw with lr, betas[2], eps, weight_decay is missing\n", name);
             test_failures++;
-        } else if (manifest_number(aw, "lr", lr, name) == 0 && manifest_number(aw, "eps", &hp->eps, name) == 0 &&
-                   manifest_number(aw, "weight_decay", &hp->weight_decay, name) == 0 &&
-                   manifest_number(rl, "clip_grad_norm", clip, name) == 0) {
+        } else if (test_rl_number(aw, "lr", lr, name) == 0 && test_rl_number(aw, "eps", &hp->eps, name) == 0 &&
+                   test_rl_number(aw, "weight_decay", &hp->weight_decay, name) == 0 &&
+                   test_rl_number(rl, "clip_grad_norm", clip, name) == 0) {
             hp->beta1 = cJSON_GetArrayItem(betas, 0)->valuedouble;
             hp->beta2 = cJSON_GetArrayItem(betas, 1)->valuedouble;
             rc = 0;
@@ -195,32 +184,4 @@ out:
     return checked;
 }
 
-int main(void) {
-    const char *root = test_fixtures_root();
-    if (!root) {
-        printf("fixtures not found (set MAYE_FIXTURES)\n");
-        return TEST_SKIP;
-    }
-    char *golden = maye_path_join(root, "golden");
-    DIR *d = opendir(golden);
-    if (!d) {
-        printf("no golden fixtures under %s\n", root);
-        free(golden);
-        return TEST_SKIP;
-    }
-    int checked = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char *dir = maye_path_join(golden, e->d_name);
-        if (maye_is_dir(dir)) checked += check_folder(dir, e->d_name);
-        free(dir);
-    }
-    closedir(d);
-    free(golden);
-    if (!checked) {
-        printf("no fixture folder with grad.* tensors\n");
-        return TEST_SKIP;
-    }
-    return TEST_RESULT();
-}
+int main(void) { return test_golden_main(check_folder, "no fixture folder with grad.* tensors"); }

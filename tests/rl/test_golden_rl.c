@@ -6,26 +6,15 @@
 #include "core/util.h"
 #include "io/safetensors.h"
 #include "rl/ppo.h"
+#include "support/golden.h"
 #include "test.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define TOL 1e-5
-
-static int num_field(const cJSON *rl, const char *key, double *out, const char *where) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rl, key);
-    if (!cJSON_IsNumber(v)) {
-        fprintf(stderr, "FAIL: %s: manifest rl.%s is missing or not a number\n", where, key);
-        test_failures++;
-        return -1;
-    }
-    *out = v->valuedouble;
-    return 0;
-}
 
 // A tensor of expected.safetensors as floats (caller frees); checks the shape when `shape` is given.
 static float *load(const maye_safetensors *st, const char *name, int ndim, const int64_t *shape, int64_t *numel) {
@@ -61,9 +50,10 @@ static int check_folder(const char *dir, const char *name) {
     had = 1;
     fprintf(stderr, "%s: checking the rl section\n", name);
     double kl_reward_coeff = 0, gamma = 0, eps_low = 0, eps_high = 0, kl_loss_coeff = 0;
-    int bad = num_field(rl, "kl_reward_coeff", &kl_reward_coeff, name) | num_field(rl, "gamma", &gamma, name) |
-              num_field(rl, "epsilon_low", &eps_low, name) | num_field(rl, "epsilon_high", &eps_high, name) |
-              num_field(rl, "kl_loss_coeff", &kl_loss_coeff, name);
+    int bad = test_rl_number(rl, "kl_reward_coeff", &kl_reward_coeff, name) |
+              test_rl_number(rl, "gamma", &gamma, name) | test_rl_number(rl, "epsilon_low", &eps_low, name) |
+              test_rl_number(rl, "epsilon_high", &eps_high, name) |
+              test_rl_number(rl, "kl_loss_coeff", &kl_loss_coeff, name);
     // the reduction and the whitening are described in words; MAYE's are the defaults
     const cJSON *red = cJSON_GetObjectItemCaseSensitive(rl, "loss_reduction");
     const cJSON *src = cJSON_GetObjectItemCaseSensitive(rl, "source");
@@ -136,32 +126,4 @@ done:
     return had;
 }
 
-int main(void) {
-    const char *root = test_fixtures_root();
-    if (!root) {
-        printf("fixtures not found (set MAYE_FIXTURES)\n");
-        return TEST_SKIP;
-    }
-    char *golden = maye_path_join(root, "golden");
-    DIR *d = opendir(golden);
-    if (!d) {
-        printf("no golden fixtures under %s\n", root);
-        free(golden);
-        return TEST_SKIP;
-    }
-    int checked = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char *dir = maye_path_join(golden, e->d_name);
-        if (maye_is_dir(dir)) checked += check_folder(dir, e->d_name);
-        free(dir);
-    }
-    closedir(d);
-    free(golden);
-    if (!checked) {
-        printf("no fixture folder with an rl section\n");
-        return TEST_SKIP;
-    }
-    return TEST_RESULT();
-}
+int main(void) { return test_golden_main(check_folder, "no fixture folder with an rl section"); }

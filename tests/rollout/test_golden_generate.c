@@ -7,10 +7,10 @@
 #include "core/util.h"
 #include "io/safetensors.h"
 #include "model/generate.h"
+#include "support/golden.h"
 #include "test.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,15 +23,6 @@ typedef struct {
     float *pixels;
     int64_t P;
 } golden_sample;
-
-static int64_t *get_i64(const maye_safetensors *st, const char *name, int64_t *n) {
-    const maye_st_tensor *t = maye_st_find(st, name);
-    if (!t) return NULL;
-    int64_t *out = xmalloc(sizeof(int64_t) * (size_t)(t->numel ? t->numel : 1));
-    if (maye_st_to_i64(t, out) < 0) maye_die("%s", maye_errmsg());
-    *n = t->numel;
-    return out;
-}
 
 // Compares a response with the reference greedy ids, which end early only at a stop token.
 static void check_response(const char *what, const maye_gen_output *o, const golden_sample *s,
@@ -52,7 +43,7 @@ static void check_response(const char *what, const maye_gen_output *o, const gol
         }
 }
 
-static int run_folder(const char *dir) {
+static int run_folder(const char *dir, const char *name) {
     char *exp_path = maye_path_join(dir, "expected.safetensors"), *man_path = maye_path_join(dir, "manifest.json");
     maye_safetensors st;
     maye_buf man = {0};
@@ -73,12 +64,12 @@ static int run_folder(const char *dir) {
         char key[64];
         int64_t n_ids = 0, n_want = 0, n_grid = 0;
         snprintf(key, sizeof key, "%s.greedy_ids", s->name);
-        s->want = get_i64(&st, key, &n_want);
+        s->want = test_st_i64(&st, key, &n_want);
         if (!s->want) continue;
         snprintf(key, sizeof key, "%s.input_ids", s->name);
-        s->ids = get_i64(&st, key, &n_ids);
+        s->ids = test_st_i64(&st, key, &n_ids);
         snprintf(key, sizeof key, "%s.image_grid_thw", s->name);
-        s->grid = get_i64(&st, key, &n_grid);
+        s->grid = test_st_i64(&st, key, &n_grid);
         snprintf(key, sizeof key, "%s.pixel_values", s->name);
         const maye_st_tensor *px = maye_st_find(&st, key);
         EXPECT(s->ids && np->valueint >= 1 && np->valueint <= n_ids, "%s/%s: input_ids or n_prompt missing", dir,
@@ -162,37 +153,4 @@ out_paths:
     return used;
 }
 
-int main(void) {
-    const char *root = test_fixtures_root();
-    if (!root) {
-        printf("no fixtures (set MAYE_FIXTURES)\n");
-        return TEST_SKIP;
-    }
-    char *golden = maye_path_join(root, "golden");
-    DIR *d = opendir(golden);
-    if (!d) {
-        printf("no %s\n", golden);
-        free(golden);
-        return TEST_SKIP;
-    }
-    int folders = 0;
-    struct dirent *de;
-    char *names[64];
-    int nn = 0;
-    while ((de = readdir(d)) && nn < 64)
-        if (de->d_name[0] != '.') names[nn++] = xstrdup(de->d_name);
-    closedir(d);
-    for (int i = 0; i < nn; i++) {
-        char *dir = maye_path_join(golden, names[i]);
-        if (maye_is_dir(dir)) folders += run_folder(dir);
-        free(dir);
-        free(names[i]);
-    }
-    free(golden);
-    if (!folders) {
-        printf("no fixture folder has greedy_ids\n");
-        return TEST_SKIP;
-    }
-    printf("%d model folder(s) checked\n", folders);
-    return TEST_RESULT();
-}
+int main(void) { return test_golden_main(run_folder, "no fixture folder has greedy_ids"); }

@@ -9,19 +9,7 @@ set -u
 B="$MAYE_BIN"
 T="${MAYE_TEST_TMP:-/tmp}/rollout_cli.$$"
 mkdir -p "$T"
-fail=0
-check() { # check DESCRIPTION COMMAND...
-    what=$1; shift
-    if "$@"; then :; else echo "FAIL: $what"; fail=1; fi
-}
-expect_error() { # expect_error SUBSTRING COMMAND... : the command fails and stderr contains SUBSTRING
-    want=$1; shift
-    if "$@" >"$T/out.txt" 2>"$T/err.txt"; then
-        echo "FAIL: '$*' succeeded, expected an error containing '$want'"; fail=1
-    elif ! grep -qF -- "$want" "$T/err.txt"; then
-        echo "FAIL: '$*': error lacks '$want':"; cat "$T/err.txt"; fail=1
-    fi
-}
+. tests/support/cli.sh
 count() { grep -c "$1" "$2" | tr -d ' '; }
 TOK=configs/demo/tokenizer.json
 
@@ -144,9 +132,8 @@ printf '%s\n%s\n' '{"header":{"kind":"WEIGHT_SYNC","schema_version":1}}' \
 check "--sync: the handle's version 1 samples step 1" cmp -s "$T/s.jsonl" "$T/v.jsonl"
 
 # maye generate on the same model: text-only input_ids [5] in a safetensors file
-le64() { n=$1; i=0; while [ $i -lt 8 ]; do printf "\\$(printf %03o $((n % 256)))"; n=$((n / 256)); i=$((i + 1)); done; }
-hdr='{"input_ids":{"dtype":"I64","shape":[5],"data_offsets":[0,40]}}'
-{ le64 ${#hdr}; printf %s "$hdr"; for id in 1 405 212 342 302; do le64 $id; done; } >"$T/in.st"
+for id in 1 405 212 342 302; do le64 $id; done >"$T/in_ids.bin"
+mkst "$T/in.st" '{"input_ids":{"dtype":"I64","shape":[5],"data_offsets":[0,40]}}' "$T/in_ids.bin"
 "$B/maye" generate --model "$T/model" --in "$T/in.st" --max-new-tokens 6 --n 2 --temperature 1 --seed 5 \
     --tokenizer $TOK >"$T/gen1.jsonl" 2>/dev/null
 "$B/maye" generate --model "$T/model" --in "$T/in.st" --max-new-tokens 6 --n 2 --temperature 1 --seed 5 \

@@ -356,28 +356,6 @@ typedef struct {
     double t_admit;
 } req_info;
 
-static int check_request(const cuda_gen *g, const maye_gen_request *rq, req_info *ri) {
-    const maye_model_config *c = &g->gm->cfg;
-    const char *name = rq->name ? rq->name : "request";
-    CHECK_OR_FAIL(rq->n_ids >= 1, "%s: the prompt is empty", name);
-    CHECK_OR_FAIL((int64_t)rq->n_ids + g->cfg.max_tokens < (1 << 30), "%s: prompt of %d tokens is too long", name,
-                  rq->n_ids);
-    int64_t pads = 0;
-    for (int t = 0; t < rq->n_ids; t++) {
-        CHECK_OR_FAIL(rq->ids[t] >= 0 && rq->ids[t] < c->vocab,
-                      "%s: prompt id %lld at position %d is outside the model's vocabulary [0, %d)", name,
-                      (long long)rq->ids[t], t, c->vocab);
-        pads += rq->ids[t] == c->image_token_id;
-    }
-    if (maye_vision_check(c, rq->n_patches, rq->grid_thw, rq->n_images, &ri->n_img_tokens) < 0)
-        return maye_fail_ctx("%s", name);
-    CHECK_OR_FAIL(rq->n_images == 0 || rq->pixels, "%s: image patches are missing", name);
-    CHECK_OR_FAIL(pads == ri->n_img_tokens, "%s: the prompt has %lld image-pad tokens (id %lld) but its images need "
-                  "%lld (t*h*w/%d per image)", name, (long long)pads, (long long)c->image_token_id,
-                  (long long)ri->n_img_tokens, c->vision.merge * c->vision.merge);
-    return 0;
-}
-
 // ----------------------------------------------------------------------------
 // admission
 
@@ -601,7 +579,7 @@ int cuda_gen_run(cuda_gen *g, const maye_gen_request *reqs, int n, maye_gen_resu
     int64_t *plen = (int64_t *)xmalloc(sizeof(int64_t) * (size_t)n), *nimg = (int64_t *)xmalloc(sizeof(int64_t) * (size_t)n);
     int max_prompt = 1, rc = 0;
     for (int r = 0; r < n && rc == 0; r++) {
-        rc = check_request(g, &reqs[r], &ri[r]);
+        rc = maye_gen_request_check(&g->gm->cfg, &reqs[r], g->cfg.max_tokens, &ri[r].n_img_tokens);
         plen[r] = reqs[r].n_ids, nimg[r] = ri[r].n_img_tokens;
         max_prompt = reqs[r].n_ids > max_prompt ? reqs[r].n_ids : max_prompt;
     }

@@ -150,22 +150,10 @@ static int check_batch(const maye_model_config *c, const cuda_llm_batch *b, cons
     CHECK_OR_FAIL(b->T <= a->T_cap && b->B <= a->B_cap,
                   "the batch has %d tokens in %d sequences but the GPU activations were sized for %d in %d", b->T, b->B,
                   a->T_cap, a->B_cap);
-    CHECK_OR_FAIL(b->cu_seqlens[0] == 0 && b->cu_seqlens[b->B] == b->T,
-                  "cu_seqlens must start at 0 and end at T = %d (got %d .. %d)", b->T, b->cu_seqlens[0],
-                  b->cu_seqlens[b->B]);
-    for (int s = 0; s < b->B; s++)
-        CHECK_OR_FAIL(b->cu_seqlens[s + 1] >= b->cu_seqlens[s], "cu_seqlens decreases at sequence %d", s);
-    int64_t n_img = 0;
-    for (int s = 0; s < b->B; s++)
-        for (int t = b->cu_seqlens[s]; t < b->cu_seqlens[s + 1]; t++) {
-            CHECK_OR_FAIL(b->ids[t] >= 0 && b->ids[t] < c->vocab,
-                          "input_ids[%d] = %lld is outside the vocabulary [0, %d)", t, (long long)b->ids[t], c->vocab);
-            n_img += gm_image_row(c, b, s, t);
-        }
-    CHECK_OR_FAIL(n_img == b->n_image_embeds, "the batch has %lld image-pad tokens (id %lld) but %lld image feature "
-                  "rows; each image of grid (t, h, w) needs t*h*w/%d pad tokens", (long long)n_img,
-                  (long long)c->image_token_id, (long long)b->n_image_embeds, c->vision.merge * c->vision.merge);
-    CHECK_OR_FAIL(n_img == 0 || b->image_embeds, "image features are missing");
+    // the host arrays, as the CPU forward checks them (image features are on the device: only their pointer here)
+    maye_llm_batch host = {b->B, b->T, b->cu_seqlens, b->ids, b->pos, NULL, b->n_image_embeds, b->n_prompt};
+    TRY(maye_llm_batch_check(c, &host));
+    CHECK_OR_FAIL(b->n_image_embeds == 0 || b->image_embeds, "image features are missing");
     return 0;
 }
 
