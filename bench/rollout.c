@@ -6,7 +6,7 @@
 // and the share of it spent in the tower; and the row-invariant matmul of the decode step against OpenBLAS
 // sgemm on the decode shapes (the baseline of the same run). One JSON line per result; the machine's load
 // average is printed with each, since the machine may be shared.
-//   usage: rollout [--threads N] [--model tiny|100m|all]
+//   usage: rollout [--threads N] [--model tiny|100m|all] [--only decode|all]
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/util.h"
@@ -14,6 +14,7 @@
 #include "model/decode.h"
 #include "model/generate.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,23 +111,13 @@ static maye_gen_stats run(const maye_model *m, const prompt *p, int n, int max_t
 // ----------------------------------------------------------------------------
 // benchmarks
 
-static void bench_model_run(const bench_model *bm, int threads) {
-    char json[2048];
-    int D2 = bm->hidden / bm->heads / 2;
-    snprintf(json, sizeof json, CONFIG_FMT, bm->vocab, bm->hidden, bm->inter, bm->layers, bm->heads, bm->kv_heads,
-             D2 / 4, (D2 - D2 / 4) / 2, D2 - D2 / 4 - (D2 - D2 / 4) / 2, bm->v_depth, bm->v_width, bm->v_heads,
-             bm->hidden);
-    maye_model m;
-    if (maye_model_init(&m, json, bm->name, 1) < 0) maye_die("%s", maye_errmsg());
-    size_t off, n_llm = maye_model_group_range(&m, MAYE_PARAM_LLM, &off);
-    fprintf(stderr, "rollout bench: model %s, %.1fM language-model parameters\n", bm->name, n_llm / 1e6);
-
-    // prefill: one text prompt, one token
+// prefill: one text prompt, one token
+static void bench_prefill(const maye_model *mp, const bench_model *bm, size_t n_llm, int threads) {
     prompt p;
-    make_prompt(&m.cfg, &p, bm->prefill_tokens, 0, 0, 1);
+    make_prompt(&mp->cfg, &p, bm->prefill_tokens, 0, 0, 1);
     double wall, best = 0;
     for (int r = 0; r < 2; r++) {
-        maye_gen_stats st = run(&m, &p, 1, 1, &wall);
+        maye_gen_stats st = run(mp, &p, 1, 1, &wall);
         double tps = bm->prefill_tokens / st.prefill_seconds;
         best = tps > best ? tps : best;
     }
@@ -137,6 +128,22 @@ static void bench_model_run(const bench_model *bm, int threads) {
     free_prompt(&p);
     fflush(stdout);
 
+}
+
+static void bench_model_run(const bench_model *bm, int threads, bool decode_only) {
+    char json[2048];
+    int D2 = bm->hidden / bm->heads / 2;
+    snprintf(json, sizeof json, CONFIG_FMT, bm->vocab, bm->hidden, bm->inter, bm->layers, bm->heads, bm->kv_heads,
+             D2 / 4, (D2 - D2 / 4) / 2, D2 - D2 / 4 - (D2 - D2 / 4) / 2, bm->v_depth, bm->v_width, bm->v_heads,
+             bm->hidden);
+    maye_model m;
+    if (maye_model_init(&m, json, bm->name, 1) < 0) maye_die("%s", maye_errmsg());
+    size_t off, n_llm = maye_model_group_range(&m, MAYE_PARAM_LLM, &off);
+    fprintf(stderr, "rollout bench: model %s, %.1fM language-model parameters\n", bm->name, n_llm / 1e6);
+
+    prompt p;
+    double wall, best;
+    if (!decode_only) bench_prefill(&m, bm, n_llm, threads);
     // decode: 1, 8 and 32 sequences of one 32-token prompt decoded together; the three runs alternate and
     // each keeps its best of DECODE_REPS (a shared machine's load changes from one second to the next)
     make_prompt(&m.cfg, &p, 32, 0, 0, 2);
@@ -165,6 +172,10 @@ static void bench_model_run(const bench_model *bm, int threads) {
     fflush(stdout);
     free_prompt(&p);
 
+    if (decode_only) {
+        maye_model_free(&m);
+        return;
+    }
     // time to first token with one 448x448 image (32 x 32 patches -> 256 visual tokens)
     make_prompt(&m.cfg, &p, 24, 32, 32, 3);
     best = 1e30;
@@ -218,18 +229,20 @@ static void bench_matmul(int threads) {
 
 int main(int argc, char **argv) {
     int threads = 0;
-    const char *which = "all";
+    const char *which = "all", *only = "all";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--model")) which = argv[i + 1];
+        else if (!strcmp(argv[i], "--only")) only = argv[i + 1];
         else {
-            fprintf(stderr, "usage: rollout [--threads N] [--model tiny|100m|all]\n");
+            fprintf(stderr, "usage: rollout [--threads N] [--model tiny|100m|all] [--only decode|all]\n");
             return 2;
         }
     }
     threads = cpu_set_threads(threads);
-    bench_matmul(threads);
+    bool decode_only = !strcmp(only, "decode");
+    if (!decode_only) bench_matmul(threads);
     for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++)
-        if (!strcmp(which, "all") || !strcmp(which, MODELS[i].name)) bench_model_run(&MODELS[i], threads);
+        if (!strcmp(which, "all") || !strcmp(which, MODELS[i].name)) bench_model_run(&MODELS[i], threads, decode_only);
     return 0;
 }

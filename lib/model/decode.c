@@ -43,9 +43,17 @@ static inline __attribute__((always_inline)) void tile(float *out, int64_t ldo, 
             for (int j = 0; j < J; j++) acc[r][j] = lanes_fma(xv, wv[j], acc[r][j]);
         }
     }
+    // the R * J lane sums, eight at a time (lanes_sum8 gives lanes_sum's bits with a quarter of the shuffles)
+    lanes8 flat[TILE_R * TILE_J + 8];
+    float sums[TILE_R * TILE_J + 8];
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < J; j++) flat[r * J + j] = acc[r][j];
+    int i = 0;
+    for (; i + 8 <= R * J; i += 8) lanes_store(sums + i, lanes_sum8(flat + i));
+    for (; i < R * J; i++) sums[i] = lanes_sum(flat[i]);
     for (int r = 0; r < R; r++) {
         for (int j = 0; j < J; j++) {
-            float s = lanes_sum(acc[r][j]);
+            float s = sums[r * J + j];
             for (int k = C8; k < C; k++) s = fmaf(xt[r * ldt + k], w[(size_t)j * C + k], s);
             out[r * ldo + j] = bias ? s + bias[j] : s;
         }
@@ -115,6 +123,13 @@ static void matmul_rows_n(int n, float *const *out, const int64_t *ldo, const fl
         int i = 0;
         while (b >= first[i + 1]) i++;
         int j0 = (b - first[i]) * jb, j1 = j0 + jb < OC[i] ? j0 + jb : OC[i];
+        // Software prefetch of the next block of the same matrix into L2, a share before every tile call of
+        // this one (packed inputs only: one row is bandwidth-bound and the hardware prefetcher streams it).
+        // Without it every block's first row tile waits on DRAM: about 12% slower with 32 rows.
+        const float *pf = w[i] + (size_t)j1 * C, *pf_end = w[i] + (size_t)(j1 + jb < OC[i] ? j1 + jb : OC[i]) * C;
+        int calls = (j1 - j0 + TILE_J - 1) / TILE_J * ((T + TILE_R - 1) / TILE_R);
+        int64_t pf_lines = pf < pf_end ? (pf_end - pf + 15) / 16 : 0, pf_per = (pf_lines + calls - 1) / calls;
+        if (!packed) pf = pf_end;
         for (int j = j0; j < j1; j += TILE_J) {
             int J = j1 - j < TILE_J ? j1 - j : TILE_J;
             const float *wj = w[i] + (size_t)j * C;
@@ -122,6 +137,7 @@ static void matmul_rows_n(int n, float *const *out, const int64_t *ldo, const fl
             float *o = out[i] + j;
             for (int t = 0; t < T; t += TILE_R) {
                 int R = T - t < TILE_R ? T - t : TILE_R;
+                for (int64_t q = 0; q < pf_per && pf < pf_end; q++, pf += 16) __builtin_prefetch(pf, 0, 2);
                 if (packed)
                     tiles[R - 1][J - 1](o + t * ldo[i], ldo[i], pk + (size_t)t * C8, 32, 8, inp + t * ldi, ldi, wj,
                                         bj, C);
