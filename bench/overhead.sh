@@ -12,7 +12,7 @@ B="$BUILD/bin"
 steps=${1:-16}
 T=$(mktemp -d "${TMPDIR:-/tmp}/maye-overhead.XXXXXX")
 trap 'rm -rf "$T"' EXIT
-"$B/maye" synth -o "$T/data" --train $((steps * 16)) --validation 8 --test 8 --kinds count --seed 3 2>/dev/null
+"$B/maye" synth -o "$T/data" --train $((steps * 16)) --validation 8 --test 8 --kinds count --size 84 --seed 3 2>/dev/null
 "$B/maye" init --config configs/demo/model.json -o "$T/init" --seed 0 2>/dev/null
 cp configs/demo/tokenizer.json "$T/init/"
 "$B/maye" train configs/demo/rl.yaml model.path="$T/init" run_dir="$T/run" train.seeds=1 train.epochs=1 \
