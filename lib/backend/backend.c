@@ -93,6 +93,14 @@ int maye_device_opt_set(maye_device_model *dm, const maye_weights *m, const maye
     return dm->ops->opt_set(dm, m, v, step);
 }
 
+int maye_device_export(maye_device_model *dm, unsigned groups, int slot, int n_slots, maye_ipc_weights *out) {
+    return dm->ops->weights_export(dm, groups, slot, n_slots, out);
+}
+
+int maye_device_import(maye_device_model *dm, unsigned groups, const maye_ipc_weights *in) {
+    return dm->ops->weights_import(dm, groups, in);
+}
+
 // ----------------------------------------------------------------------------
 // generation on either backend
 

@@ -20,11 +20,15 @@
 //                                    clipping, AdamW on fp32 master weights
 //   maye_device_download / opt_get / opt_set   trained weights and AdamW moments to and from the trainer's
 //                                    CPU copies (checkpoints, weight-sync files, resume)
+//   maye_device_export / import      update.weight_sync=cuda_ipc: the trainer's weights of some groups into
+//                                    exported device buffers (CUDA IPC), and another process's model copying
+//                                    them device to device (model/weightsync.h)
 #pragma once
 #include "core/config.h"
 #include "core/log.h"
 #include "model/generate.h"
 #include "model/model.h"
+#include "model/weightsync.h"
 #include "optim/adamw.h"
 
 #include <stdbool.h>
@@ -34,6 +38,8 @@
 // backends
 
 typedef struct maye_device_model maye_device_model;
+
+// maye_ipc_weights (an exported device buffer of weights) is declared in model/weightsync.h.
 
 // A device backend's operations (see the maye_device_* functions below for what each does).
 typedef struct {
@@ -60,6 +66,8 @@ typedef struct {
     int (*download)(maye_device_model *dm, maye_model *m, unsigned groups);
     int (*opt_get)(maye_device_model *dm, maye_weights *m, maye_weights *v);
     int (*opt_set)(maye_device_model *dm, const maye_weights *m, const maye_weights *v, int64_t step);
+    int (*weights_export)(maye_device_model *dm, unsigned groups, int slot, int n_slots, maye_ipc_weights *out);
+    int (*weights_import)(maye_device_model *dm, unsigned groups, const maye_ipc_weights *in);
 } maye_backend_ops;
 
 // Every backend's device model starts with this.
@@ -114,6 +122,16 @@ int maye_device_download(maye_device_model *dm, maye_model *m, unsigned groups);
 // NULL are skipped); opt_set also sets the step count.
 int maye_device_opt_get(maye_device_model *dm, maye_weights *m, maye_weights *v);
 int maye_device_opt_set(maye_device_model *dm, const maye_weights *m, const maye_weights *v, int64_t step);
+
+// Weight sync over CUDA IPC (the trainer and the stages on one GPU). Export: the device's weights of
+// `groups` are copied into buffer `slot` of a ring of n_slots exported buffers (allocated on the first call;
+// n_slots and groups must not change afterwards) and *out describes it; the copy is complete on return.
+int maye_device_export(maye_device_model *dm, unsigned groups, int slot, int n_slots, maye_ipc_weights *out);
+// Import: opens in->handle (kept open for later versions in the same buffer) and copies its weights into this
+// device model's weights of `groups` (and their fp32 masters, if it has them). Fails when in->bytes is not
+// what this model's layout of those groups takes (another model or dtype) or when the copied bytes do not
+// give in->digest (the exporter overwrote the buffer meanwhile).
+int maye_device_import(maye_device_model *dm, unsigned groups, const maye_ipc_weights *in);
 
 // ----------------------------------------------------------------------------
 // generation on either backend (maye-rollout)

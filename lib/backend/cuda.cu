@@ -5,6 +5,12 @@
 // call is one of model/cuda's tested entry points, with the host <-> device copies around it. Image features
 // cross as fp32 host rows (the model's dtype on the device: bf16 rounding is exact both ways).
 //
+// Weight sync over CUDA IPC (update.weight_sync=cuda_ipc): the trainer copies the trained groups' element
+// ranges of its weights into a ring of exported buffers; the stages open a buffer's handle and copy the ranges
+// into the same places of their own weights (the layout is the same for the same config and dtype). Both
+// sides checksum the bytes with the same kernel, so a buffer overwritten during a copy, or a model laid out
+// differently, fails loudly instead of sampling with mixed weights.
+//
 // Compiled only into libmaye_cuda.a (make CUDA=1); the stage binaries of that build link it with
 // -Wl,-u,maye_backend_cuda_ops, which is what makes backend.c's weak reference non-NULL.
 // Dimension letters as in model/cuda/model.h.
@@ -23,6 +29,11 @@ extern "C" {
 #include <string.h>
 
 #define CAP_ROUND 256 // scoring activations grow in steps of this many tokens
+#define IPC_OPEN_MAX 16 // imported buffers kept open (the trainer's ring is max_staleness + 2 buffers)
+#define DIGEST_THREADS 256
+#define DIGEST_BLOCKS_MAX 2048
+
+static_assert(sizeof(cudaIpcMemHandle_t) == MAYE_IPC_HANDLE_BYTES, "backend.h's MAYE_IPC_HANDLE_BYTES");
 
 // ----------------------------------------------------------------------------
 // state
@@ -41,6 +52,19 @@ struct cuda_device {
     size_t embeds_bytes;
     float *f32;             // (NI, C) fp32 staging of dtype conversions
     size_t f32_bytes;
+    // weight sync, exporting side (maye-update)
+    void **ring;            // (n_ring) exported buffers of ring_bytes each
+    cudaIpcMemHandle_t *ring_handles; // (n_ring)
+    int n_ring;
+    unsigned ring_groups;
+    size_t ring_bytes;
+    // weight sync, importing side (maye-rollout, maye-traj): open handles, oldest first
+    struct {
+        cudaIpcMemHandle_t handle;
+        void *ptr;
+    } opened[IPC_OPEN_MAX];
+    int n_opened;
+    unsigned long long *digest_sum; // (1) device accumulator of the checksum kernel
 };
 
 static cuda_ctx *ctx_shared; // one context (cuBLASLt handle and workspace) for every device model of the process
@@ -93,6 +117,10 @@ static void dev_close(maye_device_model *dm) {
     if (d->have_acts) cuda_llm_acts_free(&d->acts);
     if (d->embeds) cudaFree(d->embeds);
     if (d->f32) cudaFree(d->f32);
+    for (int i = 0; i < d->n_ring; i++) cudaFree(d->ring[i]);
+    free(d->ring), free(d->ring_handles);
+    for (int i = 0; i < d->n_opened; i++) cudaIpcCloseMemHandle(d->opened[i].ptr);
+    if (d->digest_sum) cudaFree(d->digest_sum);
     cuda_model_free(&d->gm);
     free(d);
     if (--ctx_users == 0) cuda_ctx_free(ctx_shared), ctx_shared = NULL;
@@ -292,6 +320,159 @@ static int dev_opt_set(maye_device_model *dm, const maye_weights *m, const maye_
 }
 
 // ----------------------------------------------------------------------------
+// weight sync over CUDA IPC
+
+__device__ __forceinline__ unsigned long long mix64(unsigned long long x) { // splitmix64's finaliser
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+// *sum += the mixed (position, value) pairs of the 16-bit words p[0..n) that sit at positions base + i of the
+// checksummed byte string: a sum, so the ranges of one string can be checksummed by separate launches.
+static __global__ void digest_kernel(const uint16_t *p, int64_t n, int64_t base, unsigned long long *sum) {
+    unsigned long long acc = 0;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        acc += mix64(((unsigned long long)(base + i) << 16) ^ p[i]);
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, o);
+    __shared__ unsigned long long part[DIGEST_THREADS / 32];
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned long long t = 0;
+        for (int w = 0; w < DIGEST_THREADS / 32; w++) t += part[w];
+        atomicAdd(sum, t);
+    }
+}
+
+// The byte ranges of `groups` in the device layout (first byte, length), in group order; returns how many.
+static int group_ranges(const cuda_model *gm, unsigned groups, size_t off[3], size_t len[3], size_t *total) {
+    int n = 0;
+    *total = 0;
+    for (int g = MAYE_PARAM_VISION; g <= MAYE_PARAM_LLM; g++) {
+        if (!(groups & (1u << g)) || gm->group_len[g] == 0) continue;
+        off[n] = gm->group_off[g] * dtype_size(gm->dt), len[n] = gm->group_len[g] * dtype_size(gm->dt);
+        *total += len[n++];
+    }
+    return n;
+}
+
+// The checksum of the byte string made of ranges[0..n) (device pointers) one after another; waits for it.
+static int digest_of(cuda_device *d, const char *const *ranges, const size_t *len, int n, uint64_t *digest) {
+    cuda_model *gm = &d->gm;
+    if (!d->digest_sum)
+        CUDA_TRY(cudaMalloc((void **)&d->digest_sum, sizeof *d->digest_sum), "allocating the weight checksum");
+    CUDA_TRY(cudaMemsetAsync(d->digest_sum, 0, sizeof *d->digest_sum, gm->stream), "clearing the weight checksum");
+    int64_t base = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t words = (int64_t)(len[i] / 2);
+        int64_t blocks = (words + DIGEST_THREADS - 1) / DIGEST_THREADS;
+        if (blocks > DIGEST_BLOCKS_MAX) blocks = DIGEST_BLOCKS_MAX;
+        if (blocks == 0) continue;
+        digest_kernel<<<(unsigned)blocks, DIGEST_THREADS, 0, gm->stream>>>((const uint16_t *)ranges[i], words, base,
+                                                                             d->digest_sum);
+        CUDA_LAUNCHED("checksumming %.3f GB of weights", len[i] / 1e9);
+        base += words;
+    }
+    unsigned long long sum = 0;
+    CUDA_TRY(cudaMemcpyAsync(&sum, d->digest_sum, sizeof sum, cudaMemcpyDeviceToHost, gm->stream),
+             "reading the weight checksum");
+    TRY(cuda_model_sync(gm));
+    *digest = (uint64_t)sum ^ (uint64_t)base;
+    return 0;
+}
+
+static int dev_weights_export(maye_device_model *dm, unsigned groups, int slot, int n_slots, maye_ipc_weights *out) {
+    cuda_device *d = dev(dm);
+    cuda_model *gm = &d->gm;
+    size_t off[3], len[3], total;
+    int n = group_ranges(gm, groups, off, len, &total);
+    CHECK_OR_FAIL(n > 0, "weight sync: the groups 0x%x hold no weights to export", groups);
+    CHECK_OR_FAIL(n_slots > 0 && slot >= 0 && slot < n_slots, "weight sync: buffer %d of a ring of %d", slot, n_slots);
+    if (!d->ring) {
+        d->ring = (void **)xcalloc((size_t)n_slots, sizeof *d->ring);
+        d->ring_handles = (cudaIpcMemHandle_t *)xcalloc((size_t)n_slots, sizeof *d->ring_handles);
+        d->ring_groups = groups, d->ring_bytes = total;
+        for (; d->n_ring < n_slots; d->n_ring++) {
+            CUDA_TRY(cudaMalloc(&d->ring[d->n_ring], total), "allocating %.3f GB of device memory for weight-sync "
+                     "buffer %d of %d (update.weight_sync=cuda_ipc; update.weight_sync=file needs none)", total / 1e9,
+                     d->n_ring, n_slots);
+            CUDA_TRY(cudaIpcGetMemHandle(&d->ring_handles[d->n_ring], d->ring[d->n_ring]),
+                     "exporting weight-sync buffer %d (CUDA IPC)", d->n_ring);
+        }
+        log_info("weight sync over CUDA IPC: %d buffers of %.3f GB", n_slots, total / 1e9);
+    }
+    CHECK_OR_FAIL(n_slots == d->n_ring && groups == d->ring_groups && total == d->ring_bytes,
+                  "weight sync: the ring of %d buffers for groups 0x%x cannot change to %d buffers for groups 0x%x",
+                  d->n_ring, d->ring_groups, n_slots, groups);
+    char *dst = (char *)d->ring[slot];
+    for (int i = 0; i < n; i++) {
+        CUDA_TRY(cudaMemcpyAsync(dst, (const char *)gm->weights + off[i], len[i], cudaMemcpyDeviceToDevice, gm->stream),
+                 "copying %.3f GB of weights into weight-sync buffer %d", len[i] / 1e9, slot);
+        dst += len[i];
+    }
+    const char *whole = (const char *)d->ring[slot];
+    TRY(digest_of(d, &whole, &total, 1, &out->digest)); // waits for the copies too
+    memcpy(out->handle, &d->ring_handles[slot], sizeof d->ring_handles[slot]);
+    out->bytes = (int64_t)total;
+    return 0;
+}
+
+// The mapping of an exported buffer in this process, opened on first use.
+static int open_handle(cuda_device *d, const uint8_t *bytes, void **ptr) {
+    for (int i = 0; i < d->n_opened; i++)
+        if (!memcmp(&d->opened[i].handle, bytes, sizeof d->opened[i].handle)) return *ptr = d->opened[i].ptr, 0;
+    if (d->n_opened == IPC_OPEN_MAX) { // the oldest is no longer in the exporter's ring
+        CUDA_TRY(cudaIpcCloseMemHandle(d->opened[0].ptr), "closing an old weight-sync buffer");
+        memmove(&d->opened[0], &d->opened[1], sizeof d->opened[0] * (IPC_OPEN_MAX - 1));
+        d->n_opened--;
+    }
+    cudaIpcMemHandle_t h;
+    memcpy(&h, bytes, sizeof h);
+    CUDA_TRY(cudaIpcOpenMemHandle(ptr, h, cudaIpcMemLazyEnablePeerAccess),
+             "opening maye-update's weight-sync buffer (update.weight_sync=cuda_ipc needs maye-update running on "
+             "this machine's GPU as the same user; set update.weight_sync=file otherwise)");
+    d->opened[d->n_opened].handle = h, d->opened[d->n_opened].ptr = *ptr;
+    d->n_opened++;
+    return 0;
+}
+
+static int dev_weights_import(maye_device_model *dm, unsigned groups, const maye_ipc_weights *in) {
+    cuda_device *d = dev(dm);
+    cuda_model *gm = &d->gm;
+    size_t off[3], len[3], total;
+    int n = group_ranges(gm, groups, off, len, &total);
+    CHECK_OR_FAIL(in->bytes == (int64_t)total, "the weight-sync buffer holds %lld bytes but this stage's %s model "
+                  "takes %zu for the trained groups: maye-update and this stage load different models or dtypes "
+                  "(model.path, model.dtype and update.train_* must be the same for every stage)",
+                  (long long)in->bytes, dtype_name(gm->dt), total);
+    void *src;
+    TRY(open_handle(d, in->handle, &src));
+    const char *ranges[3];
+    const char *from = (const char *)src;
+    for (int i = 0; i < n; i++) {
+        char *dst = (char *)gm->weights + off[i];
+        CUDA_TRY(cudaMemcpyAsync(dst, from, len[i], cudaMemcpyDeviceToDevice, gm->stream),
+                 "copying %.3f GB of weights from the weight-sync buffer", len[i] / 1e9);
+        ranges[i] = dst;
+        from += len[i];
+    }
+    uint64_t digest = 0;
+    TRY(digest_of(d, ranges, len, n, &digest));
+    CHECK_OR_FAIL(digest == in->digest, "the weights copied from the weight-sync buffer have checksum 0x%016llx, "
+                  "not the handle's 0x%016llx: maye-update reused the buffer while it was copied (its ring is too "
+                  "small for update.max_staleness?)", (unsigned long long)digest, (unsigned long long)in->digest);
+    unsigned llm = 1u << MAYE_PARAM_LLM;
+    if (gm->master && (groups & llm))
+        TRY(cuda_convert(CUDA_F32, gm->master, gm->dt,
+                         (const char *)gm->weights + gm->group_off[MAYE_PARAM_LLM] * dtype_size(gm->dt),
+                         (int64_t)gm->group_len[MAYE_PARAM_LLM], gm->stream));
+    return cuda_model_sync(gm);
+}
+
+// ----------------------------------------------------------------------------
 // the backend
 
 // in the order of maye_backend_ops' fields
@@ -314,6 +495,8 @@ static const maye_backend_ops cuda_backend_ops = {
     dev_download,
     dev_opt_get,
     dev_opt_set,
+    dev_weights_export,
+    dev_weights_import,
 };
 
 static const maye_backend_ops *backend_ops(void) { return &cuda_backend_ops; }

@@ -88,6 +88,7 @@ typedef struct {
         int64_t save_every;   // steps between checkpoints
         char *save_dtype;     // bf16 | fp32
         int64_t max_staleness;
+        char *weight_sync;    // file | cuda_ipc: how new policy versions reach rollout and traj
     } update;
 
     struct {

@@ -100,6 +100,9 @@ const maye_cfg_field maye_cfg_fields[] = {
     F("update.save_every", CFG_INT, update.save_every, "0", NULL, "gradient steps between checkpoints (0 = end)"),
     F("update.save_dtype", CFG_STRING, update.save_dtype, "bf16", "bf16|fp32", "dtype of saved checkpoints"),
     F("update.max_staleness", CFG_INT, update.max_staleness, "0", NULL, "policy versions a record may lag"),
+    F("update.weight_sync", CFG_STRING, update.weight_sync, "file", "file|cuda_ipc",
+      "how new policy versions reach rollout and traj: safetensors files in run_dir/weights, or cuda_ipc "
+      "(model.device=cuda, every stage on one GPU: device-to-device copies of maye-update's weights)"),
 
     F("train.epochs", CFG_INT, train.epochs, "30", NULL, "passes over the training set"),
     F("train.eval_every_epochs", CFG_INT, train.eval_every_epochs, "1", NULL, "evaluate every N epochs"),

@@ -1,10 +1,13 @@
 // Weight-sync files and handles (see weightsync.h).
 #include "model/weightsync.h"
 
+#include "backend/backend.h"
+
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +15,28 @@
 
 #define POLL_SECONDS 0.02
 #define REPORT_EVERY_SECONDS 30.0
+
+// ----------------------------------------------------------------------------
+// configuration
+
+int maye_weight_sync_check(const maye_config *cfg) {
+    const char *ws = cfg->update.weight_sync ? cfg->update.weight_sync : "file";
+    if (!strcmp(ws, "file")) return 0;
+    CHECK_OR_FAIL(!strcmp(ws, "cuda_ipc"), "update.weight_sync = %s: expected file or cuda_ipc", ws);
+    CHECK_OR_FAIL(!strcmp(cfg->model.device, "cuda"), "update.weight_sync = cuda_ipc shares maye-update's device "
+                  "weights with the other stages, but model.device = %s: set model.device=cuda (a GPU and a make "
+                  "CUDA=1 build) or update.weight_sync=file", cfg->model.device);
+    CHECK_OR_FAIL(maye_backend_cuda(), "update.weight_sync = cuda_ipc: this build has no CUDA backend: rebuild with "
+                  "make CUDA=1 (needs nvcc), or set update.weight_sync=file");
+    return 0;
+}
+
+bool maye_weight_sync_ipc(const maye_config *cfg) {
+    return cfg->update.weight_sync && !strcmp(cfg->update.weight_sync, "cuda_ipc");
+}
+
+// ----------------------------------------------------------------------------
+// files and sources
 
 char *maye_weight_file(const char *run_dir, int64_t version) {
     char rel[64];
@@ -35,11 +60,42 @@ void maye_weight_source_close(maye_weight_source *ws) {
     memset(ws, 0, sizeof *ws);
 }
 
+void maye_weight_source_use_device(maye_weight_source *ws, maye_device_model *dev, unsigned groups) {
+    ws->dev = dev;
+    ws->dev_groups = groups;
+}
+
+// A version from its file: laid over the CPU model (which it makes current again), then into the device.
 static int load_version(maye_weight_source *ws, maye_model *m, int64_t v, const char *path) {
     double t0 = maye_now();
     if (maye_model_load_overlay(m, path) < 0) return maye_fail_ctx("loading policy version %lld", (long long)v);
+    ws->cpu_stale = false;
+    if (ws->dev && maye_device_reload(ws->dev, m, ws->dev_groups) < 0)
+        return maye_fail_ctx("loading policy version %lld onto the device", (long long)v);
     ws->version = v;
     log_debug("switched to policy version %lld (%s, %.2f s)", (long long)v, path, maye_now() - t0);
+    return 0;
+}
+
+// A version from a CUDA_IPC handle: copied into the device model; the CPU model's trained groups become NaN.
+static int import_version(maye_weight_source *ws, maye_model *m, int64_t v, const maye_ipc_weights *w) {
+    CHECK_OR_FAIL(ws->dev, "policy version %lld came as a CUDA_IPC handle (update.weight_sync=cuda_ipc) but this "
+                  "stage runs on the CPU: set model.device=cuda for every stage, or update.weight_sync=file",
+                  (long long)v);
+    double t0 = maye_now();
+    if (maye_device_import(ws->dev, ws->dev_groups, w) < 0)
+        return maye_fail_ctx("policy version %lld over CUDA IPC", (long long)v);
+    if (!ws->cpu_stale) {
+        for (int g = MAYE_PARAM_VISION; g <= MAYE_PARAM_LLM; g++) {
+            if (!(ws->dev_groups & (1u << g))) continue;
+            size_t off, n = maye_model_group_range(m, (maye_param_group)g, &off);
+            for (size_t i = 0; i < n; i++) m->params[off + i] = NAN;
+        }
+        ws->cpu_stale = true;
+    }
+    ws->version = v;
+    log_debug("switched to policy version %lld (CUDA IPC, %.3f GB, %.2f s)", (long long)v, w->bytes / 1e9,
+              maye_now() - t0);
     return 0;
 }
 
@@ -54,22 +110,37 @@ static int sync_from_handles(maye_weight_source *ws, maye_model *m, int64_t want
             return maye_fail("weight-sync stream '%s' ended before policy version %lld arrived (did maye-update "
                              "stop?)", maye_reader_name(ws->handles), (long long)need);
         Maye__WeightSync *h = (Maye__WeightSync *)msg;
-        if (h->kind != MAYE__SYNC_KIND__FILE) {
+        const char *bad = NULL;
+        if (h->kind == MAYE__SYNC_KIND__FILE && !(h->path && h->path[0])) bad = "a FILE handle without a path";
+        else if (h->kind == MAYE__SYNC_KIND__CUDA_IPC && h->ipc_handle.len != MAYE_IPC_HANDLE_BYTES)
+            bad = "a CUDA_IPC handle whose ipc_handle is not a cudaIpcMemHandle_t";
+        else if (h->kind != MAYE__SYNC_KIND__FILE && h->kind != MAYE__SYNC_KIND__CUDA_IPC)
+            bad = "a handle kind this build cannot load (FILE and CUDA_IPC only)";
+        if (bad) {
+            int kind = h->kind;
             maye_record_free(msg);
-            return maye_fail("weight-sync stream '%s': record %lld: handle kind %d is not supported by the CPU "
-                             "backend (only file handles)", maye_reader_name(ws->handles), (long long)idx, h->kind);
+            return maye_fail("weight-sync stream '%s': record %lld: %s (kind %d)", maye_reader_name(ws->handles),
+                             (long long)idx, bad, kind);
         }
         if (h->version <= want) {
             ws->seen = h->version;
             free(ws->seen_path);
-            ws->seen_path = xstrdup(h->path);
+            ws->seen_path = NULL;
+            ws->seen_ipc = h->kind == MAYE__SYNC_KIND__CUDA_IPC;
+            if (ws->seen_ipc) {
+                memcpy(ws->seen_buf.handle, h->ipc_handle.data, MAYE_IPC_HANDLE_BYTES);
+                ws->seen_buf.bytes = h->ipc_bytes;
+                ws->seen_buf.digest = h->digest;
+            } else {
+                ws->seen_path = xstrdup(h->path);
+            }
         }
         int64_t v = h->version;
         maye_record_free(msg);
         if (v > want) break; // newer than anything these records may use: keep what we have
     }
-    if (ws->seen > ws->version) return load_version(ws, m, ws->seen, ws->seen_path);
-    return 0;
+    if (ws->seen <= ws->version) return 0;
+    return ws->seen_ipc ? import_version(ws, m, ws->seen, &ws->seen_buf) : load_version(ws, m, ws->seen, ws->seen_path);
 }
 
 // Directory mode: the newest file <= want; waits while it is older than need.
@@ -105,6 +176,9 @@ int maye_weight_source_sync(maye_weight_source *ws, maye_model *m, int64_t want,
     return ws->handles ? sync_from_handles(ws, m, want, need) : sync_from_dir(ws, m, want, need);
 }
 
+// ----------------------------------------------------------------------------
+// publishing
+
 int maye_weight_publish(const maye_model *m, const char *run_dir, int64_t version, int64_t step, unsigned groups,
                         maye_writer *out, int keep, int64_t keep_every) {
     char *dir = maye_path_join(run_dir, "weights");
@@ -136,4 +210,17 @@ int maye_weight_publish(const maye_model *m, const char *run_dir, int64_t versio
     }
     free(path);
     return rc;
+}
+
+int maye_weight_publish_ipc(maye_writer *out, int64_t version, int64_t step, const maye_ipc_weights *w) {
+    Maye__WeightSync h = MAYE__WEIGHT_SYNC__INIT;
+    h.version = version;
+    h.kind = MAYE__SYNC_KIND__CUDA_IPC;
+    h.ipc_handle.data = (uint8_t *)w->handle;
+    h.ipc_handle.len = MAYE_IPC_HANDLE_BYTES;
+    h.ipc_bytes = w->bytes;
+    h.digest = w->digest;
+    h.step = step;
+    TRY(maye_writer_write(out, &h.base));
+    return maye_writer_flush(out);
 }

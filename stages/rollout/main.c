@@ -217,16 +217,14 @@ static int run_step(rollout *ro, ProtobufCMessage **msgs, int n, int64_t step) {
         if (maye_weight_source_open(&ro->ws, cfg->run_dir, ro->sync_path, ro->version) < 0)
             return maye_fail_ctx("step %lld", (long long)step);
         ro->have_ws = 1;
+        // the device takes the groups a version carries (what maye-update trains), from a file or over CUDA IPC
+        if (ro->dev)
+            maye_weight_source_use_device(&ro->ws, ro->dev, maye_train_groups(cfg->update.train_llm,
+                                          cfg->update.train_connector, cfg->update.train_vit));
     }
     double t_sync = maye_now();
-    int64_t held = ro->have_ws ? ro->ws.version : ro->version;
     if (ro->have_ws && maye_weight_source_sync(&ro->ws, &ro->m, want, cfg->update.max_staleness) < 0)
         return maye_fail_ctx("step %lld", (long long)step);
-    // the device takes the groups a weight-sync file carries (what maye-update trains)
-    unsigned synced = maye_train_groups(cfg->update.train_llm, cfg->update.train_connector, cfg->update.train_vit);
-    if (ro->dev && ro->have_ws && ro->ws.version != held && maye_device_reload(ro->dev, &ro->m, synced) < 0)
-        return maye_fail_ctx("step %lld: loading policy version %lld onto the device", (long long)step,
-                             (long long)ro->ws.version);
     ro->clock.idle_extra += maye_now() - t_sync;
     if (ro->have_ws) ro->version = ro->ws.version;
     double t_busy = maye_now(); // the step's own work starts here
@@ -313,7 +311,8 @@ int main(int argc, char **argv) {
         maye_cli_free(&cli);
         return loaded < 0 ? 2 : 0;
     }
-    int rc = maye_run_check_backend(&ro.cfg);
+    int rc = maye_weight_sync_check(&ro.cfg);
+    if (rc == 0) rc = maye_run_check_backend(&ro.cfg);
     if (rc == 0) rc = setup(&ro, &cli, sync_path, start_version);
     maye_step_reader sr;
     if (rc == 0) maye_step_reader_init(&sr, ro.in);

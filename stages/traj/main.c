@@ -55,7 +55,12 @@ static int load_models(traj_stage *s, const char *sync_path, int64_t start_versi
     TRY(maye_model_load(&s->ref, c->model.ref_path[0] ? c->model.ref_path : c->model.path));
     TRY(maye_device_open(&s->policy_dev, c, &s->policy, false));
     TRY(maye_device_open(&s->ref_dev, c, &s->ref, false));
-    return maye_weight_source_open(&s->ws, c->run_dir, sync_path, start_version);
+    TRY(maye_weight_source_open(&s->ws, c->run_dir, sync_path, start_version));
+    // the device takes the groups a version carries (what maye-update trains), from a file or over CUDA IPC
+    if (s->policy_dev)
+        maye_weight_source_use_device(&s->ws, s->policy_dev, maye_train_groups(c->update.train_llm,
+                                      c->update.train_connector, c->update.train_vit));
+    return 0;
 }
 
 // Scores one step and writes its trajectories.
@@ -67,13 +72,7 @@ static int run_step(traj_stage *s, maye_writer *w, Maye__Rollout **rollouts, int
                           (long long)rollouts[0]->query->pos->step, (long long)version,
                           (long long)rollouts[i]->version);
         double t_sync = maye_now();
-        int64_t held = s->ws.version;
         TRY(maye_weight_source_sync(&s->ws, &s->policy, version, 0));
-        // the device takes the groups a weight-sync file carries (what maye-update trains)
-        const typeof(s->cfg.update) *u = &s->cfg.update;
-        unsigned synced = maye_train_groups(u->train_llm, u->train_connector, u->train_vit);
-        if (s->policy_dev && s->ws.version != held && maye_device_reload(s->policy_dev, &s->policy, synced) < 0)
-            return maye_fail_ctx("loading policy version %lld onto the device", (long long)s->ws.version);
         s->clock.idle_extra += maye_now() - t_sync;
     }
     Maye__Trajectory **trajs;
@@ -121,7 +120,7 @@ int main(int argc, char **argv) {
     int loaded = maye_cli_load_config(&cli, &s.cfg);
     if (loaded < 0) goto fail;
     if (loaded > 0) return 0;
-    if (s.with_logprobs && maye_run_check_backend(&s.cfg) < 0) goto fail;
+    if (s.with_logprobs && (maye_weight_sync_check(&s.cfg) < 0 || maye_run_check_backend(&s.cfg) < 0)) goto fail;
     if (s.with_logprobs && load_models(&s, sync_path, start_version) < 0) goto fail;
     if (maye_traj_builder_init(&s.tb, &s.cfg, s.with_logprobs ? &s.policy : NULL, s.with_logprobs ? &s.ref : NULL) < 0)
         goto fail;

@@ -1,7 +1,8 @@
 // maye-update (Step IV): reads Trajectory records one generation step at a time, trains the policy on them
-// (advantages, PPO-clip + KL loss, AdamW), publishes each new policy version as a `file` WeightSync handle,
-// writes one Metrics record per step, and keeps checkpoints. With --sft it reads Query records instead and
-// fine-tunes on their solutions (the SFT baseline).
+// (advantages, PPO-clip + KL loss, AdamW), publishes each new policy version as a WeightSync handle (`file`,
+// or `cuda_ipc` with update.weight_sync=cuda_ipc), writes one Metrics record per step, and keeps checkpoints.
+// With --sft it reads Query records instead and fine-tunes on their solutions (the SFT baseline).
+#include "backend/backend.h"
 #include "core/cli.h"
 #include "core/error.h"
 #include "core/interrupt.h"
@@ -29,6 +30,9 @@ static void usage(void) {
            "to OUT. Checkpoints (Hugging Face layout + optimizer state) go to run_dir/checkpoints every\n"
            "update.save_every steps and at the end. A trajectory with NaN/Inf values fails the step naming the\n"
            "sample; the weights stay those of the last good step.\n\n"
+           "With update.weight_sync=cuda_ipc (model.device=cuda, every stage on this GPU) the handles are CUDA\n"
+           "IPC handles to device buffers holding the trained weights (a ring of update.max_staleness + 2),\n"
+           "which maye-rollout and maye-traj copy device to device; the weight files are still written.\n\n"
            "The model trains on model.device in model.dtype: cpu (fp32), or cuda (make CUDA=1 builds; fp32, or\n"
            "bf16 with fp32 master weights and AdamW state), where only the language model trains\n"
            "(update.train_vit and update.train_connector must be false).\n\n"
@@ -88,6 +92,32 @@ static int save(update_stage *s) {
     return 0;
 }
 
+// Ring size of update.weight_sync=cuda_ipc. When version u is published, maye-rollout and maye-traj have
+// finished every record of the step maye-update just trained on (its trajectories came through them), so
+// their copies for that step and every earlier one are complete (maye_device_import returns once the copy is
+// done, before the stage touches the step's records). The records they process from now on ask for version
+// u or later and may use versions down to (that version - max_staleness): at most the versions
+// u - max_staleness .. u are still to be copied, max_staleness + 1 buffers. Writing u into buffer u % R
+// overwrites version u - R, which must therefore be older than u - max_staleness: R >= max_staleness + 1.
+// R = max_staleness + 2 keeps one buffer of margin; should a copy ever overlap a reuse anyway, the stage's
+// checksum of what it copied does not match the handle's digest and it fails instead of sampling with it.
+static int ipc_ring_slots(const maye_config *cfg) {
+    return 2 + (int)(cfg->update.max_staleness > 0 ? cfg->update.max_staleness : 0);
+}
+
+// Publishes the trainer's new version: its weight file always (evaluation and shell pipelines read it), and to
+// --sync-out a handle to that file (update.weight_sync=file) or to an exported device buffer (cuda_ipc).
+static int publish(update_stage *s, int64_t step) {
+    bool ipc = s->sync && maye_weight_sync_ipc(&s->cfg);
+    TRY(maye_weight_publish(&s->tr.model, s->cfg.run_dir, s->tr.version, step, s->tr.groups, ipc ? NULL : s->sync,
+                            2 + (int)s->cfg.update.max_staleness, s->keep_every));
+    if (!ipc) return 0;
+    int slots = ipc_ring_slots(&s->cfg);
+    maye_ipc_weights w;
+    TRY(maye_device_export(s->tr.dev, s->tr.groups, (int)(s->tr.version % slots), slots, &w));
+    return maye_weight_publish_ipc(s->sync, s->tr.version, step, &w);
+}
+
 // Trains one step and publishes its version and metrics.
 static int run_step(update_stage *s, ProtobufCMessage **msgs, int n, int64_t step) {
     int64_t epoch, total;
@@ -113,9 +143,7 @@ static int run_step(update_stage *s, ProtobufCMessage **msgs, int n, int64_t ste
     }
     // the step's metrics first, then its version: the orchestrator logs the step before evaluating the version
     int rc = write_metrics(s, step, epoch, &m);
-    if (rc == 0)
-        rc = maye_weight_publish(&s->tr.model, s->cfg.run_dir, s->tr.version, step, s->tr.groups, s->sync,
-                                 2 + (int)s->cfg.update.max_staleness, s->keep_every);
+    if (rc == 0) rc = publish(s, step);
     maye_step_metrics_free(&m);
     TRY(rc);
     log_debug("step %lld trained in %.1f s -> version %lld", (long long)step, secs, (long long)s->tr.version);
@@ -152,7 +180,7 @@ int main(int argc, char **argv) {
     int loaded = maye_cli_load_config(&cli, &s.cfg);
     if (loaded < 0) goto fail;
     if (loaded > 0) return 0;
-    if (maye_run_check_backend(&s.cfg) < 0) goto fail;
+    if (maye_weight_sync_check(&s.cfg) < 0 || maye_run_check_backend(&s.cfg) < 0) goto fail;
     const char *model_dir = resume ? resume : s.cfg.model.path;
     if (!model_dir || !model_dir[0]) {
         log_error("no model: set model.path (or --resume CHECKPOINT)");

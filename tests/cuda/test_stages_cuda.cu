@@ -15,6 +15,10 @@
 //             does; bf16: the gradient norm within 10 % and the step pointing the CPU's way (cosine > 0.9)
 //   sync      rollout and traj again with the CPU's version 1 in the run directory: step 1 switches to it (the
 //             device models reload the weights) and the GPU still matches the CPU
+//   cuda_ipc  `maye train` (2 steps, fp32, max_staleness 0) with update.weight_sync=file and again with cuda_ipc
+//             (the stages copy maye-update's exported device weights): every metric but the timings and the
+//             final weights are the same (fp32 weights travel bit for bit either way), and maye-update's log
+//             shows the exported ring
 // The stage binaries come from $MAYE_BIN, else ../../bin beside this test (the build tree), else this test's
 // own directory (a gpu-bundle); configs/demo and configs/example from the working directory, else beside
 // bin/ (a gpu-bundle). Exits 77 without a GPU.
@@ -254,6 +258,30 @@ static std::vector<double> metric(const std::string &path, const char *key) {
     return out;
 }
 
+// Every value of every Metrics record of two streams, except the timings (seconds/...), within rel.
+static void compare_all_metrics(const char *what, const std::string &a_path, const std::string &b_path, double rel) {
+    Records a, b;
+    read_records(a_path, MAYE__RECORD_KIND__METRICS, a);
+    read_records(b_path, MAYE__RECORD_KIND__METRICS, b);
+    EXPECT(a.size() == b.size() && !b.r.empty(), "%s: %zu vs %zu metrics records", what, a.size(), b.size());
+    int compared = 0;
+    for (size_t i = 0; i < a.size() && i < b.size(); i++) {
+        const Maye__Metrics *x = (const Maye__Metrics *)a.r[i], *y = (const Maye__Metrics *)b.r[i];
+        EXPECT(x->n_values == y->n_values, "%s: record %zu: %zu vs %zu values", what, i, x->n_values, y->n_values);
+        for (size_t k = 0; k < x->n_values && k < y->n_values; k++) {
+            const char *key = y->values[k]->key;
+            EXPECT(!strcmp(x->values[k]->key, key), "%s: record %zu value %zu: %s vs %s", what, i, k,
+                   x->values[k]->key, key);
+            if (!strncmp(key, "seconds/", 8)) continue;
+            double u = x->values[k]->value, v = y->values[k]->value;
+            bool same = (isnan(u) && isnan(v)) || fabs(u - v) <= rel * fabs(v) + 1e-12;
+            EXPECT(same, "%s: step %lld %s: %.9g vs %.9g", what, (long long)y->step, key, u, v);
+            compared++;
+        }
+    }
+    printf("%s: %d metric values compared\n", what, compared);
+}
+
 static void compare_metric(const char *what, const std::string &gpu, const std::string &cpu, const char *key,
                            double rel) {
     std::vector<double> a = metric(gpu, key), b = metric(cpu, key);
@@ -405,6 +433,23 @@ int main(void) {
     stage("traj cpu v1", "traj", "u-cpu", "r1-cpu.zst", "t1-cpu.zst", "");
     stage("traj cuda v1", "traj", "u-cpu", "r1-cpu.zst", "t1-gpu.zst", cuda32);
     compare_trajectories("traj fp32, version 1 at step 1", path("t1-gpu.zst"), path("t1-cpu.zst"), 1e-3, 0);
+
+    // weight sync over CUDA IPC against files, through the orchestrator
+    const std::string train_ov = " --no-eval data.limit=8 update.max_staleness=0 train.save_streams=true " + cuda32;
+    run("train cuda file", "'" + BIN + "/maye' train '" + path("c.yaml") + "' run_dir='" + path("tf") + "'" + train_ov +
+                               " update.weight_sync=file");
+    run("train cuda ipc", "'" + BIN + "/maye' train '" + path("c.yaml") + "' run_dir='" + path("ti") + "'" + train_ov +
+                              " update.weight_sync=cuda_ipc");
+    compare_all_metrics("train fp32 cuda_ipc vs file", path("ti/streams/metrics-from-step-000000.zst"),
+                        path("tf/streams/metrics-from-step-000000.zst"), 1e-12);
+    compare_weights("train fp32 cuda_ipc vs file, version 2", path("ti/weights/policy-v000002.safetensors"),
+                    path("tf/weights/policy-v000002.safetensors"), init, 1e-7, 1e-6, 0);
+    maye_buf ulog = {};
+    if (maye_read_file(path("ti/logs/update.log").c_str(), &ulog) < 0) maye_die("%s", maye_errmsg());
+    maye_buf_putc(&ulog, 0);
+    EXPECT(strstr(ulog.data, "weight sync over CUDA IPC: 2 buffers"), "train cuda_ipc: maye-update's log does not "
+           "show the exported ring:\n%s", ulog.data);
+    maye_buf_free(&ulog);
 
     stage("update cuda bf16", "update", "u-b16", "t-cpu.zst", "m-b16.zst", cuda16);
     compare_metric("update bf16", path("m-b16.zst"), path("m-cpu.zst"), "grad_norm", 0.1);

@@ -1,6 +1,8 @@
 // Weight sync: publishing a version writes the trainable tensors; a source switches to it from the run
 // directory or from a handle stream, honours max_staleness, waits for a version published later, refuses
-// to go backwards, and reports a handle stream that ends early or names a missing file.
+// to go backwards, and reports a handle stream that ends early or names a missing file; CUDA_IPC handles
+// (written by maye_weight_publish_ipc) are refused by a source without a device model, and malformed ones by
+// any source.
 #include "core/util.h"
 #include "model/weightsync.h"
 #include "test.h"
@@ -120,6 +122,31 @@ int main(void) {
     EXPECT_OK(maye_weight_source_open(&ws, run, h2, 0));
     EXPECT_FAIL(maye_weight_source_sync(&ws, &reader, 1, 0), "loading policy version 1");
     maye_weight_source_close(&ws);
+
+    // CUDA_IPC handles: a CPU source names the setting; a handle of the wrong size is refused as malformed
+    char *h3 = maye_path_join(run, "ipc.zst");
+    maye_header_init(&h, MAYE__RECORD_KIND__WEIGHT_SYNC, "test", NULL);
+    EXPECT_OK(maye_writer_open(&w, h3, &h, NULL));
+    maye_header_free(&h);
+    maye_ipc_weights iw;
+    memset(&iw, 0xab, sizeof iw);
+    EXPECT_OK(maye_weight_publish_ipc(w, 1, 0, &iw));
+    Maye__WeightSync short_ipc = MAYE__WEIGHT_SYNC__INIT;
+    short_ipc.version = 2;
+    short_ipc.kind = MAYE__SYNC_KIND__CUDA_IPC;
+    short_ipc.ipc_handle.data = (uint8_t *)"abc", short_ipc.ipc_handle.len = 3;
+    EXPECT_OK(maye_writer_write(w, &short_ipc.base));
+    EXPECT_OK(maye_writer_close(w));
+    EXPECT_OK(maye_weight_source_open(&ws, run, h3, 0));
+    EXPECT_FAIL(maye_weight_source_sync(&ws, &reader, 1, 0), "came as a CUDA_IPC handle (update.weight_sync=cuda_ipc) "
+                "but this stage runs on the CPU");
+    EXPECT(ws.version == 0, "a refused handle changed the version to %lld", (long long)ws.version);
+    maye_weight_source_close(&ws);
+    EXPECT_OK(maye_weight_source_open(&ws, run, h3, 1));
+    EXPECT_FAIL(maye_weight_source_sync(&ws, &reader, 2, 0),
+                "a CUDA_IPC handle whose ipc_handle is not a cudaIpcMemHandle_t");
+    maye_weight_source_close(&ws);
+    free(h3);
 
     // a weight file from another model is refused by name
     maye_model other;
