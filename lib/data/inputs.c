@@ -83,6 +83,7 @@ void maye_query_pixels_free(maye_query_pixels *p) {
 }
 
 int maye_run_check_backend(const maye_config *cfg) {
+    TRY(maye_weight_sync_check(cfg));
     const char *dev = cfg->model.device, *dt = cfg->model.dtype;
     bool cuda = !strcmp(dev, "cuda");
     if (!cuda && strcmp(dev, "cpu"))

@@ -28,6 +28,7 @@ typedef struct {
 int maye_query_pixels_build(const Maye__Query *q, const maye_image_processor_config *img, maye_query_pixels *out);
 void maye_query_pixels_free(maye_query_pixels *p);
 
-// Fails unless this build can run the backend the run asks for (the one place that checks model.device and
-// model.dtype): cpu in fp32, or cuda in fp32 or bf16 when the build has the CUDA backend (make CUDA=1).
+// Fails unless this build can run the backend the run asks for (the one place that checks model.device,
+// model.dtype and, first, update.weight_sync: maye_weight_sync_check): cpu in fp32, or cuda in fp32 or bf16
+// when the build has the CUDA backend (make CUDA=1).
 int maye_run_check_backend(const maye_config *cfg);

@@ -31,26 +31,22 @@ static inline size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
 static inline __attribute__((always_inline)) void tile(float *out, int64_t ldo, const float *x, int64_t xk,
                                                        int64_t xs, const float *xt, int64_t ldt, const float *w,
                                                        const float *bias, int C, int R, int J) {
-    lanes8 acc[TILE_R][TILE_J];
-    for (int r = 0; r < R; r++)
-        for (int j = 0; j < J; j++) acc[r][j] = lanes_zero();
+    lanes8 acc[TILE_R * TILE_J]; // row r, weight row j at r * J + j
+    for (int i = 0; i < R * J; i++) acc[i] = lanes_zero();
     int C8 = C & ~7;
     for (int k = 0, g = 0; k < C8; k += 8, g++) {
         lanes8 wv[TILE_J];
         for (int j = 0; j < J; j++) wv[j] = lanes_load(w + (size_t)j * C + k);
         for (int r = 0; r < R; r++) {
             lanes8 xv = lanes_load(x + g * xk + r * xs);
-            for (int j = 0; j < J; j++) acc[r][j] = lanes_fma(xv, wv[j], acc[r][j]);
+            for (int j = 0; j < J; j++) acc[r * J + j] = lanes_fma(xv, wv[j], acc[r * J + j]);
         }
     }
     // the R * J lane sums, eight at a time (lanes_sum8 gives lanes_sum's bits with a quarter of the shuffles)
-    lanes8 flat[TILE_R * TILE_J + 8];
-    float sums[TILE_R * TILE_J + 8];
-    for (int r = 0; r < R; r++)
-        for (int j = 0; j < J; j++) flat[r * J + j] = acc[r][j];
+    float sums[TILE_R * TILE_J];
     int i = 0;
-    for (; i + 8 <= R * J; i += 8) lanes_store(sums + i, lanes_sum8(flat + i));
-    for (; i < R * J; i++) sums[i] = lanes_sum(flat[i]);
+    for (; i + 8 <= R * J; i += 8) lanes_store(sums + i, lanes_sum8(acc + i));
+    for (; i < R * J; i++) sums[i] = lanes_sum(acc[i]);
     for (int r = 0; r < R; r++) {
         for (int j = 0; j < J; j++) {
             float s = sums[r * J + j];

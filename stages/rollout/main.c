@@ -311,8 +311,7 @@ int main(int argc, char **argv) {
         maye_cli_free(&cli);
         return loaded < 0 ? 2 : 0;
     }
-    int rc = maye_weight_sync_check(&ro.cfg);
-    if (rc == 0) rc = maye_run_check_backend(&ro.cfg);
+    int rc = maye_run_check_backend(&ro.cfg);
     if (rc == 0) rc = setup(&ro, &cli, sync_path, start_version);
     maye_step_reader sr;
     if (rc == 0) maye_step_reader_init(&sr, ro.in);

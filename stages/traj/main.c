@@ -120,7 +120,7 @@ int main(int argc, char **argv) {
     int loaded = maye_cli_load_config(&cli, &s.cfg);
     if (loaded < 0) goto fail;
     if (loaded > 0) return 0;
-    if (s.with_logprobs && (maye_weight_sync_check(&s.cfg) < 0 || maye_run_check_backend(&s.cfg) < 0)) goto fail;
+    if (s.with_logprobs && maye_run_check_backend(&s.cfg) < 0) goto fail;
     if (s.with_logprobs && load_models(&s, sync_path, start_version) < 0) goto fail;
     if (maye_traj_builder_init(&s.tb, &s.cfg, s.with_logprobs ? &s.policy : NULL, s.with_logprobs ? &s.ref : NULL) < 0)
         goto fail;

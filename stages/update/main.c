@@ -180,7 +180,7 @@ int main(int argc, char **argv) {
     int loaded = maye_cli_load_config(&cli, &s.cfg);
     if (loaded < 0) goto fail;
     if (loaded > 0) return 0;
-    if (maye_weight_sync_check(&s.cfg) < 0 || maye_run_check_backend(&s.cfg) < 0) goto fail;
+    if (maye_run_check_backend(&s.cfg) < 0) goto fail;
     const char *model_dir = resume ? resume : s.cfg.model.path;
     if (!model_dir || !model_dir[0]) {
         log_error("no model: set model.path (or --resume CHECKPOINT)");
