@@ -32,7 +32,9 @@ static inline __attribute__((always_inline)) void tile(float *out, int64_t ldo, 
                                                        int64_t xs, const float *xt, int64_t ldt, const float *w,
                                                        const float *bias, int C, int R, int J) {
     lanes8 acc[TILE_R * TILE_J]; // row r, weight row j at r * J + j
-    for (int i = 0; i < R * J; i++) acc[i] = lanes_zero();
+    for (int r = 0; r < TILE_R; r++)
+        for (int j = 0; j < TILE_J; j++)
+            if (r < R && j < J) acc[r * J + j] = lanes_zero();
     int C8 = C & ~7;
     for (int k = 0, g = 0; k < C8; k += 8, g++) {
         lanes8 wv[TILE_J];
