@@ -32,6 +32,8 @@ static inline __attribute__((always_inline)) void tile(float *out, int64_t ldo, 
                                                        int64_t xs, const float *xt, int64_t ldt, const float *w,
                                                        const float *bias, int C, int R, int J) {
     lanes8 acc[TILE_R * TILE_J]; // row r, weight row j at r * J + j
+    // zeroed with constant indices: a loop to R * J makes GCC zero the array in memory with a call to memset
+    // in every tile call (8% of a 32-row decode step)
     for (int r = 0; r < TILE_R; r++)
         for (int j = 0; j < TILE_J; j++)
             if (r < R && j < J) acc[r * J + j] = lanes_zero();
@@ -213,56 +215,64 @@ static void scores_row(float *S, const float *q, const float *K, int64_t ldk, in
     }
 }
 
-// One query row per sequence against its n[b] cached rows: for sequence b and head h (kv head g = h / (H/KV)),
-// s_j = (q . k_j) / sqrt(D), p = softmax(s), out = sum_j p_j v_j, each (b, h) on its own with a fixed order of
-// operations (so a sequence's result does not depend on the others). scores: a row of ld_scores floats per
-// thread.
+// One head's attention for one query row q (D) against nk cached rows (row stride ldk): s_j = (q . k_j) /
+// sqrt(D), p = softmax(s), o = sum_j p_j v_j, with a fixed order of operations. S: nk floats of scratch.
+static void attend_head(float *o, const float *q, const float *K, const float *Vv, int64_t ldk, int nk, int D,
+                        float scale, float *S) {
+    int j;
+    scores_row(S, q, K, ldk, nk, D, scale);
+    float mx = -INFINITY;
+    for (j = 0; j < nk; j++) mx = S[j] > mx ? S[j] : mx;
+    lanes8 vm = lanes_set1(mx), lo = lanes_set1(-87.0f), acc = lanes_zero();
+    for (j = 0; j + 8 <= nk; j += 8) {
+        lanes8 e = lanes_exp(lanes_max(lanes_sub(lanes_load(S + j), vm), lo));
+        lanes_store(S + j, e);
+        acc = lanes_fma(e, lanes_set1(1.0f), acc);
+    }
+    float sum = lanes_sum(acc);
+    for (; j < nk; j++) sum += S[j] = lanes_exp1(S[j] - mx);
+    float inv = 1.0f / sum;
+    for (j = 0; j < nk; j++) S[j] *= inv;
+    // o[d] = sum_j p_j v_j[d] in key order, 64 columns at a time held in registers
+    int d0 = 0;
+    while (D - d0 >= 8) {
+        int nv = (D - d0) / 8 < PV_COLS / 8 ? (D - d0) / 8 : PV_COLS / 8;
+        lanes8 pv[PV_COLS / 8];
+        for (int i = 0; i < nv; i++) pv[i] = lanes_zero();
+        for (j = 0; j < nk; j++) {
+            lanes8 p = lanes_set1(S[j]);
+            const float *vj = Vv + (size_t)j * ldk + d0;
+            for (int i = 0; i < nv; i++) pv[i] = lanes_fma(p, lanes_load(vj + 8 * i), pv[i]);
+        }
+        for (int i = 0; i < nv; i++) lanes_store(o + d0 + 8 * i, pv[i]);
+        d0 += 8 * nv;
+    }
+    for (int d = d0; d < D; d++) {
+        float a = 0;
+        for (j = 0; j < nk; j++) a = fmaf(S[j], Vv[(size_t)j * ldk + d], a);
+        o[d] = a;
+    }
+}
+
+// One query row per sequence against its n[b] cached rows, every head h with kv head g = h / (H/KV), each
+// (b, h) on its own with attend_head's fixed order of operations (so a sequence's result does not depend on
+// the others). scores: a row of ld_scores floats per thread.
 static void decode_attention(float *out, int64_t ldo, const float *q, int64_t ldq, float *const *k, float *const *v,
                              int KVD, const int *n, int B, int H, int KV, int D, float *scores, size_t ld_scores) {
     int group = H / KV;
     float scale = 1.0f / sqrtf((float)D);
     int64_t work = 0;
     for (int b = 0; b < B; b++) work += (int64_t)n[b] * H * D;
+    // one item per sequence and kv head: the group's query heads read the same keys and values, which come
+    // from DRAM for the first head and from the core's caches for the others (about 20% faster than one item
+    // per query head with 32 sequences)
 #pragma omp parallel for collapse(2) schedule(dynamic) if (work > (1 << 16))
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < H; h++) {
-            float *S = scores + (size_t)omp_get_thread_num() * ld_scores;
-            const float *K = k[b] + (size_t)(h / group) * D, *Vv = v[b] + (size_t)(h / group) * D;
-            int nk = n[b], j = 0;
-            scores_row(S, q + b * ldq + (int64_t)h * D, K, KVD, nk, D, scale);
-            float mx = -INFINITY;
-            for (j = 0; j < nk; j++) mx = S[j] > mx ? S[j] : mx;
-            lanes8 vm = lanes_set1(mx), lo = lanes_set1(-87.0f), acc = lanes_zero();
-            for (j = 0; j + 8 <= nk; j += 8) {
-                lanes8 e = lanes_exp(lanes_max(lanes_sub(lanes_load(S + j), vm), lo));
-                lanes_store(S + j, e);
-                acc = lanes_fma(e, lanes_set1(1.0f), acc);
-            }
-            float sum = lanes_sum(acc);
-            for (; j < nk; j++) sum += S[j] = lanes_exp1(S[j] - mx);
-            float inv = 1.0f / sum, *o = out + b * ldo + (int64_t)h * D;
-            for (j = 0; j < nk; j++) S[j] *= inv;
-            // out[d] = sum_j p_j v_j[d] in key order, 64 columns at a time held in registers
-            int d0 = 0;
-            while (D - d0 >= 8) {
-                int nv = (D - d0) / 8 < PV_COLS / 8 ? (D - d0) / 8 : PV_COLS / 8;
-                lanes8 acc[PV_COLS / 8];
-                for (int i = 0; i < nv; i++) acc[i] = lanes_zero();
-                for (j = 0; j < nk; j++) {
-                    lanes8 p = lanes_set1(S[j]);
-                    const float *vj = Vv + (size_t)j * KVD + d0;
-                    for (int i = 0; i < nv; i++) acc[i] = lanes_fma(p, lanes_load(vj + 8 * i), acc[i]);
-                }
-                for (int i = 0; i < nv; i++) lanes_store(o + d0 + 8 * i, acc[i]);
-                d0 += 8 * nv;
-            }
-            for (int d = d0; d < D; d++) {
-                float a = 0;
-                for (j = 0; j < nk; j++) a = fmaf(S[j], Vv[(size_t)j * KVD + d], a);
-                o[d] = a;
-            }
-        }
-    }
+    for (int b = 0; b < B; b++)
+        for (int g = 0; g < KV; g++)
+            for (int h = g * group; h < (g + 1) * group; h++)
+                attend_head(out + b * ldo + (int64_t)h * D, q + b * ldq + (int64_t)h * D, k[b] + (size_t)g * D,
+                            v[b] + (size_t)g * D, KVD, n[b], D, scale,
+                            scores + (size_t)omp_get_thread_num() * ld_scores);
 }
 
 // ----------------------------------------------------------------------------
