@@ -40,6 +40,9 @@ static inline __attribute__((always_inline)) void tile(float *out, int64_t ldo, 
         for (int j = 0; j < TILE_J; j++)
             if (r < R && j < J) acc[r * J + j] = lanes_zero();
     int C8 = C & ~7;
+    // unrolled by two: the loop's own instructions held the 4 x 3 tile at about 73 GFLOP/s on one core of the
+    // 2-core test machine, unrolled it runs at about 86 (same operations in the same order)
+#pragma GCC unroll 2
     for (int k = 0, g = 0; k < C8; k += 8, g++) {
         lanes8 wv[TILE_J];
         for (int j = 0; j < J; j++) wv[j] = lanes_load(w + (size_t)j * C + k);
