@@ -130,6 +130,20 @@ static void bench_prefill(const maye_model *mp, const bench_model *bm, size_t n_
 
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+// The median over the repetitions of a[rep] / base[rep]: each batch size against the batch-1 run of the same
+// repetition, seconds apart, so a change of the machine's load between repetitions cancels out.
+static double paired_median(const double *a, const double *base) {
+    double r[DECODE_REPS];
+    for (int i = 0; i < DECODE_REPS; i++) r[i] = a[i] / base[i];
+    qsort(r, DECODE_REPS, sizeof *r, cmp_double);
+    return DECODE_REPS % 2 ? r[DECODE_REPS / 2] : 0.5 * (r[DECODE_REPS / 2 - 1] + r[DECODE_REPS / 2]);
+}
+
 static void bench_model_run(const bench_model *bm, int threads, bool decode_only) {
     char json[2048];
     int D2 = bm->hidden / bm->heads / 2;
@@ -149,12 +163,13 @@ static void bench_model_run(const bench_model *bm, int threads, bool decode_only
     make_prompt(&m.cfg, &p, 32, 0, 0, 2);
     int batches[3] = {1, 8, 32};
     maye_gen_stats best_st[3];
-    double best_tps[3] = {0, 0, 0};
+    double best_tps[3] = {0, 0, 0}, rep_tps[3][DECODE_REPS];
     for (int rep = 0; rep < DECODE_REPS; rep++)
         for (int bi = 0; bi < 3; bi++) {
             int B = batches[bi];
             maye_gen_stats st = run(&m, &p, B, B == 1 ? bm->decode_tokens_1 : bm->decode_tokens_32, &wall);
             double tps = (st.tokens - st.sequences) / (st.decode_seconds + st.sample_seconds);
+            rep_tps[bi][rep] = tps;
             if (tps > best_tps[bi]) best_tps[bi] = tps, best_st[bi] = st;
         }
     read_load();
@@ -164,10 +179,10 @@ static void bench_model_run(const bench_model *bm, int threads, bool decode_only
         // the first token of each sequence comes from the prefill
         printf("{\"bench\":\"rollout\",\"model\":\"%s\",\"what\":\"decode\",\"batch\":%d,\"steps\":%lld,"
                "\"tokens\":%lld,\"tokens_per_s\":%.1f,\"ms_per_step\":%.2f,\"sampling_share\":%.3f,"
-               "\"gain_over_batch1\":%.2f,\"threads\":%d,\"load\":\"%s\"}\n",
+               "\"gain_over_batch1\":%.2f,\"gain_paired_median\":%.2f,\"threads\":%d,\"load\":\"%s\"}\n",
                bm->name, batches[bi], (long long)st->decode_steps, (long long)(st->tokens - st->sequences),
-               best_tps[bi], 1e3 * t / st->decode_steps, st->sample_seconds / t, best_tps[bi] / best_tps[0], threads,
-               load_avg);
+               best_tps[bi], 1e3 * t / st->decode_steps, st->sample_seconds / t, best_tps[bi] / best_tps[0],
+               paired_median(rep_tps[bi], rep_tps[0]), threads, load_avg);
     }
     fflush(stdout);
     free_prompt(&p);
