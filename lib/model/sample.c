@@ -14,11 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define DRAW_BLOCK 64 // weights per block sum of the draw without truncation
+
 // ----------------------------------------------------------------------------
 // setup
 
 void maye_sampler_init(maye_sampler *s, int V) {
     s->V = V;
+    s->block = xmalloc(sizeof(uint64_t) * (size_t)(V / DRAW_BLOCK + 1));
     s->q = xmalloc(sizeof(uint64_t) * (size_t)V);
     s->cand = xmalloc(sizeof(int32_t) * (size_t)V);
     s->e = xmalloc(sizeof(float) * (size_t)V);
@@ -26,7 +29,7 @@ void maye_sampler_init(maye_sampler *s, int V) {
 }
 
 void maye_sampler_free(maye_sampler *s) {
-    free(s->q), free(s->cand), free(s->e), free(s->rank);
+    free(s->q), free(s->cand), free(s->e), free(s->rank), free(s->block);
     memset(s, 0, sizeof *s);
 }
 
@@ -56,14 +59,28 @@ uint64_t maye_sample_stream(uint64_t key, int index) {
 // ----------------------------------------------------------------------------
 // log-probs
 
+// The largest of the V logits, NaN skipped (-inf when there is none): the value of the scalar loop
+// m = z_i > m ? z_i : m from m = -inf, eight lanes at a time (only the sign of a zero maximum can differ,
+// which no caller can see: it is only ever subtracted from logits and exponentiated).
+static float row_max(const float *z, int V) {
+    float m = -INFINITY;
+    int i = 0;
+#ifdef LANES_AVX2
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    for (; i + 8 <= V; i += 8) vm = _mm256_max_ps(_mm256_loadu_ps(z + i), vm); // a NaN lane keeps vm
+    float l[8];
+    _mm256_storeu_ps(l, vm);
+    for (int j = 0; j < 8; j++) m = l[j] > m ? l[j] : m;
+#endif
+    for (; i < V; i++) m = z[i] > m ? z[i] : m;
+    return m;
+}
+
 // log sum_i exp(z_i / tau) over the V logits, in double (exponentials in float, fixed summation order).
+// max_i (z_i / tau) is (max_i z_i) / tau: division by tau > 0 keeps the order, rounding included.
 static double log_sum_exp(maye_sampler *s, const float *z, float tau) {
     int V = s->V, i = 0;
-    float m = -INFINITY, *e = s->e;
-    for (int j = 0; j < V; j++) {
-        float x = z[j] / tau;
-        m = x > m ? x : m;
-    }
+    float m = row_max(z, V) / tau, *e = s->e;
 #ifdef LANES_AVX2
     for (; i + 8 <= V; i += 8) {
         __m256 x = _mm256_sub_ps(_mm256_div_ps(_mm256_loadu_ps(z + i), _mm256_set1_ps(tau)), _mm256_set1_ps(m));
@@ -116,7 +133,15 @@ static void weights(maye_sampler *s, const float *z, float zmax, float tau) {
         __m256 w = _mm256_blendv_ps(_mm256_set1_ps(-1.0f), _mm256_mul_ps(lanes_exp(dc), scale), in);
         _mm256_storeu_ps(e + i, w);
     }
-    for (int j = 0; j < i; j++) s->q[j] = e[j] >= 0.0f ? (uint64_t)e[j] : 0;
+    // q = (uint64_t)w for w >= 0 (whole or not, below 2^41), 0 for the -1 marks: four at a time through
+    // double, truncated, then 2^52 added so the low 52 bits of the double hold the integer
+    __m256d magic = _mm256_set1_pd(4503599627370496.0); // 2^52
+    for (int j = 0; j + 4 <= i; j += 4) {
+        __m256d d = _mm256_cvtps_pd(_mm_max_ps(_mm_loadu_ps(e + j), _mm_setzero_ps()));
+        d = _mm256_add_pd(_mm256_round_pd(d, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC), magic);
+        _mm256_storeu_si256((__m256i *)(s->q + j),
+                            _mm256_sub_epi64(_mm256_castpd_si256(d), _mm256_castpd_si256(magic)));
+    }
 #endif
     for (; i < V; i++) s->q[i] = maye_sample_weight(z[i], zmax, tau);
 }
@@ -172,20 +197,27 @@ int32_t maye_sample(maye_sampler *s, const maye_sample_params *p, float *z, cons
     if (tau <= MAYE_GREEDY_TEMPERATURE) {
         token = argmax(z, V);
     } else {
-        float zmax = -INFINITY;
-        for (int i = 0; i < V; i++) zmax = z[i] > zmax ? z[i] : zmax;
+        float zmax = row_max(z, V);
         weights(s, z, zmax, tau);
         int k = p->top_k > 0 && p->top_k < V ? p->top_k : V;
         // the kept ids in id order: all of them, or the ranked candidates that survive top-k and top-p
         int all = k == V && p->top_p >= 1.0f;
         int n_kept = all ? V : truncate_ranked(s, p, z, zmax, k);
         const int32_t *kept = s->cand;
-        uint64_t S = 0;
-        for (int j = 0; j < n_kept; j++) S += s->q[all ? j : kept[j]];
+        uint64_t S = 0, run = 0;
+        int nb = all ? V / DRAW_BLOCK : 0, j0 = 0; // the draw's scan starts at j0, run = the weights before it
+        for (int b = 0; b < nb; b++) { // block sums: integer sums are exact in any order
+            uint64_t bs = 0;
+            for (int j = b * DRAW_BLOCK; j < (b + 1) * DRAW_BLOCK; j++) bs += s->q[j];
+            s->block[b] = bs;
+            S += bs;
+        }
+        for (int j = nb * DRAW_BLOCK; j < n_kept; j++) S += s->q[all ? j : kept[j]];
         token = -1;
         if (S == 0) token = top_key(z, V);
-        uint64_t r = maye_sample_scale((double)u, S), run = 0;
-        for (int j = 0; j < n_kept && token < 0; j++) {
+        uint64_t r = maye_sample_scale((double)u, S);
+        for (int b = 0; b < nb && run + s->block[b] <= r; b++) run += s->block[b], j0 += DRAW_BLOCK;
+        for (int j = j0; j < n_kept && token < 0; j++) {
             int32_t id = all ? j : kept[j];
             run += s->q[id];
             if (run > r) token = id;

@@ -42,6 +42,7 @@ typedef struct {
     int32_t *cand;   // (V) candidate ids
     uint64_t *rank;  // (V) candidates as (~key << 32 | id): ascending = rank order
     float *e;        // (V) exponentials (log-prob, weights)
+    uint64_t *block; // (V / 64 + 1) block sums of the weights
 } maye_sampler;
 
 void maye_sampler_init(maye_sampler *s, int V);
