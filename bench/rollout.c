@@ -4,9 +4,10 @@
 // MLP 2048, vocabulary 32000, tied embeddings); the time to first token of a prompt with one 448x448 image
 // (1024 patches -> 256 visual tokens) through a small Qwen2-VL vision tower (width 640, 8 blocks, 10 heads)
 // and the share of it spent in the tower; and the row-invariant matmul of the decode step against OpenBLAS
-// sgemm on the decode shapes (the baseline of the same run). One JSON line per result; the machine's load
-// average is printed with each, since the machine may be shared.
-//   usage: rollout [--threads N] [--model tiny|100m|all] [--only decode|all]
+// sgemm on the decode shapes (the baseline of the same run); and decode with a long context (32 sequences after
+// a 1024-token prompt, where the attention over the KV cache weighs as much as the weights). One JSON line
+// per result; the machine's load average is printed with each, since the machine may be shared.
+//   usage: rollout [--threads N] [--model tiny|100m|all] [--only decode|long|all]
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/util.h"
@@ -20,6 +21,9 @@
 #include <string.h>
 
 #define DECODE_REPS 5
+#define LONG_PROMPT 1024 // prompt tokens of the long-context decode
+#define LONG_TOKENS 8    // new tokens per sequence there
+#define LONG_REPS 2
 
 #define CONFIG_FMT                                                                                             \
     "{\"model_type\": \"qwen2_vl\", \"vocab_size\": %d, \"hidden_size\": %d, \"intermediate_size\": %d,"       \
@@ -144,30 +148,19 @@ static double paired_median(const double *a, const double *base) {
     return DECODE_REPS % 2 ? r[DECODE_REPS / 2] : 0.5 * (r[DECODE_REPS / 2 - 1] + r[DECODE_REPS / 2]);
 }
 
-static void bench_model_run(const bench_model *bm, int threads, bool decode_only) {
-    char json[2048];
-    int D2 = bm->hidden / bm->heads / 2;
-    snprintf(json, sizeof json, CONFIG_FMT, bm->vocab, bm->hidden, bm->inter, bm->layers, bm->heads, bm->kv_heads,
-             D2 / 4, (D2 - D2 / 4) / 2, D2 - D2 / 4 - (D2 - D2 / 4) / 2, bm->v_depth, bm->v_width, bm->v_heads,
-             bm->hidden);
-    maye_model m;
-    if (maye_model_init(&m, json, bm->name, 1) < 0) maye_die("%s", maye_errmsg());
-    size_t off, n_llm = maye_model_group_range(&m, MAYE_PARAM_LLM, &off);
-    fprintf(stderr, "rollout bench: model %s, %.1fM language-model parameters\n", bm->name, n_llm / 1e6);
-
+// decode: 1, 8 and 32 sequences of one 32-token prompt decoded together; the three runs alternate and each
+// keeps its best of DECODE_REPS (a shared machine's load changes from one second to the next)
+static void bench_decode(const maye_model *m, const bench_model *bm, int threads) {
     prompt p;
-    double wall, best;
-    if (!decode_only) bench_prefill(&m, bm, n_llm, threads);
-    // decode: 1, 8 and 32 sequences of one 32-token prompt decoded together; the three runs alternate and
-    // each keeps its best of DECODE_REPS (a shared machine's load changes from one second to the next)
-    make_prompt(&m.cfg, &p, 32, 0, 0, 2);
+    double wall;
+    make_prompt(&m->cfg, &p, 32, 0, 0, 2);
     int batches[3] = {1, 8, 32};
     maye_gen_stats best_st[3];
     double best_tps[3] = {0, 0, 0}, rep_tps[3][DECODE_REPS];
     for (int rep = 0; rep < DECODE_REPS; rep++)
         for (int bi = 0; bi < 3; bi++) {
             int B = batches[bi];
-            maye_gen_stats st = run(&m, &p, B, B == 1 ? bm->decode_tokens_1 : bm->decode_tokens_32, &wall);
+            maye_gen_stats st = run(m, &p, B, B == 1 ? bm->decode_tokens_1 : bm->decode_tokens_32, &wall);
             double tps = (st.tokens - st.sequences) / (st.decode_seconds + st.sample_seconds);
             rep_tps[bi][rep] = tps;
             if (tps > best_tps[bi]) best_tps[bi] = tps, best_st[bi] = st;
@@ -186,17 +179,37 @@ static void bench_model_run(const bench_model *bm, int threads, bool decode_only
     }
     fflush(stdout);
     free_prompt(&p);
+}
 
-    if (decode_only) {
-        maye_model_free(&m);
-        return;
+// decode with a long context: 32 sequences after one LONG_PROMPT-token prompt, LONG_TOKENS new tokens each,
+// the best of LONG_REPS
+static void bench_long_decode(const maye_model *m, const bench_model *bm, int threads) {
+    prompt p;
+    double wall, best = 0;
+    make_prompt(&m->cfg, &p, LONG_PROMPT, 0, 0, 4);
+    maye_gen_stats best_st = {0};
+    for (int rep = 0; rep < LONG_REPS; rep++) {
+        maye_gen_stats st = run(m, &p, 32, LONG_TOKENS, &wall);
+        double tps = (st.tokens - st.sequences) / (st.decode_seconds + st.sample_seconds);
+        if (tps > best) best = tps, best_st = st;
     }
-    // time to first token with one 448x448 image (32 x 32 patches -> 256 visual tokens)
-    make_prompt(&m.cfg, &p, 24, 32, 32, 3);
-    best = 1e30;
-    double vision = 0;
+    read_load();
+    printf("{\"bench\":\"rollout\",\"model\":\"%s\",\"what\":\"decode_long_context\",\"batch\":32,"
+           "\"prompt_tokens\":%d,\"steps\":%lld,\"tokens_per_s\":%.1f,\"ms_per_step\":%.2f,\"threads\":%d,"
+           "\"load\":\"%s\"}\n",
+           bm->name, LONG_PROMPT, (long long)best_st.decode_steps, best,
+           1e3 * (best_st.decode_seconds + best_st.sample_seconds) / best_st.decode_steps, threads, load_avg);
+    fflush(stdout);
+    free_prompt(&p);
+}
+
+// time to first token with one 448x448 image (32 x 32 patches -> 256 visual tokens)
+static void bench_ttft(const maye_model *m, const bench_model *bm, int threads) {
+    prompt p;
+    double wall, best = 1e30, vision = 0;
+    make_prompt(&m->cfg, &p, 24, 32, 32, 3);
     for (int r = 0; r < 2; r++) {
-        maye_gen_stats st = run(&m, &p, 1, 1, &wall);
+        maye_gen_stats st = run(m, &p, 1, 1, &wall);
         if (wall < best) best = wall, vision = st.vision_seconds;
     }
     read_load();
@@ -206,6 +219,24 @@ static void bench_model_run(const bench_model *bm, int threads, bool decode_only
            bm->name, p.n, bm->v_width, bm->v_depth, best, vision, vision / best, threads, load_avg);
     free_prompt(&p);
     fflush(stdout);
+}
+
+// only: "all", "decode" (the batch 1/8/32 decode alone) or "long" (the long-context decode alone)
+static void bench_model_run(const bench_model *bm, int threads, const char *only) {
+    bool all = !strcmp(only, "all"), decode = all || !strcmp(only, "decode"), lng = all || !strcmp(only, "long");
+    char json[2048];
+    int D2 = bm->hidden / bm->heads / 2;
+    snprintf(json, sizeof json, CONFIG_FMT, bm->vocab, bm->hidden, bm->inter, bm->layers, bm->heads, bm->kv_heads,
+             D2 / 4, (D2 - D2 / 4) / 2, D2 - D2 / 4 - (D2 - D2 / 4) / 2, bm->v_depth, bm->v_width, bm->v_heads,
+             bm->hidden);
+    maye_model m;
+    if (maye_model_init(&m, json, bm->name, 1) < 0) maye_die("%s", maye_errmsg());
+    size_t off, n_llm = maye_model_group_range(&m, MAYE_PARAM_LLM, &off);
+    fprintf(stderr, "rollout bench: model %s, %.1fM language-model parameters\n", bm->name, n_llm / 1e6);
+    if (all) bench_prefill(&m, bm, n_llm, threads);
+    if (decode) bench_decode(&m, bm, threads);
+    if (lng) bench_long_decode(&m, bm, threads);
+    if (all) bench_ttft(&m, bm, threads);
     maye_model_free(&m);
 }
 
@@ -250,14 +281,17 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--model")) which = argv[i + 1];
         else if (!strcmp(argv[i], "--only")) only = argv[i + 1];
         else {
-            fprintf(stderr, "usage: rollout [--threads N] [--model tiny|100m|all] [--only decode|all]\n");
+            fprintf(stderr, "usage: rollout [--threads N] [--model tiny|100m|all] [--only decode|long|all]\n");
             return 2;
         }
     }
+    if (strcmp(only, "all") && strcmp(only, "decode") && strcmp(only, "long")) {
+        fprintf(stderr, "rollout: --only takes decode, long or all, not '%s'\n", only);
+        return 2;
+    }
     threads = cpu_set_threads(threads);
-    bool decode_only = !strcmp(only, "decode");
-    if (!decode_only) bench_matmul(threads);
+    if (!strcmp(only, "all")) bench_matmul(threads);
     for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++)
-        if (!strcmp(which, "all") || !strcmp(which, MODELS[i].name)) bench_model_run(&MODELS[i], threads, decode_only);
+        if (!strcmp(which, "all") || !strcmp(which, MODELS[i].name)) bench_model_run(&MODELS[i], threads, only);
     return 0;
 }

@@ -18,7 +18,9 @@
 #define TILE_R 4            // input rows per tile
 #define TILE_J 3            // weight rows per tile
 #define BLOCK_FLOATS 16384  // weight floats per parallel block (64 KB, stays in L2 while the row tiles pass)
-#define PV_COLS 64          // value columns an attention head accumulates in registers at a time
+#define ATT_HEADS 3         // query heads of a kv group the decode attention takes together
+#define ATT_KEYS 4          // keys per score tile (ATT_HEADS x ATT_KEYS accumulators)
+#define ATT_COLS 32         // value columns per output tile (ATT_HEADS x ATT_COLS / 8 accumulators)
 #define MATMUL_MAX_N 3      // weight matrices one fused product takes (q, k, v)
 #define ROWS_PARALLEL_MIN 8 // sequences from which a decode step spreads its per-row work over the threads
 
@@ -254,38 +256,52 @@ void maye_prefill(const maye_model *m, maye_llm_acts *a, maye_kv_pool *pool, int
 // ----------------------------------------------------------------------------
 // decode attention
 
-// Scores of a query against nk keys (row stride ldk): s_j = dot(q, k_j) * scale with the arithmetic of
-// maye_matmul_rows (lane sums over D8 in order, the fixed reduction, then the tail by fmaf), eight keys at a
-// time so their reductions share the shuffles.
-static void scores_row(float *S, const float *q, const float *K, int64_t ldk, int nk, int D, float scale) {
+// Scores of nh <= ATT_HEADS queries q[h] (the query heads of one kv group) against nk keys (row stride ldk):
+// S[h][j] = dot(q[h], k_j) * scale with the arithmetic of maye_matmul_rows (lane sums over D8 in order, the
+// fixed reduction, then the tail by fmaf). Four keys of all the heads at a time: each key vector loaded once
+// for the heads, 7 loads for 12 FMAs, and every score's own operations are those of one head alone.
+static inline __attribute__((always_inline)) void scores_heads(float *const *S, const float *const *q, int nh,
+                                                               const float *K, int64_t ldk, int nk, int D,
+                                                               float scale) {
     int D8 = D & ~7, j = 0;
-    for (; j + 8 <= nk; j += 8) {
-        lanes8 acc[8];
-        for (int i = 0; i < 8; i++) acc[i] = lanes_zero();
+    for (; j + ATT_KEYS <= nk; j += ATT_KEYS) {
+        lanes8 acc[ATT_HEADS * ATT_KEYS]; // head h, key i at h * ATT_KEYS + i
+        for (int h = 0; h < ATT_HEADS; h++)
+            for (int i = 0; i < ATT_KEYS; i++)
+                if (h < nh) acc[h * ATT_KEYS + i] = lanes_zero();
         for (int d = 0; d < D8; d += 8) {
-            lanes8 qv = lanes_load(q + d);
-            for (int i = 0; i < 8; i++) acc[i] = lanes_fma(qv, lanes_load(K + (j + i) * ldk + d), acc[i]);
+            lanes8 qv[ATT_HEADS];
+            for (int h = 0; h < nh; h++) qv[h] = lanes_load(q[h] + d);
+            for (int i = 0; i < ATT_KEYS; i++) {
+                lanes8 kv = lanes_load(K + (j + i) * ldk + d);
+                for (int h = 0; h < nh; h++) acc[h * ATT_KEYS + i] = lanes_fma(qv[h], kv, acc[h * ATT_KEYS + i]);
+            }
         }
-        lanes_store(S + j, lanes_sum8(acc));
+        float sums[ATT_HEADS * ATT_KEYS];
+        int i = 0;
+        for (; i + 8 <= nh * ATT_KEYS; i += 8) lanes_store(sums + i, lanes_sum8(acc + i));
+        for (; i < nh * ATT_KEYS; i++) sums[i] = lanes_sum(acc[i]);
+        for (int h = 0; h < nh; h++)
+            for (int k = 0; k < ATT_KEYS; k++) S[h][j + k] = sums[h * ATT_KEYS + k];
     }
-    for (; j < nk; j++) {
-        lanes8 acc = lanes_zero();
-        for (int d = 0; d < D8; d += 8) acc = lanes_fma(lanes_load(q + d), lanes_load(K + j * ldk + d), acc);
-        S[j] = lanes_sum(acc);
-    }
-    for (j = 0; j < nk; j++) {
-        float s = S[j];
-        for (int d = D8; d < D; d++) s = fmaf(q[d], K[j * ldk + d], s);
-        S[j] = s * scale;
-    }
+    for (; j < nk; j++)
+        for (int h = 0; h < nh; h++) {
+            lanes8 acc = lanes_zero();
+            for (int d = 0; d < D8; d += 8) acc = lanes_fma(lanes_load(q[h] + d), lanes_load(K + j * ldk + d), acc);
+            S[h][j] = lanes_sum(acc);
+        }
+    for (int h = 0; h < nh; h++)
+        for (j = 0; j < nk; j++) {
+            float s = S[h][j];
+            for (int d = D8; d < D; d++) s = fmaf(q[h][d], K[j * ldk + d], s);
+            S[h][j] = s * scale;
+        }
 }
 
-// One head's attention for one query row q (D) against nk cached rows (row stride ldk): s_j = (q . k_j) /
-// sqrt(D), p = softmax(s), o = sum_j p_j v_j, with a fixed order of operations. S: nk floats of scratch.
-static void attend_head(float *o, const float *q, const float *K, const float *Vv, int64_t ldk, int nk, int D,
-                        float scale, float *S) {
+// S (nk) = softmax(S): the maximum, exponentials of S - max clamped at -87, their sum, then the products
+// with its inverse, in a fixed order.
+static void softmax_row(float *S, int nk) {
     int j;
-    scores_row(S, q, K, ldk, nk, D, scale);
     float mx = -INFINITY;
     for (j = 0; j < nk; j++) mx = S[j] > mx ? S[j] : mx;
     lanes8 vm = lanes_set1(mx), lo = lanes_set1(-87.0f), acc = lanes_zero();
@@ -298,46 +314,87 @@ static void attend_head(float *o, const float *q, const float *K, const float *V
     for (; j < nk; j++) sum += S[j] = lanes_exp1(S[j] - mx);
     float inv = 1.0f / sum;
     for (j = 0; j < nk; j++) S[j] *= inv;
-    // o[d] = sum_j p_j v_j[d] in key order, 64 columns at a time held in registers
+}
+
+// o[h][d] = sum_j P[h][j] v_j[d] in key order for nh <= ATT_HEADS heads sharing the values (row stride ldk):
+// ATT_COLS columns of all the heads at a time, each value vector loaded once for the heads.
+static inline __attribute__((always_inline)) void values_heads(float *const *o, const float *const *P, int nh,
+                                                               const float *Vv, int64_t ldk, int nk, int D) {
     int d0 = 0;
-    while (D - d0 >= 8) {
-        int nv = (D - d0) / 8 < PV_COLS / 8 ? (D - d0) / 8 : PV_COLS / 8;
-        lanes8 pv[PV_COLS / 8];
-        for (int i = 0; i < nv; i++) pv[i] = lanes_zero();
-        for (j = 0; j < nk; j++) {
-            lanes8 p = lanes_set1(S[j]);
+    for (; d0 + ATT_COLS <= D; d0 += ATT_COLS) {
+        lanes8 acc[ATT_HEADS * (ATT_COLS / 8)]; // head h, column vector c at h * (ATT_COLS / 8) + c
+        for (int h = 0; h < ATT_HEADS; h++)
+            for (int c = 0; c < ATT_COLS / 8; c++)
+                if (h < nh) acc[h * (ATT_COLS / 8) + c] = lanes_zero();
+        for (int j = 0; j < nk; j++) {
+            lanes8 p[ATT_HEADS];
+            for (int h = 0; h < nh; h++) p[h] = lanes_set1(P[h][j]);
             const float *vj = Vv + (size_t)j * ldk + d0;
-            for (int i = 0; i < nv; i++) pv[i] = lanes_fma(p, lanes_load(vj + 8 * i), pv[i]);
+            for (int c = 0; c < ATT_COLS / 8; c++) {
+                lanes8 vv = lanes_load(vj + 8 * c);
+                for (int h = 0; h < nh; h++) acc[h * (ATT_COLS / 8) + c] = lanes_fma(p[h], vv, acc[h * (ATT_COLS / 8) + c]);
+            }
         }
-        for (int i = 0; i < nv; i++) lanes_store(o + d0 + 8 * i, pv[i]);
-        d0 += 8 * nv;
+        for (int h = 0; h < nh; h++)
+            for (int c = 0; c < ATT_COLS / 8; c++) lanes_store(o[h] + d0 + 8 * c, acc[h * (ATT_COLS / 8) + c]);
     }
-    for (int d = d0; d < D; d++) {
-        float a = 0;
-        for (j = 0; j < nk; j++) a = fmaf(S[j], Vv[(size_t)j * ldk + d], a);
-        o[d] = a;
+    for (; d0 + 8 <= D; d0 += 8)
+        for (int h = 0; h < nh; h++) {
+            lanes8 acc = lanes_zero();
+            for (int j = 0; j < nk; j++) acc = lanes_fma(lanes_set1(P[h][j]), lanes_load(Vv + (size_t)j * ldk + d0), acc);
+            lanes_store(o[h] + d0, acc);
+        }
+    for (int h = 0; h < nh; h++)
+        for (int d = d0; d < D; d++) {
+            float a = 0;
+            for (int j = 0; j < nk; j++) a = fmaf(P[h][j], Vv[(size_t)j * ldk + d], a);
+            o[h][d] = a;
+        }
+}
+
+// The attention of nh <= ATT_HEADS query heads sharing one kv head, one query row each, against nk cached
+// rows (row stride ldk): s_j = (q . k_j) / sqrt(D), p = softmax(s), o = sum_j p_j v_j, each head with the
+// same operations as alone. S: ATT_HEADS rows of ld_s floats of scratch.
+static void attend_heads(float *const *o, const float *const *q, int nh, const float *K, const float *Vv,
+                         int64_t ldk, int nk, int D, float scale, float *S, size_t ld_s) {
+    float *Sh[ATT_HEADS];
+    for (int h = 0; h < nh; h++) Sh[h] = S + h * ld_s;
+    // the register tiles are compiled for each head count, so their loops over heads unroll
+    switch (nh) {
+    case 1: scores_heads(Sh, q, 1, K, ldk, nk, D, scale); break;
+    case 2: scores_heads(Sh, q, 2, K, ldk, nk, D, scale); break;
+    default: scores_heads(Sh, q, 3, K, ldk, nk, D, scale); break;
+    }
+    for (int h = 0; h < nh; h++) softmax_row(Sh[h], nk);
+    switch (nh) {
+    case 1: values_heads(o, (const float *const *)Sh, 1, Vv, ldk, nk, D); break;
+    case 2: values_heads(o, (const float *const *)Sh, 2, Vv, ldk, nk, D); break;
+    default: values_heads(o, (const float *const *)Sh, 3, Vv, ldk, nk, D); break;
     }
 }
 
 // One query row per sequence against its n[b] cached rows, every head h with kv head g = h / (H/KV), each
-// (b, h) on its own with attend_head's fixed order of operations (so a sequence's result does not depend on
-// the others). scores: a row of ld_scores floats per thread.
+// (b, h) with attend_heads' fixed order of operations (so a sequence's result does not depend on the others).
+// One work item per sequence and kv head: the group's query heads go through the keys and values together,
+// ATT_HEADS at a time. scores: ATT_HEADS rows of ld_scores floats per thread.
 static void decode_attention(float *out, int64_t ldo, const float *q, int64_t ldq, float *const *k, float *const *v,
                              int KVD, const int *n, int B, int H, int KV, int D, float *scores, size_t ld_scores) {
     int group = H / KV;
     float scale = 1.0f / sqrtf((float)D);
     int64_t work = 0;
     for (int b = 0; b < B; b++) work += (int64_t)n[b] * H * D;
-    // one item per sequence and kv head: the group's query heads read the same keys and values, which come
-    // from DRAM for the first head and from the core's caches for the others (about 20% faster than one item
-    // per query head with 32 sequences)
 #pragma omp parallel for collapse(2) schedule(dynamic) if (work > (1 << 16))
     for (int b = 0; b < B; b++)
         for (int g = 0; g < KV; g++)
-            for (int h = g * group; h < (g + 1) * group; h++)
-                attend_head(out + b * ldo + (int64_t)h * D, q + b * ldq + (int64_t)h * D, k[b] + (size_t)g * D,
-                            v[b] + (size_t)g * D, KVD, n[b], D, scale,
-                            scores + (size_t)omp_get_thread_num() * ld_scores);
+            for (int h0 = g * group; h0 < (g + 1) * group; h0 += ATT_HEADS) {
+                int nh = (g + 1) * group - h0 < ATT_HEADS ? (g + 1) * group - h0 : ATT_HEADS;
+                float *o[ATT_HEADS];
+                const float *qh[ATT_HEADS];
+                for (int i = 0; i < nh; i++)
+                    o[i] = out + b * ldo + (int64_t)(h0 + i) * D, qh[i] = q + b * ldq + (int64_t)(h0 + i) * D;
+                attend_heads(o, qh, nh, k[b] + (size_t)g * D, v[b] + (size_t)g * D, KVD, n[b], D, scale,
+                             scores + (size_t)omp_get_thread_num() * ATT_HEADS * ld_scores, ld_scores);
+            }
 }
 
 // ----------------------------------------------------------------------------
@@ -412,8 +469,8 @@ void maye_decode_step(const maye_model *m, maye_decode_ws *ws, const maye_kv_poo
     for (int b = 0; b < B; b++)
         if (n_past[b] + 1 > ws->max_ctx)
             maye_die("decode step: context of %d rows in a workspace for %d", n_past[b] + 1, ws->max_ctx);
-    // one row of max_ctx scores per thread
-    size_t ld_scores = pad16((size_t)ws->max_ctx), need = (size_t)omp_get_max_threads() * ld_scores;
+    // ATT_HEADS rows of max_ctx scores per thread
+    size_t ld_scores = pad16((size_t)ws->max_ctx), need = (size_t)omp_get_max_threads() * ATT_HEADS * ld_scores;
     if (need > ws->n_scores) {
         free(ws->scores);
         if (posix_memalign((void **)&ws->scores, 64, need * sizeof(float)) != 0)
