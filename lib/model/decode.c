@@ -21,6 +21,7 @@
 #define ATT_HEADS 3         // query heads of a kv group the decode attention takes together
 #define ATT_KEYS 4          // keys per score tile (ATT_HEADS x ATT_KEYS accumulators)
 #define ATT_COLS 32         // value columns per output tile (ATT_HEADS x ATT_COLS / 8 accumulators)
+#define ATT_BLOCK 64        // cached rows per key block when a work item is a whole sequence
 #define MATMUL_MAX_N 3      // weight matrices one fused product takes (q, k, v)
 #define ROWS_PARALLEL_MIN 8 // sequences from which a decode step spreads its per-row work over the threads
 
@@ -316,16 +317,19 @@ static void softmax_row(float *S, int nk) {
     for (j = 0; j < nk; j++) S[j] *= inv;
 }
 
-// o[h][d] = sum_j P[h][j] v_j[d] in key order for nh <= ATT_HEADS heads sharing the values (row stride ldk):
-// ATT_COLS columns of all the heads at a time, each value vector loaded once for the heads.
+// o[h][d] = sum_j P[h][j] v_j[d] in key order for nh <= ATT_HEADS heads sharing the values (row stride ldk),
+// or o[h][d] + that sum when `more` (the next keys of a sum begun by an earlier call: the same operations as
+// one call over all the keys): ATT_COLS columns of all the heads at a time, each value vector loaded once for
+// the heads.
 static inline __attribute__((always_inline)) void values_heads(float *const *o, const float *const *P, int nh,
-                                                               const float *Vv, int64_t ldk, int nk, int D) {
+                                                               const float *Vv, int64_t ldk, int nk, int D,
+                                                               int more) {
     int d0 = 0;
     for (; d0 + ATT_COLS <= D; d0 += ATT_COLS) {
         lanes8 acc[ATT_HEADS * (ATT_COLS / 8)]; // head h, column vector c at h * (ATT_COLS / 8) + c
         for (int h = 0; h < ATT_HEADS; h++)
             for (int c = 0; c < ATT_COLS / 8; c++)
-                if (h < nh) acc[h * (ATT_COLS / 8) + c] = lanes_zero();
+                if (h < nh) acc[h * (ATT_COLS / 8) + c] = more ? lanes_load(o[h] + d0 + 8 * c) : lanes_zero();
         for (int j = 0; j < nk; j++) {
             lanes8 p[ATT_HEADS];
             for (int h = 0; h < nh; h++) p[h] = lanes_set1(P[h][j]);
@@ -340,61 +344,96 @@ static inline __attribute__((always_inline)) void values_heads(float *const *o, 
     }
     for (; d0 + 8 <= D; d0 += 8)
         for (int h = 0; h < nh; h++) {
-            lanes8 acc = lanes_zero();
+            lanes8 acc = more ? lanes_load(o[h] + d0) : lanes_zero();
             for (int j = 0; j < nk; j++) acc = lanes_fma(lanes_set1(P[h][j]), lanes_load(Vv + (size_t)j * ldk + d0), acc);
             lanes_store(o[h] + d0, acc);
         }
     for (int h = 0; h < nh; h++)
         for (int d = d0; d < D; d++) {
-            float a = 0;
+            float a = more ? o[h][d] : 0.0f;
             for (int j = 0; j < nk; j++) a = fmaf(P[h][j], Vv[(size_t)j * ldk + d], a);
             o[h][d] = a;
         }
 }
 
-// The attention of nh <= ATT_HEADS query heads sharing one kv head, one query row each, against nk cached
-// rows (row stride ldk): s_j = (q . k_j) / sqrt(D), p = softmax(s), o = sum_j p_j v_j, each head with the
-// same operations as alone. S: ATT_HEADS rows of ld_s floats of scratch.
-static void attend_heads(float *const *o, const float *const *q, int nh, const float *K, const float *Vv,
-                         int64_t ldk, int nk, int D, float scale, float *S, size_t ld_s) {
-    float *Sh[ATT_HEADS];
-    for (int h = 0; h < nh; h++) Sh[h] = S + h * ld_s;
-    // the register tiles are compiled for each head count, so their loops over heads unroll
+// scores_heads and values_heads compiled for each head count, so their loops over heads unroll
+static void scores_tile(int nh, float *const *S, const float *const *q, const float *K, int64_t ldk, int nk, int D,
+                        float scale) {
     switch (nh) {
-    case 1: scores_heads(Sh, q, 1, K, ldk, nk, D, scale); break;
-    case 2: scores_heads(Sh, q, 2, K, ldk, nk, D, scale); break;
-    default: scores_heads(Sh, q, 3, K, ldk, nk, D, scale); break;
-    }
-    for (int h = 0; h < nh; h++) softmax_row(Sh[h], nk);
-    switch (nh) {
-    case 1: values_heads(o, (const float *const *)Sh, 1, Vv, ldk, nk, D); break;
-    case 2: values_heads(o, (const float *const *)Sh, 2, Vv, ldk, nk, D); break;
-    default: values_heads(o, (const float *const *)Sh, 3, Vv, ldk, nk, D); break;
+    case 1: scores_heads(S, q, 1, K, ldk, nk, D, scale); break;
+    case 2: scores_heads(S, q, 2, K, ldk, nk, D, scale); break;
+    default: scores_heads(S, q, 3, K, ldk, nk, D, scale); break;
     }
 }
 
+static void values_tile(int nh, float *const *o, const float *const *P, const float *Vv, int64_t ldk, int nk, int D,
+                        int more) {
+    switch (nh) {
+    case 1: values_heads(o, P, 1, Vv, ldk, nk, D, more); break;
+    case 2: values_heads(o, P, 2, Vv, ldk, nk, D, more); break;
+    default: values_heads(o, P, 3, Vv, ldk, nk, D, more); break;
+    }
+}
+
+// Attention of the query heads [h0, h1) of one sequence, all of kv group h0 / group or not, over keys
+// [j0, j1) (a step of the scores, or of the value sums with `more` when j0 > 0), ATT_HEADS heads of a group at
+// a time. S: one row of ld_s floats per head of the sequence. pass 0: scores, pass 1: value sums.
+static void heads_keys(int pass, float *o, const float *q, const float *K, const float *Vv, int64_t ldk, int j0, int j1,
+                       int h0, int h1, int group, int D, float scale, float *S, size_t ld_s) {
+    for (int h = h0; h < h1;) {
+        int g = h / group, end = (g + 1) * group < h1 ? (g + 1) * group : h1;
+        int nh = end - h < ATT_HEADS ? end - h : ATT_HEADS;
+        float *oh[ATT_HEADS], *Sh[ATT_HEADS];
+        const float *qh[ATT_HEADS];
+        for (int i = 0; i < nh; i++)
+            oh[i] = o + (int64_t)(h + i) * D, qh[i] = q + (int64_t)(h + i) * D, Sh[i] = S + (h + i) * ld_s + j0;
+        if (pass == 0)
+            scores_tile(nh, Sh, qh, K + (size_t)j0 * ldk + (size_t)g * D, ldk, j1 - j0, D, scale);
+        else
+            values_tile(nh, oh, (const float *const *)Sh, Vv + (size_t)j0 * ldk + (size_t)g * D, ldk, j1 - j0, D,
+                        j0 > 0);
+        h += nh;
+    }
+}
+
+// The attention of query heads [h0, h1) of one sequence (o, q: rows of all its heads) against its nk cached
+// rows (row stride ldk, every kv head in each): s_j = (q . k_j) / sqrt(D), p = softmax(s), o = sum_j p_j v_j,
+// each head with the same operations whatever the others. Keys in blocks of `block` rows for all the heads at
+// once, so the cached rows stream from memory whole (the heads of a row are interleaved). S: a row of ld_s
+// floats per head of the sequence.
+static void attend_rows(float *o, const float *q, const float *K, const float *Vv, int64_t ldk, int nk, int h0,
+                        int h1, int group, int D, float scale, float *S, size_t ld_s, int block) {
+    for (int j0 = 0; j0 < nk; j0 += block)
+        heads_keys(0, o, q, K, Vv, ldk, j0, j0 + block < nk ? j0 + block : nk, h0, h1, group, D, scale, S, ld_s);
+    for (int h = h0; h < h1; h++) softmax_row(S + h * ld_s, nk);
+    for (int j0 = 0; j0 < nk; j0 += block)
+        heads_keys(1, o, q, K, Vv, ldk, j0, j0 + block < nk ? j0 + block : nk, h0, h1, group, D, scale, S, ld_s);
+}
+
 // One query row per sequence against its n[b] cached rows, every head h with kv head g = h / (H/KV), each
-// (b, h) with attend_heads' fixed order of operations (so a sequence's result does not depend on the others).
-// One work item per sequence and kv head: the group's query heads go through the keys and values together,
-// ATT_HEADS at a time. scores: ATT_HEADS rows of ld_scores floats per thread.
+// (b, h) with the same operations however the work is split (so a sequence's result does not depend on the
+// others): with enough sequences one work item per sequence, its rows streamed in key blocks for all its
+// heads; else one per sequence and kv group (all the keys of one group at a time). scores: a row of ld_scores
+// floats per head per thread.
 static void decode_attention(float *out, int64_t ldo, const float *q, int64_t ldq, float *const *k, float *const *v,
                              int KVD, const int *n, int B, int H, int KV, int D, float *scores, size_t ld_scores) {
     int group = H / KV;
     float scale = 1.0f / sqrtf((float)D);
     int64_t work = 0;
     for (int b = 0; b < B; b++) work += (int64_t)n[b] * H * D;
-#pragma omp parallel for collapse(2) schedule(dynamic) if (work > (1 << 16))
-    for (int b = 0; b < B; b++)
-        for (int g = 0; g < KV; g++)
-            for (int h0 = g * group; h0 < (g + 1) * group; h0 += ATT_HEADS) {
-                int nh = (g + 1) * group - h0 < ATT_HEADS ? (g + 1) * group - h0 : ATT_HEADS;
-                float *o[ATT_HEADS];
-                const float *qh[ATT_HEADS];
-                for (int i = 0; i < nh; i++)
-                    o[i] = out + b * ldo + (int64_t)(h0 + i) * D, qh[i] = q + b * ldq + (int64_t)(h0 + i) * D;
-                attend_heads(o, qh, nh, k[b] + (size_t)g * D, v[b] + (size_t)g * D, KVD, n[b], D, scale,
-                             scores + (size_t)omp_get_thread_num() * ATT_HEADS * ld_scores, ld_scores);
-            }
+    int parallel = work > (1 << 16), per_sequence = B >= 2 * omp_get_max_threads();
+    if (per_sequence) {
+#pragma omp parallel for schedule(dynamic) if (parallel)
+        for (int b = 0; b < B; b++)
+            attend_rows(out + b * ldo, q + b * ldq, k[b], v[b], KVD, n[b], 0, H, group, D, scale,
+                        scores + (size_t)omp_get_thread_num() * H * ld_scores, ld_scores, ATT_BLOCK);
+    } else {
+#pragma omp parallel for collapse(2) schedule(dynamic) if (parallel)
+        for (int b = 0; b < B; b++)
+            for (int g = 0; g < KV; g++)
+                attend_rows(out + b * ldo, q + b * ldq, k[b], v[b], KVD, n[b], g * group, (g + 1) * group, group,
+                            D, scale, scores + (size_t)omp_get_thread_num() * H * ld_scores, ld_scores, n[b] > 0 ? n[b] : 1);
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -469,8 +508,8 @@ void maye_decode_step(const maye_model *m, maye_decode_ws *ws, const maye_kv_poo
     for (int b = 0; b < B; b++)
         if (n_past[b] + 1 > ws->max_ctx)
             maye_die("decode step: context of %d rows in a workspace for %d", n_past[b] + 1, ws->max_ctx);
-    // ATT_HEADS rows of max_ctx scores per thread
-    size_t ld_scores = pad16((size_t)ws->max_ctx), need = (size_t)omp_get_max_threads() * ATT_HEADS * ld_scores;
+    // a row of max_ctx scores per head per thread
+    size_t ld_scores = pad16((size_t)ws->max_ctx), need = (size_t)omp_get_max_threads() * c->heads * ld_scores;
     if (need > ws->n_scores) {
         free(ws->scores);
         if (posix_memalign((void **)&ws->scores, 64, need * sizeof(float)) != 0)
