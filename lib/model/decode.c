@@ -20,7 +20,8 @@
 #define BLOCK_FLOATS 16384  // weight floats per parallel block (64 KB, stays in L2 while the row tiles pass)
 #define ATT_HEADS 3         // query heads of a kv group the decode attention takes together
 #define ATT_KEYS 4          // keys per score tile (ATT_HEADS x ATT_KEYS accumulators)
-#define ATT_COLS 32         // value columns per output tile (ATT_HEADS x ATT_COLS / 8 accumulators)
+#define ATT_COLS 32         // value columns per output tile (ATT_HEADS x ATT_VECS accumulators)
+#define ATT_VECS (ATT_COLS / 8)
 #define ATT_BLOCK 64        // cached rows per key block when a work item is a whole sequence
 #define MATMUL_MAX_N 3      // weight matrices one fused product takes (q, k, v)
 #define ROWS_PARALLEL_MIN 8 // sequences from which a decode step spreads its per-row work over the threads
@@ -326,26 +327,27 @@ static inline __attribute__((always_inline)) void values_heads(float *const *o, 
                                                                int more) {
     int d0 = 0;
     for (; d0 + ATT_COLS <= D; d0 += ATT_COLS) {
-        lanes8 acc[ATT_HEADS * (ATT_COLS / 8)]; // head h, column vector c at h * (ATT_COLS / 8) + c
+        lanes8 acc[ATT_HEADS * ATT_VECS]; // head h, column vector c at h * ATT_VECS + c
         for (int h = 0; h < ATT_HEADS; h++)
-            for (int c = 0; c < ATT_COLS / 8; c++)
-                if (h < nh) acc[h * (ATT_COLS / 8) + c] = more ? lanes_load(o[h] + d0 + 8 * c) : lanes_zero();
+            for (int c = 0; c < ATT_VECS; c++)
+                if (h < nh) acc[h * ATT_VECS + c] = more ? lanes_load(o[h] + d0 + 8 * c) : lanes_zero();
         for (int j = 0; j < nk; j++) {
             lanes8 p[ATT_HEADS];
             for (int h = 0; h < nh; h++) p[h] = lanes_set1(P[h][j]);
             const float *vj = Vv + (size_t)j * ldk + d0;
-            for (int c = 0; c < ATT_COLS / 8; c++) {
+            for (int c = 0; c < ATT_VECS; c++) {
                 lanes8 vv = lanes_load(vj + 8 * c);
-                for (int h = 0; h < nh; h++) acc[h * (ATT_COLS / 8) + c] = lanes_fma(p[h], vv, acc[h * (ATT_COLS / 8) + c]);
+                for (int h = 0; h < nh; h++) acc[h * ATT_VECS + c] = lanes_fma(p[h], vv, acc[h * ATT_VECS + c]);
             }
         }
         for (int h = 0; h < nh; h++)
-            for (int c = 0; c < ATT_COLS / 8; c++) lanes_store(o[h] + d0 + 8 * c, acc[h * (ATT_COLS / 8) + c]);
+            for (int c = 0; c < ATT_VECS; c++) lanes_store(o[h] + d0 + 8 * c, acc[h * ATT_VECS + c]);
     }
     for (; d0 + 8 <= D; d0 += 8)
         for (int h = 0; h < nh; h++) {
             lanes8 acc = more ? lanes_load(o[h] + d0) : lanes_zero();
-            for (int j = 0; j < nk; j++) acc = lanes_fma(lanes_set1(P[h][j]), lanes_load(Vv + (size_t)j * ldk + d0), acc);
+            for (int j = 0; j < nk; j++)
+                acc = lanes_fma(lanes_set1(P[h][j]), lanes_load(Vv + (size_t)j * ldk + d0), acc);
             lanes_store(o[h] + d0, acc);
         }
     for (int h = 0; h < nh; h++)
@@ -432,7 +434,8 @@ static void decode_attention(float *out, int64_t ldo, const float *q, int64_t ld
         for (int b = 0; b < B; b++)
             for (int g = 0; g < KV; g++)
                 attend_rows(out + b * ldo, q + b * ldq, k[b], v[b], KVD, n[b], g * group, (g + 1) * group, group,
-                            D, scale, scores + (size_t)omp_get_thread_num() * H * ld_scores, ld_scores, n[b] > 0 ? n[b] : 1);
+                            D, scale, scores + (size_t)omp_get_thread_num() * H * ld_scores, ld_scores,
+                            n[b] > 0 ? n[b] : 1);
     }
 }
 
