@@ -304,8 +304,7 @@ static inline __attribute__((always_inline)) void scores_heads(float *const *S, 
 // with its inverse, in a fixed order.
 static void softmax_row(float *S, int nk) {
     int j;
-    float mx = -INFINITY;
-    for (j = 0; j < nk; j++) mx = S[j] > mx ? S[j] : mx;
+    float mx = lanes_row_max(S, nk);
     lanes8 vm = lanes_set1(mx), lo = lanes_set1(-87.0f), acc = lanes_zero();
     for (j = 0; j + 8 <= nk; j += 8) {
         lanes8 e = lanes_exp(lanes_max(lanes_sub(lanes_load(S + j), vm), lo));

@@ -119,3 +119,21 @@ static inline lanes8 lanes_exp(lanes8 x) {
 // exp(x) for x <= 88 with the arithmetic of lanes_exp (maye_sample_expf's steps hold for 2^n, n in
 // [-126, 127]): clamped at -87, where exp is 1.6e-38, nothing next to the 1 of a softmax maximum.
 static inline float lanes_exp1(float x) { return maye_sample_expf(x >= -87.0f ? x : -87.0f); }
+
+// The largest of x[0..n), NaN skipped (-inf when there is none): the value of the scalar loop
+// m = x_i > m ? x_i : m from m = -inf, eight lanes at a time (only the sign of a zero maximum can differ, which
+// no caller can see: it is only ever subtracted from the values and exponentiated, or divided by a positive
+// temperature and then subtracted).
+static inline float lanes_row_max(const float *x, int n) {
+    float m = -INFINITY;
+    int i = 0;
+#ifdef LANES_AVX2
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(_mm256_loadu_ps(x + i), vm); // a NaN lane keeps vm
+    float l[8];
+    _mm256_storeu_ps(l, vm);
+    for (int j = 0; j < 8; j++) m = l[j] > m ? l[j] : m;
+#endif
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}

@@ -59,28 +59,11 @@ uint64_t maye_sample_stream(uint64_t key, int index) {
 // ----------------------------------------------------------------------------
 // log-probs
 
-// The largest of the V logits, NaN skipped (-inf when there is none): the value of the scalar loop
-// m = z_i > m ? z_i : m from m = -inf, eight lanes at a time (only the sign of a zero maximum can differ,
-// which no caller can see: it is only ever subtracted from logits and exponentiated).
-static float row_max(const float *z, int V) {
-    float m = -INFINITY;
-    int i = 0;
-#ifdef LANES_AVX2
-    __m256 vm = _mm256_set1_ps(-INFINITY);
-    for (; i + 8 <= V; i += 8) vm = _mm256_max_ps(_mm256_loadu_ps(z + i), vm); // a NaN lane keeps vm
-    float l[8];
-    _mm256_storeu_ps(l, vm);
-    for (int j = 0; j < 8; j++) m = l[j] > m ? l[j] : m;
-#endif
-    for (; i < V; i++) m = z[i] > m ? z[i] : m;
-    return m;
-}
-
 // log sum_i exp(z_i / tau) over the V logits, in double (exponentials in float, fixed summation order).
 // max_i (z_i / tau) is (max_i z_i) / tau: division by tau > 0 keeps the order, rounding included.
 static double log_sum_exp(maye_sampler *s, const float *z, float tau) {
     int V = s->V, i = 0;
-    float m = row_max(z, V) / tau, *e = s->e;
+    float m = lanes_row_max(z, V) / tau, *e = s->e;
 #ifdef LANES_AVX2
     for (; i + 8 <= V; i += 8) {
         __m256 x = _mm256_sub_ps(_mm256_div_ps(_mm256_loadu_ps(z + i), _mm256_set1_ps(tau)), _mm256_set1_ps(m));
@@ -197,7 +180,7 @@ int32_t maye_sample(maye_sampler *s, const maye_sample_params *p, float *z, cons
     if (tau <= MAYE_GREEDY_TEMPERATURE) {
         token = argmax(z, V);
     } else {
-        float zmax = row_max(z, V);
+        float zmax = lanes_row_max(z, V);
         weights(s, z, zmax, tau);
         int k = p->top_k > 0 && p->top_k < V ? p->top_k : V;
         // the kept ids in id order: all of them, or the ranked candidates that survive top-k and top-p
