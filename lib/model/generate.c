@@ -350,7 +350,7 @@ static int prefill_request(gen_run *run, int r, int kv) {
     const maye_gen_request *rq = st->rq;
     double t0 = maye_now();
     float *embeds = NULL;
-    int rc = 0;
+    int rc = 0, tiles = cpu_matmul_fixed_tiles(1); // bits independent of the thread count
     if (rq->n_images) {
         embeds = xmalloc(sizeof(float) * (size_t)st->n_image_tokens * (size_t)m->cfg.hidden);
         rc = maye_vision_forward(m, rq->pixels, rq->n_patches, rq->grid_thw, rq->n_images, embeds);
@@ -365,6 +365,7 @@ static int prefill_request(gen_run *run, int r, int kv) {
         maye_prefill(m, &run->acts, &e->pool, kv, rq->ids, rq->n_ids, pos, embeds, st->logits);
         st->prefilled = 1;
     }
+    cpu_matmul_fixed_tiles(tiles);
     free(embeds);
     free(pos);
     double t2 = maye_now();

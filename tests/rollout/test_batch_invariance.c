@@ -1,9 +1,10 @@
 // Batch invariance of the generation engine: 16 queries of mixed lengths (text only, or with images of
-// different grids), two responses each, decoded together under tight limits (few sequences at a time, a KV
-// pool that forces waiting, hand-overs and compaction) with two threads, must give exactly the same ids,
-// log-probs and finish reasons as each query decoded alone, one sequence at a time, with one thread. Checked
-// for greedy decoding and for seeded sampling (plain, and with temperature, top-k, top-p and min_tokens), on
-// both test models.
+// different grids; one of 150 tokens, one with 144 patches), two responses each, decoded together under
+// tight limits (few sequences at a time, a KV pool that forces waiting, hand-overs and compaction) with two
+// threads, must give exactly the same ids, log-probs and finish reasons as each query decoded alone, one
+// sequence at a time, with one thread (the prefills use fixed matmul tiles, so their bits do not depend on
+// the thread count either). Checked for greedy decoding and for seeded sampling (plain, and with
+// temperature, top-k, top-p and min_tokens), on both test models.
 #include "common.h"
 #include "kernels/cpu/kernels.h"
 #include "model/generate.h"
@@ -13,6 +14,7 @@
 #define N_QUERIES 16
 #define N_RESP 2
 #define MAX_TOKENS 10
+#define LONG_PROMPT 150 // text tokens of query 5: more than two of the decode attention's 64-key blocks
 
 static int same_output(const char *what, int q, int k, const maye_gen_output *a, const maye_gen_output *b) {
     if (a->n != b->n || a->finish != b->finish) {
@@ -81,8 +83,11 @@ static void run_model(const char *json, const char *name) {
     char names[N_QUERIES][32];
     for (int q = 0; q < N_QUERIES; q++) {
         int img = q % 3 == 0;
-        test_prompt_make(&m.cfg, &pr[q], 1 + (q * 7) % 13, img ? grids[q / 3 % 4][0] : 0, img ? grids[q / 3 % 4][1] : 0,
-                         (uint64_t)q + 100);
+        // query 5 is long, so its attention runs over several key blocks in a batch and over one alone, and
+        // query 9's image has 144 patches: both make products of more rows than one tile of the prefill
+        int n_text = q == 5 ? LONG_PROMPT : 1 + (q * 7) % 13;
+        int gh = q == 9 ? 12 : img ? grids[q / 3 % 4][0] : 0, gw = q == 9 ? 12 : img ? grids[q / 3 % 4][1] : 0;
+        test_prompt_make(&m.cfg, &pr[q], n_text, gh, gw, (uint64_t)q + 100);
         snprintf(names[q], sizeof names[q], "query %d", q);
         rq[q] = (maye_gen_request){pr[q].ids, pr[q].n, pr[q].pixels, pr[q].P, pr[q].grid, pr[q].n_images,
                                    maye_sample_stream_key(names[q], 0, 3), names[q]};

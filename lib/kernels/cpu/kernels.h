@@ -22,6 +22,12 @@ int cpu_set_threads(int n);
 
 // out (T, OC) = inp (T, C) @ weight (OC, C)^T + bias (OC) (bias may be NULL). PyTorch's nn.Linear layout.
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int T, int C, int OC);
+// Fixed tiles for matmul_forward: while on, a product is computed in tiles of 128 rows x 256 columns, each a
+// single-threaded sgemm, spread over the threads, so every output's bits depend on the shapes alone and not
+// on the thread count (OpenBLAS partitions a product by its thread count, and its results change with the
+// partition). The generation engine turns it on for its vision tower and prefills. Returns the previous
+// setting.
+int cpu_matmul_fixed_tiles(int on);
 // dinp (T, C) += dout (T, OC) @ weight; dweight (OC, C) += dout^T @ inp; dbias (OC) += column sums of dout.
 // Any of dinp, dweight, dbias may be NULL (not wanted).
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,

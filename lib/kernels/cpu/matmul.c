@@ -19,10 +19,36 @@ int cpu_set_threads(int n) {
 // ----------------------------------------------------------------------------
 // matmul
 
+#define TILE_ROWS 128
+#define TILE_COLS 256
+
+static int fixed_tiles;
+
+int cpu_matmul_fixed_tiles(int on) {
+    int was = fixed_tiles;
+    fixed_tiles = on;
+    return was;
+}
+
+// out (T, OC) = inp @ weight^T in fixed TILE_ROWS x TILE_COLS tiles, one single-threaded sgemm each (OpenBLAS
+// runs single-threaded inside a parallel region).
+static void matmul_tiles(float *out, const float *inp, const float *weight, int T, int C, int OC) {
+    int tm = (T + TILE_ROWS - 1) / TILE_ROWS, tn = (OC + TILE_COLS - 1) / TILE_COLS;
+#pragma omp parallel for schedule(dynamic) // always a parallel region: OpenBLAS runs single-threaded in one
+    for (int i = 0; i < tm * tn; i++) {
+        int m0 = i / tn * TILE_ROWS, n0 = i % tn * TILE_COLS;
+        int m = T - m0 < TILE_ROWS ? T - m0 : TILE_ROWS, n = OC - n0 < TILE_COLS ? OC - n0 : TILE_COLS;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, C, 1.0f, inp + (size_t)m0 * C, C,
+                    weight + (size_t)n0 * C, C, 0.0f, out + (size_t)m0 * OC + n0, OC);
+    }
+}
+
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int T, int C, int OC) {
     if (T <= 0 || OC <= 0) return;
     if (C <= 0) {
         memset(out, 0, sizeof(float) * (size_t)T * (size_t)OC);
+    } else if (fixed_tiles) {
+        matmul_tiles(out, inp, weight, T, C, OC);
     } else {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
     }
