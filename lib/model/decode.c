@@ -55,11 +55,8 @@ static inline __attribute__((always_inline)) void tile(float *out, int64_t ldo, 
             for (int j = 0; j < J; j++) acc[r * J + j] = lanes_fma(xv, wv[j], acc[r * J + j]);
         }
     }
-    // the R * J lane sums, eight at a time (lanes_sum8 gives lanes_sum's bits with a quarter of the shuffles)
     float sums[TILE_R * TILE_J];
-    int i = 0;
-    for (; i + 8 <= R * J; i += 8) lanes_store(sums + i, lanes_sum8(acc + i));
-    for (; i < R * J; i++) sums[i] = lanes_sum(acc[i]);
+    lanes_sums(sums, acc, R * J);
     for (int r = 0; r < R; r++) {
         for (int j = 0; j < J; j++) {
             float s = sums[r * J + j];
@@ -155,6 +152,14 @@ static int next_block(block_share *sh, int ns, int t, int *own) {
 // ----------------------------------------------------------------------------
 // products
 
+// Block b of a product over several matrices (first[i]: matrix i's first block; jb weight rows per block):
+// matrix *mi, its rows [*j0, *j1).
+static void block_rows(const int *first, const int *OC, int jb, int b, int *mi, int *j0, int *j1) {
+    int i = 0;
+    while (b >= first[i + 1]) i++;
+    *mi = i, *j0 = (b - first[i]) * jb, *j1 = *j0 + jb < OC[i] ? *j0 + jb : OC[i];
+}
+
 // Products of one input with n weight matrices in one parallel loop over all their blocks (the input packed
 // once): out[i] (T, OC[i]) = inp (T, C) @ w[i] (OC[i], C)^T + bias[i].
 static void matmul_rows_n(int n, float *const *out, const int64_t *ldo, const float *const *w,
@@ -181,18 +186,17 @@ static void matmul_rows_n(int n, float *const *out, const int64_t *ldo, const fl
     {
         int t = omp_get_thread_num(), own;
         for (int b = next_block(sh, ns, t, &own); b >= 0;) {
-            int i = 0;
-            while (b >= first[i + 1]) i++;
-            int j0 = (b - first[i]) * jb, j1 = j0 + jb < OC[i] ? j0 + jb : OC[i];
+            int i, j0, j1;
+            block_rows(first, OC, jb, b, &i, &j0, &j1);
             // Software prefetch into L2 of the block this thread will likely take next (the next one of its
             // share, or the one below when stealing), a share before every tile call of this one; packed
             // inputs only (one row is bandwidth-bound and the hardware prefetcher streams it). Without it
             // every block's first row tile waits on DRAM: about 12% slower with 32 rows.
-            int nb = own ? b + 1 : b - 1, ni = 0;
+            int nb = own ? b + 1 : b - 1;
             const float *pf = NULL, *pf_end = NULL;
             if (packed && nb >= 0 && nb < first[n]) {
-                while (nb >= first[ni + 1]) ni++;
-                int p0 = (nb - first[ni]) * jb, p1 = p0 + jb < OC[ni] ? p0 + jb : OC[ni];
+                int ni, p0, p1;
+                block_rows(first, OC, jb, nb, &ni, &p0, &p1);
                 pf = w[ni] + (size_t)p0 * C, pf_end = w[ni] + (size_t)p1 * C;
             }
             int calls = (j1 - j0 + TILE_J - 1) / TILE_J * ((T + TILE_R - 1) / TILE_R);
@@ -280,9 +284,7 @@ static inline __attribute__((always_inline)) void scores_heads(float *const *S, 
             }
         }
         float sums[ATT_HEADS * ATT_KEYS];
-        int i = 0;
-        for (; i + 8 <= nh * ATT_KEYS; i += 8) lanes_store(sums + i, lanes_sum8(acc + i));
-        for (; i < nh * ATT_KEYS; i++) sums[i] = lanes_sum(acc[i]);
+        lanes_sums(sums, acc, nh * ATT_KEYS);
         for (int h = 0; h < nh; h++)
             for (int k = 0; k < ATT_KEYS; k++) S[h][j + k] = sums[h * ATT_KEYS + k];
     }

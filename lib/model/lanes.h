@@ -137,3 +137,11 @@ static inline float lanes_row_max(const float *x, int n) {
     for (; i < n; i++) m = x[i] > m ? x[i] : m;
     return m;
 }
+
+// out[i] = lanes_sum(a[i]) for i < n: eight at a time through lanes_sum8 (the same bits with a quarter of the
+// shuffles), the rest one by one.
+static inline void lanes_sums(float *out, const lanes8 *a, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) lanes_store(out + i, lanes_sum8(a + i));
+    for (; i < n; i++) out[i] = lanes_sum(a[i]);
+}
