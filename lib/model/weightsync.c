@@ -2,6 +2,7 @@
 #include "model/weightsync.h"
 
 #include "backend/backend.h"
+#include "model/backward.h"
 
 #include "core/error.h"
 #include "core/log.h"
@@ -60,9 +61,10 @@ void maye_weight_source_close(maye_weight_source *ws) {
     memset(ws, 0, sizeof *ws);
 }
 
-void maye_weight_source_use_device(maye_weight_source *ws, maye_device_model *dev, unsigned groups) {
+void maye_weight_source_use_device(maye_weight_source *ws, maye_device_model *dev, const maye_config *cfg) {
+    const typeof(cfg->update) *u = &cfg->update;
     ws->dev = dev;
-    ws->dev_groups = groups;
+    ws->dev_groups = dev ? maye_train_groups(u->train_llm, u->train_connector, u->train_vit) : 0;
 }
 
 // A version from its file: laid over the CPU model (which it makes current again), then into the device.

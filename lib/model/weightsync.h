@@ -59,10 +59,11 @@ typedef struct {
 // starts at `version` (0 for a checkpoint, the checkpoint's version when resuming).
 int maye_weight_source_open(maye_weight_source *ws, const char *run_dir, const char *sync_path, int64_t version);
 void maye_weight_source_close(maye_weight_source *ws);
-// The model synced has a device mirror dev (maye_device_open): from now on a version from a file is laid over
-// the CPU model and reloaded into dev (the groups `groups`), and a CUDA_IPC handle is copied into dev directly.
-// Without it CUDA_IPC handles are refused.
-void maye_weight_source_use_device(maye_weight_source *ws, maye_device_model *dev, unsigned groups);
+// The model synced has a device mirror dev (maye_device_open; NULL: none): from now on a version from a file
+// is laid over the CPU model and reloaded into dev, and a CUDA_IPC handle is copied into dev directly, in both
+// cases the groups a version carries (what maye-update trains under cfg's update.train_*). Without a device
+// mirror CUDA_IPC handles are refused.
+void maye_weight_source_use_device(maye_weight_source *ws, maye_device_model *dev, const maye_config *cfg);
 // Makes m hold a version in [want - max_staleness, want], the newest available: it waits (logging every
 // 30 s what it waits for) while the newest available version is older than want - max_staleness. A version
 // newer than `want` is never loaded. Fails if the model already holds a version newer than `want` (records

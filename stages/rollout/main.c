@@ -11,7 +11,6 @@
 #include "io/records.h"
 #include "io/steps.h"
 #include "kernels/cpu/kernels.h"
-#include "model/backward.h"
 #include "model/generate.h"
 #include "model/weightsync.h"
 #include "text/chat.h"
@@ -217,10 +216,7 @@ static int run_step(rollout *ro, ProtobufCMessage **msgs, int n, int64_t step) {
         if (maye_weight_source_open(&ro->ws, cfg->run_dir, ro->sync_path, ro->version) < 0)
             return maye_fail_ctx("step %lld", (long long)step);
         ro->have_ws = 1;
-        // the device takes the groups a version carries (what maye-update trains), from a file or over CUDA IPC
-        if (ro->dev)
-            maye_weight_source_use_device(&ro->ws, ro->dev, maye_train_groups(cfg->update.train_llm,
-                                          cfg->update.train_connector, cfg->update.train_vit));
+        maye_weight_source_use_device(&ro->ws, ro->dev, cfg);
     }
     double t_sync = maye_now();
     if (ro->have_ws && maye_weight_source_sync(&ro->ws, &ro->m, want, cfg->update.max_staleness) < 0)

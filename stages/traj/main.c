@@ -10,7 +10,6 @@
 #include "data/inputs.h"
 #include "io/steps.h"
 #include "kernels/cpu/kernels.h"
-#include "model/backward.h"
 #include "model/weightsync.h"
 #include "rl/trajectory.h"
 
@@ -56,10 +55,7 @@ static int load_models(traj_stage *s, const char *sync_path, int64_t start_versi
     TRY(maye_device_open(&s->policy_dev, c, &s->policy, false));
     TRY(maye_device_open(&s->ref_dev, c, &s->ref, false));
     TRY(maye_weight_source_open(&s->ws, c->run_dir, sync_path, start_version));
-    // the device takes the groups a version carries (what maye-update trains), from a file or over CUDA IPC
-    if (s->policy_dev)
-        maye_weight_source_use_device(&s->ws, s->policy_dev, maye_train_groups(c->update.train_llm,
-                                      c->update.train_connector, c->update.train_vit));
+    maye_weight_source_use_device(&s->ws, s->policy_dev, c);
     return 0;
 }
 
