@@ -356,7 +356,8 @@ static void bench_sampling(void) {
 static void bench_elementwise(void) {
     int T = 8192, C = 1536, I = 8960;
     void *x = drandom(CUDA_BF16, (int64_t)T * C, 1), *y = drandom(CUDA_BF16, (int64_t)T * C, 1);
-    void *w = drandom(CUDA_BF16, C, 1), *out = dalloc((size_t)T * C * 2), *res = dalloc((size_t)T * C * 2);
+    float *w = (float *)drandom(CUDA_F32, C, 1); // norm weights are fp32 in every dtype
+    void *out = dalloc((size_t)T * C * 2), *res = dalloc((size_t)T * C * 2);
     float *rstd = (float *)dalloc(sizeof(float) * T);
     double ms = time_ms([&] { OK(cuda_rmsnorm_forward(CUDA_BF16, out, rstd, x, w, T, C, 1e-6f, NULL)); }, 20);
     double gb = 2.0 * T * C * 2 / 1e9;

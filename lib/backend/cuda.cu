@@ -6,8 +6,10 @@
 // cross as fp32 host rows (the model's dtype on the device: bf16 rounding is exact both ways).
 //
 // Weight sync over CUDA IPC (update.weight_sync=cuda_ipc): the trainer copies the trained groups' element
-// ranges of its weights into a ring of exported buffers; the stages open a buffer's handle and copy the ranges
-// into the same places of their own weights (the layout is the same for the same config and dtype). Both
+// ranges of its weights into a ring of exported buffers, followed in bf16 mode by the groups' fp32 vectors
+// (cuda_model_vectors: the norm gains and biases the kernels read); the stages open a buffer's handle and copy
+// the ranges into the same places of their own weights and the vectors to theirs (the layout is the same for
+// the same config and dtype). Both
 // sides checksum the bytes with the same kernel, so a buffer overwritten during a copy, or a model laid out
 // differently, fails loudly instead of sampling with mixed weights.
 //
@@ -127,17 +129,7 @@ static void dev_close(maye_device_model *dm) {
 }
 
 static int dev_reload(maye_device_model *dm, const maye_model *m, unsigned groups) {
-    cuda_model *gm = &dev(dm)->gm;
-    unsigned llm = 1u << MAYE_PARAM_LLM;
-    if (gm->master && (groups & llm)) {
-        size_t off = gm->group_off[MAYE_PARAM_LLM];
-        TRY(cuda_model_stack(gm, gm->master, CUDA_F32, off, llm, &m->w));
-        TRY(cuda_convert(gm->dt, (char *)gm->weights + off * dtype_size(gm->dt), CUDA_F32, gm->master,
-                         (int64_t)gm->group_len[MAYE_PARAM_LLM], gm->stream));
-        groups &= ~llm;
-    }
-    if (groups) TRY(cuda_model_stack(gm, gm->weights, gm->dt, 0, groups, &m->w));
-    return cuda_model_sync(gm);
+    return cuda_model_load(&dev(dm)->gm, groups, &m->w);
 }
 
 // ----------------------------------------------------------------------------
@@ -347,13 +339,25 @@ static __global__ void digest_kernel(const uint16_t *p, int64_t n, int64_t base,
     }
 }
 
-// The byte ranges of `groups` in the device layout (first byte, length), in group order; returns how many.
-static int group_ranges(const cuda_model *gm, unsigned groups, size_t off[3], size_t len[3], size_t *total) {
+#define SYNC_RANGES (3 + CUDA_MAX_PARAMS)
+
+// What a weight sync of `groups` moves, as device ranges in the order of the exported byte string: the
+// groups' ranges of the weights (in group order), then their fp32 vectors. Returns how many; *total bytes.
+static int sync_ranges(const cuda_model *gm, unsigned groups, char *at[SYNC_RANGES], size_t len[SYNC_RANGES],
+                       size_t *total) {
     int n = 0;
     *total = 0;
     for (int g = MAYE_PARAM_VISION; g <= MAYE_PARAM_LLM; g++) {
         if (!(groups & (1u << g)) || gm->group_len[g] == 0) continue;
-        off[n] = gm->group_off[g] * dtype_size(gm->dt), len[n] = gm->group_len[g] * dtype_size(gm->dt);
+        at[n] = (char *)gm->weights + gm->group_off[g] * dtype_size(gm->dt);
+        len[n] = gm->group_len[g] * dtype_size(gm->dt);
+        *total += len[n++];
+    }
+    float *home[CUDA_MAX_PARAMS];
+    size_t bytes[CUDA_MAX_PARAMS];
+    int nv = cuda_model_vectors(gm, groups, home, bytes);
+    for (int i = 0; i < nv; i++) {
+        at[n] = (char *)home[i], len[n] = bytes[i];
         *total += len[n++];
     }
     return n;
@@ -387,8 +391,9 @@ static int digest_of(cuda_device *d, const char *const *ranges, const size_t *le
 static int dev_weights_export(maye_device_model *dm, unsigned groups, int slot, int n_slots, maye_ipc_weights *out) {
     cuda_device *d = dev(dm);
     cuda_model *gm = &d->gm;
-    size_t off[3], len[3], total;
-    int n = group_ranges(gm, groups, off, len, &total);
+    char *at[SYNC_RANGES];
+    size_t len[SYNC_RANGES], total;
+    int n = sync_ranges(gm, groups, at, len, &total);
     CHECK_OR_FAIL(n > 0, "weight sync: the groups 0x%x hold no weights to export", groups);
     CHECK_OR_FAIL(n_slots > 0 && slot >= 0 && slot < n_slots, "weight sync: buffer %d of a ring of %d", slot, n_slots);
     if (!d->ring) {
@@ -409,7 +414,7 @@ static int dev_weights_export(maye_device_model *dm, unsigned groups, int slot, 
                   d->n_ring, d->ring_groups, n_slots, groups);
     char *dst = (char *)d->ring[slot];
     for (int i = 0; i < n; i++) {
-        CUDA_TRY(cudaMemcpyAsync(dst, (const char *)gm->weights + off[i], len[i], cudaMemcpyDeviceToDevice, gm->stream),
+        CUDA_TRY(cudaMemcpyAsync(dst, at[i], len[i], cudaMemcpyDeviceToDevice, gm->stream),
                  "copying %.3f GB of weights into weight-sync buffer %d", len[i] / 1e9, slot);
         dst += len[i];
     }
@@ -442,33 +447,31 @@ static int open_handle(cuda_device *d, const uint8_t *bytes, void **ptr) {
 static int dev_weights_import(maye_device_model *dm, unsigned groups, const maye_ipc_weights *in) {
     cuda_device *d = dev(dm);
     cuda_model *gm = &d->gm;
-    size_t off[3], len[3], total;
-    int n = group_ranges(gm, groups, off, len, &total);
+    char *at[SYNC_RANGES];
+    size_t len[SYNC_RANGES], total;
+    int n = sync_ranges(gm, groups, at, len, &total);
     CHECK_OR_FAIL(in->bytes == (int64_t)total, "the weight-sync buffer holds %lld bytes but this stage's %s model "
                   "takes %zu for the trained groups: maye-update and this stage load different models or dtypes "
                   "(model.path, model.dtype and update.train_* must be the same for every stage)",
                   (long long)in->bytes, dtype_name(gm->dt), total);
     void *src;
     TRY(open_handle(d, in->handle, &src));
-    const char *ranges[3];
+    unsigned llm = 1u << MAYE_PARAM_LLM;
+    bool to_master = gm->master && (groups & llm);
     const char *from = (const char *)src;
     for (int i = 0; i < n; i++) {
-        char *dst = (char *)gm->weights + off[i];
-        CUDA_TRY(cudaMemcpyAsync(dst, from, len[i], cudaMemcpyDeviceToDevice, gm->stream),
+        CUDA_TRY(cudaMemcpyAsync(at[i], from, len[i], cudaMemcpyDeviceToDevice, gm->stream),
                  "copying %.3f GB of weights from the weight-sync buffer", len[i] / 1e9);
-        ranges[i] = dst;
         from += len[i];
+        // the master follows the bf16 weights before the fp32 vectors (some of which live in it) arrive
+        if (to_master && at[i] == (char *)gm->weights + gm->group_off[MAYE_PARAM_LLM] * dtype_size(gm->dt))
+            TRY(cuda_convert(CUDA_F32, gm->master, gm->dt, at[i], (int64_t)gm->group_len[MAYE_PARAM_LLM], gm->stream));
     }
     uint64_t digest = 0;
-    TRY(digest_of(d, ranges, len, n, &digest));
+    TRY(digest_of(d, (const char *const *)at, len, n, &digest));
     CHECK_OR_FAIL(digest == in->digest, "the weights copied from the weight-sync buffer have checksum 0x%016llx, "
                   "not the handle's 0x%016llx: maye-update reused the buffer while it was copied (its ring is too "
                   "small for update.max_staleness?)", (unsigned long long)digest, (unsigned long long)in->digest);
-    unsigned llm = 1u << MAYE_PARAM_LLM;
-    if (gm->master && (groups & llm))
-        TRY(cuda_convert(CUDA_F32, gm->master, gm->dt,
-                         (const char *)gm->weights + gm->group_off[MAYE_PARAM_LLM] * dtype_size(gm->dt),
-                         (int64_t)gm->group_len[MAYE_PARAM_LLM], gm->stream));
     return cuda_model_sync(gm);
 }
 

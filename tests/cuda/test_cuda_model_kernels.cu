@@ -122,7 +122,7 @@ static void test_rmsnorm_bias_backward(void) {
                 int64_t n = (int64_t)T * C;
                 float *x = host_randn(n, 1), *w = host_randn(C, 1), *dy = host_randn(n, 1), *dx0 = host_randn(n, 1);
                 float *dw0 = host_randn(C, 1), *y = host_zeros(n), *rstd = host_zeros(T);
-                round_to(x, n, dt), round_to(w, C, dt), round_to(dy, n, dt), round_to(dx0, n, dt);
+                round_to(x, n, dt), round_to(dy, n, dt), round_to(dx0, n, dt); // the weight stays fp32
                 rmsnorm_forward(y, rstd, x, w, T, C, 1e-6f);
                 float *dx = host_zeros(n), *dw = host_zeros(C), *db = host_zeros(C);
                 memcpy(dx, dx0, sizeof(float) * (size_t)n), memcpy(dw, dw0, sizeof(float) * (size_t)C);
@@ -131,7 +131,7 @@ static void test_rmsnorm_bias_backward(void) {
                 for (int t = 0; t < T; t++)
                     for (int c = 0; c < C; c++) db[c] += dy[t * C + c];
                 void *ddx = dev_from_f32(dx0, n, dt), *ddy = dev_from_f32(dy, n, dt), *dxx = dev_from_f32(x, n, dt);
-                void *dww = dev_from_f32(w, C, dt);
+                float *dww = (float *)dev_from_f32(w, C, CUDA_F32);
                 float *ddw = (float *)dev_copy(dw0, sizeof(float) * (size_t)C), *ddb = (float *)dev_copy(dw0, sizeof(float) * (size_t)C);
                 float *drstd = (float *)dev_copy(rstd, sizeof(float) * (size_t)T);
                 void *scratch = dev_alloc(cuda_column_scratch_bytes(T, C));

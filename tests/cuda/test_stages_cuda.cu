@@ -18,7 +18,8 @@
 //   cuda_ipc  `maye train` (2 steps, fp32, max_staleness 0) with update.weight_sync=file and again with cuda_ipc
 //             (the stages copy maye-update's exported device weights): every metric but the timings and the
 //             final weights are the same (fp32 weights travel bit for bit either way), and maye-update's log
-//             shows the exported ring
+//             shows the exported ring; the same in bf16, where the exported buffer also carries the fp32 norm
+//             weights and biases (a file gives the stages the fp32 masters, which they round the same way)
 // The stage binaries come from $MAYE_BIN, else ../../bin beside this test (the build tree), else this test's
 // own directory (a gpu-bundle); configs/demo and configs/example from the working directory, else beside
 // bin/ (a gpu-bundle). Exits 77 without a GPU.
@@ -450,6 +451,13 @@ int main(void) {
     EXPECT(strstr(ulog.data, "weight sync over CUDA IPC: 2 buffers"), "train cuda_ipc: maye-update's log does not "
            "show the exported ring:\n%s", ulog.data);
     maye_buf_free(&ulog);
+    const std::string train16 = " --no-eval data.limit=8 update.max_staleness=0 train.save_streams=true " + cuda16;
+    run("train cuda bf16 file", "'" + BIN + "/maye' train '" + path("c.yaml") + "' run_dir='" + path("tf16") + "'" +
+                                    train16 + " update.weight_sync=file");
+    run("train cuda bf16 ipc", "'" + BIN + "/maye' train '" + path("c.yaml") + "' run_dir='" + path("ti16") + "'" +
+                                   train16 + " update.weight_sync=cuda_ipc");
+    compare_all_metrics("train bf16 cuda_ipc vs file", path("ti16/streams/metrics-from-step-000000.zst"),
+                        path("tf16/streams/metrics-from-step-000000.zst"), 1e-12);
 
     stage("update cuda bf16", "update", "u-b16", "t-cpu.zst", "m-b16.zst", cuda16);
     compare_metric("update bf16", path("m-b16.zst"), path("m-cpu.zst"), "grad_norm", 0.1);

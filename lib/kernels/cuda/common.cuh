@@ -83,6 +83,21 @@ template <typename T, int W> __device__ __forceinline__ void load_f32(float out[
     }
 }
 
+// Loads W consecutive fp32 values (the norm gains and biases, fp32 in every dtype): 16-byte accesses when W is
+// a multiple of 4 (the caller checked that p is 16-byte aligned), else scalars.
+template <int W> __device__ __forceinline__ void load_fp32(float out[W], const float *p) {
+    if constexpr (W % 4 == 0) {
+#pragma unroll
+        for (int j = 0; j < W; j += 4) {
+            float4 x = *reinterpret_cast<const float4 *>(p + j);
+            out[j] = x.x, out[j + 1] = x.y, out[j + 2] = x.z, out[j + 3] = x.w;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < W; i++) out[i] = p[i];
+    }
+}
+
 template <typename T, int W> __device__ __forceinline__ void store_f32(T *p, const float in[W]) {
     if constexpr (W == VecWidth<T>::value) {
         Vec16<T> x;

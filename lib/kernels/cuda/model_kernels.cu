@@ -261,7 +261,7 @@ extern "C" int cuda_bias_backward(float *dbias, cuda_dtype dt, const void *dout,
 // One warp per row: dx += r * (w * dy) - x * r^3 / C * sum(w * dy * x), the sum in double (as the CPU).
 template <typename T, int W>
 __global__ void __launch_bounds__(128)
-    rmsnorm_backward_kernel(T *dinp, const T *dout, const T *inp, const T *weight, const float *rstd, int rows, int C) {
+    rmsnorm_backward_kernel(T *dinp, const T *dout, const T *inp, const float *weight, const float *rstd, int rows, int C) {
     int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= rows) return;
     const T *x = inp + (int64_t)row * C, *d = dout + (int64_t)row * C;
@@ -271,7 +271,7 @@ __global__ void __launch_bounds__(128)
         float u[W], g[W], w[W];
         load_f32<T, W>(u, x + i);
         load_f32<T, W>(g, d + i);
-        load_f32<T, W>(w, weight + i);
+        load_fp32<W>(w, weight + i);
 #pragma unroll
         for (int k = 0; k < W; k++) s += (double)g[k] * w[k] * u[k];
     }
@@ -281,7 +281,7 @@ __global__ void __launch_bounds__(128)
         float u[W], g[W], w[W], o[W];
         load_f32<T, W>(u, x + i);
         load_f32<T, W>(g, d + i);
-        load_f32<T, W>(w, weight + i);
+        load_fp32<W>(w, weight + i);
         load_f32<T, W>(o, dx + i);
 #pragma unroll
         for (int k = 0; k < W; k++) o[k] += r * (w[k] * g[k]) - kk * u[k];
@@ -290,13 +290,14 @@ __global__ void __launch_bounds__(128)
 }
 
 template <typename T>
-static int rmsnorm_backward_launch(void *dinp, float *dweight, const void *dout, const void *inp, const void *weight,
+static int rmsnorm_backward_launch(void *dinp, float *dweight, const void *dout, const void *inp, const float *weight,
                                    const float *rstd, int T_, int C, void *scratch, cudaStream_t stream) {
     constexpr int VW = VecWidth<T>::value;
     bool vec = C % VW == 0 && aligned16(dinp) && aligned16(dout) && aligned16(inp) && aligned16(weight);
     unsigned grid = (unsigned)((T_ + 3) / 4);
     T *dx = (T *)dinp;
-    const T *d = (const T *)dout, *x = (const T *)inp, *w = (const T *)weight;
+    const T *d = (const T *)dout, *x = (const T *)inp;
+    const float *w = weight;
     if (vec) rmsnorm_backward_kernel<T, VW><<<grid, 128, 0, stream>>>(dx, d, x, w, rstd, T_, C);
     else rmsnorm_backward_kernel<T, 1><<<grid, 128, 0, stream>>>(dx, d, x, w, rstd, T_, C);
     CUDA_LAUNCHED("rmsnorm_backward %d x %d", T_, C);
@@ -305,7 +306,7 @@ static int rmsnorm_backward_launch(void *dinp, float *dweight, const void *dout,
 }
 
 extern "C" int cuda_rmsnorm_backward(cuda_dtype dt, void *dinp, float *dweight, const void *dout, const void *inp,
-                                     const void *weight, const float *rstd, int T, int C, void *scratch,
+                                     const float *weight, const float *rstd, int T, int C, void *scratch,
                                      cuda_stream stream) {
     CHECK_OR_FAIL(dtype_valid(dt), "rmsnorm_backward: unknown dtype %d", (int)dt);
     CHECK_OR_FAIL(T >= 0 && C >= 1, "rmsnorm_backward: bad shape %d x %d", T, C);

@@ -52,10 +52,10 @@ int cuda_gated_rows_backward(cuda_dtype dt, void *dgu, const void *dout, const v
 // ----------------------------------------------------------------------------
 // backward kernels
 
-// RMSNorm: dinp (T, C) += (dtype dt); dweight (C) fp32 += column sums (may be NULL). rstd (T) from the
-// forward. Column sums go through scratch (cuda_column_scratch_bytes(T, C)) in a fixed order.
+// RMSNorm: dinp (T, C) += (dtype dt); dweight (C) fp32 += column sums (may be NULL); weight (C) fp32. rstd
+// (T) from the forward. Column sums go through scratch (cuda_column_scratch_bytes(T, C)) in a fixed order.
 int cuda_rmsnorm_backward(cuda_dtype dt, void *dinp, float *dweight, const void *dout, const void *inp,
-                          const void *weight, const float *rstd, int T, int C, void *scratch, cuda_stream stream);
+                          const float *weight, const float *rstd, int T, int C, void *scratch, cuda_stream stream);
 // dbias (N) fp32 += the column sums of dout (T, N) (row stride ld): the bias gradient of a linear layer.
 int cuda_bias_backward(float *dbias, cuda_dtype dt, const void *dout, int T, int N, int64_t ld, void *scratch,
                        cuda_stream stream);

@@ -5,7 +5,7 @@
 // RMSNorm (plain and fused with the residual add)
 
 template <typename T>
-static int rmsnorm_launch(void *out, float *rstd, void *resid, const void *a, const void *b, const void *weight, int T_,
+static int rmsnorm_launch(void *out, float *rstd, void *resid, const void *a, const void *b, const float *weight, int T_,
                           int C, float eps, cudaStream_t stream) {
     constexpr int VW = VecWidth<T>::value;
     bool vec = C % VW == 0 && aligned16(out) && aligned16(a) && aligned16(weight) &&
@@ -13,7 +13,8 @@ static int rmsnorm_launch(void *out, float *rstd, void *resid, const void *a, co
     unsigned grid = (unsigned)((T_ + NORM_ROWS_PER_BLOCK - 1) / NORM_ROWS_PER_BLOCK);
     dim3 block(32 * NORM_ROWS_PER_BLOCK);
     T *o = (T *)out, *r = (T *)resid;
-    const T *x = (const T *)a, *y = (const T *)b, *w = (const T *)weight;
+    const T *x = (const T *)a, *y = (const T *)b;
+    const float *w = weight;
     if (resid && vec) rmsnorm_kernel<T, VW, true><<<grid, block, 0, stream>>>(o, rstd, r, x, y, w, T_, C, eps);
     else if (resid) rmsnorm_kernel<T, 1, true><<<grid, block, 0, stream>>>(o, rstd, r, x, y, w, T_, C, eps);
     else if (vec) rmsnorm_kernel<T, VW, false><<<grid, block, 0, stream>>>(o, rstd, r, x, y, w, T_, C, eps);
@@ -23,7 +24,7 @@ static int rmsnorm_launch(void *out, float *rstd, void *resid, const void *a, co
 }
 
 static int rmsnorm_any(cuda_dtype dt, void *out, float *rstd, void *resid, const void *a, const void *b,
-                       const void *weight, int T, int C, float eps, cuda_stream stream) {
+                       const float *weight, int T, int C, float eps, cuda_stream stream) {
     CHECK_OR_FAIL(dtype_valid(dt), "rmsnorm_forward: unknown dtype %d", (int)dt);
     CHECK_OR_FAIL(T >= 0 && C >= 1, "rmsnorm_forward: bad shape %d x %d", T, C);
     if (T == 0) return 0;
@@ -31,13 +32,13 @@ static int rmsnorm_any(cuda_dtype dt, void *out, float *rstd, void *resid, const
     return rmsnorm_launch<float>(out, rstd, resid, a, b, weight, T, C, eps, stream);
 }
 
-extern "C" int cuda_rmsnorm_forward(cuda_dtype dt, void *out, float *rstd, const void *inp, const void *weight, int T,
+extern "C" int cuda_rmsnorm_forward(cuda_dtype dt, void *out, float *rstd, const void *inp, const float *weight, int T,
                                     int C, float eps, cuda_stream stream) {
     return rmsnorm_any(dt, out, rstd, NULL, inp, NULL, weight, T, C, eps, stream);
 }
 
 extern "C" int cuda_residual_rmsnorm_forward(cuda_dtype dt, void *resid, void *out, float *rstd, const void *a,
-                                             const void *b, const void *weight, int T, int C, float eps,
+                                             const void *b, const float *weight, int T, int C, float eps,
                                              cuda_stream stream) {
     return rmsnorm_any(dt, out, rstd, resid, a, b, weight, T, C, eps, stream);
 }
@@ -46,14 +47,15 @@ extern "C" int cuda_residual_rmsnorm_forward(cuda_dtype dt, void *resid, void *o
 // LayerNorm
 
 template <typename T>
-static int layernorm_launch(void *out, float *mean, float *rstd, const void *inp, const void *weight, const void *bias,
+static int layernorm_launch(void *out, float *mean, float *rstd, const void *inp, const float *weight, const float *bias,
                             int T_, int C, float eps, cudaStream_t stream) {
     constexpr int VW = VecWidth<T>::value;
     bool vec = C % VW == 0 && aligned16(out) && aligned16(inp) && aligned16(weight) && aligned16(bias);
     unsigned grid = (unsigned)((T_ + NORM_ROWS_PER_BLOCK - 1) / NORM_ROWS_PER_BLOCK);
     dim3 block(32 * NORM_ROWS_PER_BLOCK);
     T *o = (T *)out;
-    const T *x = (const T *)inp, *w = (const T *)weight, *b = (const T *)bias;
+    const T *x = (const T *)inp;
+    const float *w = weight, *b = bias;
     if (vec) layernorm_kernel<T, VW><<<grid, block, 0, stream>>>(o, mean, rstd, x, w, b, T_, C, eps);
     else layernorm_kernel<T, 1><<<grid, block, 0, stream>>>(o, mean, rstd, x, w, b, T_, C, eps);
     CUDA_LAUNCHED("layernorm_forward %d x %d", T_, C);
@@ -61,7 +63,7 @@ static int layernorm_launch(void *out, float *mean, float *rstd, const void *inp
 }
 
 extern "C" int cuda_layernorm_forward(cuda_dtype dt, void *out, float *mean, float *rstd, const void *inp,
-                                      const void *weight, const void *bias, int T, int C, float eps,
+                                      const float *weight, const float *bias, int T, int C, float eps,
                                       cuda_stream stream) {
     CHECK_OR_FAIL(dtype_valid(dt), "layernorm_forward: unknown dtype %d", (int)dt);
     CHECK_OR_FAIL(T >= 0 && C >= 1, "layernorm_forward: bad shape %d x %d", T, C);

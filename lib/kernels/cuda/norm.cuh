@@ -1,6 +1,7 @@
 // RMSNorm (with an optional fused residual add) and LayerNorm kernels: one warp per row, W elements per lane
 // per access (16-byte vectors when the row length and pointers allow, else scalars). Row statistics are
-// accumulated in double like the CPU reference; the scaling runs in fp32 in the CPU's operation order.
+// accumulated in double like the CPU reference; the scaling runs in fp32 in the CPU's operation order. The
+// gains and biases are fp32 whatever the activations' dtype (the GPU model keeps its vectors in fp32).
 #pragma once
 #include "kernels/cuda/common.cuh"
 
@@ -10,7 +11,7 @@
 // resid (T, C) = a + b is written first and normalised. rstd (T) may be NULL.
 template <typename T, int W, bool FUSED_RESIDUAL>
 __global__ void __launch_bounds__(32 * NORM_ROWS_PER_BLOCK)
-    rmsnorm_kernel(T *out, float *rstd, T *resid, const T *inp, const T *b, const T *weight, int rows, int C,
+    rmsnorm_kernel(T *out, float *rstd, T *resid, const T *inp, const T *b, const float *weight, int rows, int C,
                    float eps) {
     int row = blockIdx.x * NORM_ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= rows) return;
@@ -44,7 +45,7 @@ __global__ void __launch_bounds__(32 * NORM_ROWS_PER_BLOCK)
     for (int i = lane * W; i < C; i += 32 * W) {
         float u[W], w[W], y[W];
         load_f32<T, W>(u, x + i);
-        load_f32<T, W>(w, weight + i);
+        load_fp32<W>(w, weight + i);
 #pragma unroll
         for (int k = 0; k < W; k++) y[k] = w[k] * (u[k] * r);
         store_f32<T, W>(o + i, y);
@@ -55,8 +56,8 @@ __global__ void __launch_bounds__(32 * NORM_ROWS_PER_BLOCK)
 // out (T, C) = (inp - mean) * rstd * weight + bias; mean, rstd (T) may be NULL.
 template <typename T, int W>
 __global__ void __launch_bounds__(32 * NORM_ROWS_PER_BLOCK)
-    layernorm_kernel(T *out, float *mean, float *rstd, const T *inp, const T *weight, const T *bias, int rows, int C,
-                     float eps) {
+    layernorm_kernel(T *out, float *mean, float *rstd, const T *inp, const float *weight, const float *bias, int rows,
+                     int C, float eps) {
     int row = blockIdx.x * NORM_ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= rows) return;
     const T *x = inp + (int64_t)row * C;
@@ -80,8 +81,8 @@ __global__ void __launch_bounds__(32 * NORM_ROWS_PER_BLOCK)
     for (int i = lane * W; i < C; i += 32 * W) {
         float u[W], w[W], bb[W], y[W];
         load_f32<T, W>(u, x + i);
-        load_f32<T, W>(w, weight + i);
-        load_f32<T, W>(bb, bias + i);
+        load_fp32<W>(w, weight + i);
+        load_fp32<W>(bb, bias + i);
 #pragma unroll
         for (int k = 0; k < W; k++) y[k] = (u[k] - m) * r * w[k] + bb[k];
         store_f32<T, W>(o + i, y);

@@ -1,7 +1,8 @@
 // The GPU model's weights: the size table built from the config (the CPU tensors stacked per layer where one
-// GEMM takes them together), one device allocation carved from it, upload from a CPU model (through an fp32
-// staging buffer converted on the GPU), random initialisation on the GPU, download back into CPU tensors, and
-// the model's stream and scratch. Dimension letters as in model/cuda/model.h.
+// GEMM takes them together), one device allocation carved from it (plus, in bf16 mode, the fp32 vectors),
+// upload from a CPU model (through an fp32 staging buffer converted on the GPU), random initialisation on the
+// GPU, download back into CPU tensors, and the model's stream and scratch. Dimension letters as in
+// model/cuda/model.h.
 #include "model/cuda/internal.cuh"
 
 extern "C" {
@@ -29,6 +30,7 @@ static void add(cuda_model *gm, size_t field, maye_param_group g, maye_param_ini
     p->part[0] = p0, p->part[1] = p1, p->part[2] = p2;
     p->part_numel[0] = n0, p->part_numel[1] = n_parts > 1 ? n1 : 0, p->part_numel[2] = n_parts > 2 ? n2 : 0;
     p->numel = p->part_numel[0] + p->part_numel[1] + p->part_numel[2];
+    p->vector = init != MAYE_INIT_NORMAL; // norm gains (ones) and biases (zeros)
 }
 
 static void build_table(cuda_model *gm) {
@@ -94,12 +96,36 @@ static void build_table(cuda_model *gm) {
     gm->n_elems = off;
 }
 
-// Points the weight fields at their tensors.
+// The fp32 tensor the kernels read for vector p (its values in every dtype), or NULL for a matrix: in the
+// weights (fp32 mode), the master copy (bf16, trained language model) or vec32 (bf16, the rest).
+static float *vec_home(const cuda_model *gm, const cuda_param *p) {
+    if (!p->vector) return NULL;
+    if (gm->dt == CUDA_F32) return (float *)gm->weights + p->offset;
+    if (gm->master && p->group == MAYE_PARAM_LLM) return gm->master + (p->offset - gm->group_off[MAYE_PARAM_LLM]);
+    return gm->vec32 + p->vec_offset;
+}
+
+// Points the weight fields at their tensors: the vectors at their fp32 homes.
 static void set_pointers(cuda_model *gm) {
     memset(&gm->w, 0, sizeof gm->w);
-    for (int i = 0; i < gm->n_specs; i++)
-        *(void **)((char *)&gm->w + gm->specs[i].field) = gm_at(gm, gm->weights, gm->specs[i].offset);
+    for (int i = 0; i < gm->n_specs; i++) {
+        const cuda_param *p = &gm->specs[i];
+        void *t = p->vector ? (void *)vec_home(gm, p) : gm_at(gm, gm->weights, p->offset);
+        *(void **)((char *)&gm->w + p->field) = t;
+    }
     if (gm->cfg.tie_embeddings) gm->w.lm_head = gm->w.embed;
+}
+
+int cuda_model_vectors(const cuda_model *gm, unsigned groups, float **home, size_t *bytes) {
+    int n = 0;
+    if (gm->dt == CUDA_F32) return 0;
+    for (int i = 0; i < gm->n_specs; i++) {
+        const cuda_param *p = &gm->specs[i];
+        if (!p->vector || !(groups & (1u << p->group))) continue;
+        home[n] = vec_home(gm, p);
+        bytes[n++] = (size_t)p->count * p->numel * sizeof(float);
+    }
+    return n;
 }
 
 // ----------------------------------------------------------------------------
@@ -152,6 +178,25 @@ static int setup(cuda_model *gm, cuda_ctx *ctx, const maye_model_config *c, cuda
         }
         gm->device_bytes += mb;
     }
+    if (dt == CUDA_BF16) { // fp32 vectors, each on a 256-byte boundary (16-byte vector loads need that)
+        for (int i = 0; i < gm->n_specs; i++) {
+            cuda_param *p = &gm->specs[i];
+            if (!p->vector || (gm->master && p->group == MAYE_PARAM_LLM)) continue;
+            p->vec_offset = gm->n_vec;
+            gm->n_vec += ((size_t)p->count * p->numel + 63) / 64 * 64;
+        }
+        size_t vb = gm->n_vec * sizeof(float);
+        if (vb) {
+            err = cudaMalloc((void **)&gm->vec32, vb);
+            if (err == cudaSuccess) err = cudaMemsetAsync(gm->vec32, 0, vb, s);
+            if (err != cudaSuccess) {
+                cuda_model_free(gm);
+                return cuda_fail(err, "allocating %.3f MB of device memory for the fp32 norm weights and biases",
+                                 vb / 1e6);
+            }
+            gm->device_bytes += vb;
+        }
+    }
     set_pointers(gm);
     return 0;
 }
@@ -160,6 +205,7 @@ void cuda_model_free(cuda_model *gm) {
     if (gm->stream) cudaStreamSynchronize(gm->stream);
     if (gm->weights) cudaFree(gm->weights);
     if (gm->master) cudaFree(gm->master);
+    if (gm->vec32) cudaFree(gm->vec32);
     if (gm->scratch) cudaFree(gm->scratch);
     if (gm->stream) cudaStreamDestroy(gm->stream);
     memset(gm, 0, sizeof *gm);
@@ -233,28 +279,37 @@ static int with_stage(float **stage) {
     return 0;
 }
 
-int cuda_model_upload(cuda_model *gm, cuda_ctx *ctx, const maye_model *m, cuda_dtype dt, bool master) {
-    TRY(setup(gm, ctx, &m->cfg, dt, master));
+int cuda_model_load(cuda_model *gm, unsigned groups, const maye_weights *w) {
     float *stage = NULL;
-    int rc = dt == CUDA_BF16 ? with_stage(&stage) : 0;
+    int rc = gm->dt == CUDA_BF16 ? with_stage(&stage) : 0;
     for (int i = 0; i < gm->n_specs && rc == 0; i++) {
         const cuda_param *p = &gm->specs[i];
+        if (!(groups & (1u << p->group))) continue;
         bool to_master = gm->master && p->group == MAYE_PARAM_LLM;
+        float *home = gm->dt == CUDA_BF16 && !to_master ? vec_home(gm, p) : NULL; // a second, fp32 copy
         for (int c = 0; c < p->count && rc == 0; c++)
             for (int q = 0; q < p->n_parts && rc == 0; q++) {
-                const float *src = host_part(&m->w, p, q, c);
+                const float *src = host_part(w, p, q, c);
+                if (!src) continue;
                 size_t off = dev_part(p, q, c);
                 if (to_master) rc = put(gm, gm->master + (off - gm->group_off[MAYE_PARAM_LLM]), CUDA_F32, src,
                                         p->part_numel[q], stage);
-                else rc = put(gm, gm_at(gm, gm->weights, off), dt, src, p->part_numel[q], stage);
+                else rc = put(gm, gm_at(gm, gm->weights, off), gm->dt, src, p->part_numel[q], stage);
+                if (rc == 0 && home) rc = put(gm, home + (off - p->offset), CUDA_F32, src, p->part_numel[q], stage);
             }
     }
-    if (rc == 0 && gm->master)
-        rc = cuda_convert(dt, gm_at(gm, gm->weights, gm->group_off[MAYE_PARAM_LLM]), CUDA_F32, gm->master,
+    if (rc == 0 && gm->master && (groups & (1u << MAYE_PARAM_LLM)))
+        rc = cuda_convert(gm->dt, gm_at(gm, gm->weights, gm->group_off[MAYE_PARAM_LLM]), CUDA_F32, gm->master,
                           (int64_t)gm->group_len[MAYE_PARAM_LLM], gm->stream);
     if (rc == 0) rc = cuda_model_sync(gm);
     if (stage) cudaFree(stage);
-    if (rc < 0) {
+    return rc;
+}
+
+int cuda_model_upload(cuda_model *gm, cuda_ctx *ctx, const maye_model *m, cuda_dtype dt, bool master) {
+    TRY(setup(gm, ctx, &m->cfg, dt, master));
+    unsigned all = (1u << MAYE_PARAM_VISION) | (1u << MAYE_PARAM_MERGER) | (1u << MAYE_PARAM_LLM);
+    if (cuda_model_load(gm, all, &m->w) < 0) {
         cuda_model_free(gm);
         return maye_fail_ctx("uploading the model to the GPU");
     }
@@ -315,7 +370,19 @@ int cuda_model_download(cuda_model *gm, maye_model *m, unsigned groups) {
         TRY(cuda_model_unstack(gm, gm->master, CUDA_F32, gm->group_off[MAYE_PARAM_LLM], llm, &m->w));
         groups &= ~llm;
     }
-    return cuda_model_unstack(gm, gm->weights, gm->dt, 0, groups, &m->w);
+    TRY(cuda_model_unstack(gm, gm->weights, gm->dt, 0, groups, &m->w));
+    if (gm->dt == CUDA_F32) return 0;
+    for (int i = 0; i < gm->n_specs; i++) { // the vectors again, from their fp32 homes
+        const cuda_param *p = &gm->specs[i];
+        const float *home = vec_home(gm, p);
+        if (!home || !(groups & (1u << p->group))) continue;
+        for (int c = 0; c < p->count; c++)
+            for (int q = 0; q < p->n_parts; q++) {
+                float *h = host_part(&m->w, p, q, c);
+                if (h) TRY(get(gm, h, home + (dev_part(p, q, c) - p->offset), CUDA_F32, p->part_numel[q], NULL));
+            }
+    }
+    return 0;
 }
 
 // ----------------------------------------------------------------------------
@@ -338,6 +405,8 @@ int cuda_model_init_random(cuda_model *gm, cuda_ctx *ctx, const char *config_jso
             rc = cuda_fill_normal(tdt, target, n, c.initializer_range, seed, maye_stream_id(seed, (uint64_t)i, 0x696e6974),
                                   gm->stream);
         else rc = cuda_fill_value(tdt, target, n, p->init == MAYE_INIT_ONES ? 1.0f : 0.0f, gm->stream);
+        float *home = dt == CUDA_BF16 && !to_master ? vec_home(gm, p) : NULL;
+        if (rc == 0 && home) rc = cuda_fill_value(CUDA_F32, home, n, p->init == MAYE_INIT_ONES ? 1.0f : 0.0f, gm->stream);
     }
     if (rc == 0 && gm->master)
         rc = cuda_convert(dt, gm_at(gm, gm->weights, gm->group_off[MAYE_PARAM_LLM]), CUDA_F32, gm->master,

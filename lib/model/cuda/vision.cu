@@ -52,7 +52,7 @@ static void fill_segments(const cuda_model *gm, const int *cu, int S, int *nk, c
 // forward
 
 // norm (LayerNorm with bias for Qwen2-VL, RMSNorm for Qwen2.5-VL) of P rows of VC.
-static int vision_norm(cuda_model *gm, void *out, const void *x, const void *w, const void *b, int P, int VC) {
+static int vision_norm(cuda_model *gm, void *out, const void *x, const float *w, const float *b, int P, int VC) {
     if (gm->cfg.arch == MAYE_ARCH_QWEN2_5_VL)
         return cuda_rmsnorm_forward(gm->dt, out, NULL, x, w, P, VC, VISION_EPS, gm->stream);
     return cuda_layernorm_forward(gm->dt, out, NULL, NULL, x, w, b, P, VC, VISION_EPS, gm->stream);
