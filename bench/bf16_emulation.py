@@ -5,7 +5,9 @@ give log-probs within a mean |dlogp| of 0.02 of fp32 mode; on the tiny-qwen2-vl 
 weights) the GPU measured 0.0201-0.0207. This script runs the fixture's samples through transformers in
 fp32 and rounds to bf16 exactly where the GPU model stores bf16 (weights; the outputs of every linear layer,
 norm, rotary, attention, activation and residual add; the final hidden state), fp32 in between as the GPU's
-fp32 accumulation, then switches single rounding points off to see what each one costs.
+fp32 accumulation, then switches single rounding points off to see what each one costs. A linear layer's
+output is rounded once, bias included (cuBLASLt's bias epilogue); the variant marked "bias after rounding"
+adds an fp32 bias to the rounded product and rounds again (a GEMM without epilogue, then a bias kernel).
 
 Usage: python3 bench/bf16_emulation.py FIXTURE_DIR...   (e.g. ../shared/fixtures/golden/tiny-qwen2-vl)
 Prints one JSON line per fixture and variant: the mean |log-prob - fp32| of each sample's next tokens.
@@ -21,6 +23,7 @@ from safetensors.numpy import load_file
 from transformers import AutoModelForImageTextToText
 
 ROUND = set()  # the storage points rounded to bf16 in the current run
+BIAS_AFTER = [False]  # linear layers: an fp32 bias added to the rounded product, then rounded again
 
 
 def bf16(x):
@@ -60,6 +63,15 @@ def rounded_rotary(f):
     return rotary
 
 
+def linear_output(mod, inp, out):
+    if "linear" not in ROUND:
+        return out
+    if mod.bias is None or not BIAS_AFTER[0]:
+        return bf16(out)
+    b = mod.bias.detach()
+    return bf16(bf16(out - b) + b)
+
+
 for mod in (q2, q25):
     mod.apply_rotary_pos_emb = rounded_rotary(mod.apply_rotary_pos_emb)
     mod.apply_rotary_pos_emb_vision = rounded_rotary(mod.apply_rotary_pos_emb_vision)
@@ -71,35 +83,44 @@ q25.Qwen2_5_VLVisionBlock.forward = vision_block
 q25.Qwen2MLP.forward = gated_mlp
 q25.Qwen2_5_VLMLP.forward = gated_mlp
 
-POINTS = ["matrix weights", "vector weights", "linear", "norm", "rotary", "attention", "activation", "residual",
+POINTS = ["matrix weights", "norm weights", "bias weights", "linear", "norm", "rotary", "attention", "activation", "residual",
           "vision residual", "final hidden"]
-VARIANTS = [
-    ("fp32", []),
-    ("all bf16 (the GPU model today)", POINTS),
-    ("weights only", ["matrix weights", "vector weights"]),
-    ("vector weights only (norm gains, biases)", ["vector weights"]),
-    ("activations only", [p for p in POINTS if "weights" not in p]),
-    ("all but the LLM residual stream", [p for p in POINTS if p != "residual"]),
-    ("all but both residual streams", [p for p in POINTS if "residual" not in p]),
-    ("all but the final hidden state", [p for p in POINTS if p != "final hidden"]),
-    ("all but the vector weights", [p for p in POINTS if p != "vector weights"]),
-    ("all but the vector weights and residual streams",
-     [p for p in POINTS if p != "vector weights" and "residual" not in p]),
+WEIGHTS = ("matrix weights", "norm weights", "bias weights")
+VARIANTS = [  # (name, rounded points, bias after rounding)
+    ("fp32", [], False),
+    ("all bf16 (the GPU model until fb470e2)", POINTS, False),
+    ("weights only", list(WEIGHTS), False),
+    ("norm weights only", ["norm weights"], False),
+    ("bias weights only", ["bias weights"], False),
+    ("activations only", [p for p in POINTS if p not in WEIGHTS], False),
+    ("all but the LLM residual stream", [p for p in POINTS if p != "residual"], False),
+    ("all but both residual streams", [p for p in POINTS if "residual" not in p], False),
+    ("all but the final hidden state", [p for p in POINTS if p != "final hidden"], False),
+    ("all but the norm weights (the GPU model now)", [p for p in POINTS if p != "norm weights"], False),
+    ("all but the norm and bias weights", [p for p in POINTS if p not in ("norm weights", "bias weights")], False),
+    ("all but the norm and bias weights, bias after rounding",
+     [p for p in POINTS if p not in ("norm weights", "bias weights")], True),
+    ("all but the norm weights and residual streams",
+     [p for p in POINTS if p != "norm weights" and "residual" not in p], False),
 ]
 
 
-def logprobs(fixture, points):
+def logprobs(fixture, points, bias_after=False):
     ROUND.clear()
     ROUND.update(points)
+    BIAS_AFTER[0] = bias_after
     model = AutoModelForImageTextToText.from_pretrained(fixture, dtype=torch.float32, attn_implementation="eager")
     model.eval()
     with torch.no_grad():
+        norms = {id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) or "RMSNorm" in type(m).__name__
+                 for p in m.parameters(recurse=False)}  # the merger's LayerNorm is called ln_q
         for p in model.parameters():
-            if ("matrix weights" if p.dim() >= 2 else "vector weights") in ROUND:
+            kind = "matrix weights" if p.dim() >= 2 else "norm weights" if id(p) in norms else "bias weights"
+            if kind in ROUND:
                 p.copy_(bf16(p))
     for name, m in model.named_modules():
         if isinstance(m, torch.nn.Linear) and not name.endswith(("gate_proj", "up_proj", "lm_head")):
-            m.register_forward_hook(lambda mod, inp, out: at(out, "linear"))
+            m.register_forward_hook(linear_output)
         if name.endswith(("o_proj", "attn.proj")):  # the attention's output, o_proj's input
             m.register_forward_pre_hook(lambda mod, inp: (at(inp[0], "attention"),))
     expected = load_file(fixture + "/expected.safetensors")
@@ -122,8 +143,8 @@ def logprobs(fixture, points):
 def main():
     for fixture in sys.argv[1:]:
         base = logprobs(fixture, [])
-        for name, points in VARIANTS[1:]:
-            got = logprobs(fixture, points)
+        for name, points, bias_after in VARIANTS[1:]:
+            got = logprobs(fixture, points, bias_after)
             d = {s: round(float((got[s] - base[s]).abs().mean()), 5) for s in base}
             print(json.dumps({"fixture": fixture.rstrip("/").split("/")[-1], "variant": name,
                               "mean_abs_dlogp": d}), flush=True)

@@ -6,12 +6,11 @@
 // cross as fp32 host rows (the model's dtype on the device: bf16 rounding is exact both ways).
 //
 // Weight sync over CUDA IPC (update.weight_sync=cuda_ipc): the trainer copies the trained groups' element
-// ranges of its weights into a ring of exported buffers, followed in bf16 mode by the groups' fp32 vectors
-// (cuda_model_vectors: the norm gains and biases the kernels read); the stages open a buffer's handle and copy
-// the ranges into the same places of their own weights and the vectors to theirs (the layout is the same for
-// the same config and dtype). Both
-// sides checksum the bytes with the same kernel, so a buffer overwritten during a copy, or a model laid out
-// differently, fails loudly instead of sampling with mixed weights.
+// ranges of its weights into a ring of exported buffers, followed in bf16 mode by the groups' fp32 norm weights
+// and biases (cuda_model_norms: what the kernels read); the stages open a buffer's handle and copy the ranges
+// into the same places of their own weights and the norms to theirs (the layout is the same for the same
+// config and dtype). Both sides checksum the bytes with the same kernel, so a buffer overwritten during a
+// copy, or a model laid out differently, fails loudly instead of sampling with mixed weights.
 //
 // Compiled only into libmaye_cuda.a (make CUDA=1); the stage binaries of that build link it with
 // -Wl,-u,maye_backend_cuda_ops, which is what makes backend.c's weak reference non-NULL.
@@ -342,7 +341,7 @@ static __global__ void digest_kernel(const uint16_t *p, int64_t n, int64_t base,
 #define SYNC_RANGES (3 + CUDA_MAX_PARAMS)
 
 // What a weight sync of `groups` moves, as device ranges in the order of the exported byte string: the
-// groups' ranges of the weights (in group order), then their fp32 vectors. Returns how many; *total bytes.
+// groups' ranges of the weights (in group order), then their fp32 norms. Returns how many; *total bytes.
 static int sync_ranges(const cuda_model *gm, unsigned groups, char *at[SYNC_RANGES], size_t len[SYNC_RANGES],
                        size_t *total) {
     int n = 0;
@@ -355,7 +354,7 @@ static int sync_ranges(const cuda_model *gm, unsigned groups, char *at[SYNC_RANG
     }
     float *home[CUDA_MAX_PARAMS];
     size_t bytes[CUDA_MAX_PARAMS];
-    int nv = cuda_model_vectors(gm, groups, home, bytes);
+    int nv = cuda_model_norms(gm, groups, home, bytes);
     for (int i = 0; i < nv; i++) {
         at[n] = (char *)home[i], len[n] = bytes[i];
         *total += len[n++];
@@ -463,7 +462,7 @@ static int dev_weights_import(maye_device_model *dm, unsigned groups, const maye
         CUDA_TRY(cudaMemcpyAsync(at[i], from, len[i], cudaMemcpyDeviceToDevice, gm->stream),
                  "copying %.3f GB of weights from the weight-sync buffer", len[i] / 1e9);
         from += len[i];
-        // the master follows the bf16 weights before the fp32 vectors (some of which live in it) arrive
+        // the master follows the bf16 weights before the fp32 norms (some of which live in it) arrive
         if (to_master && at[i] == (char *)gm->weights + gm->group_off[MAYE_PARAM_LLM] * dtype_size(gm->dt))
             TRY(cuda_convert(CUDA_F32, gm->master, gm->dt, at[i], (int64_t)gm->group_len[MAYE_PARAM_LLM], gm->stream));
     }

@@ -1,8 +1,8 @@
 // CUDA kernels against the CPU reference (kernels/cpu) on odd shapes, in fp32 (1e-5) and bf16 (2e-2) mode:
-// matmul (without bias and with an fp32 bias, aligned and unaligned), the general GEMM in every transpose
+// matmul (with and without bias, aligned and unaligned bias), the general GEMM in every transpose
 // combination, embedding, residual, RMSNorm (plain and fused with the residual), LayerNorm (their weights and
-// biases fp32 in both modes, as the GPU model keeps them), the activations
-// plain and gated (in place too), the M-RoPE and vision rotary tables, and the rotation with strided rows.
+// biases fp32 in both modes, as the GPU model keeps them), the activations plain and gated (in place too),
+// the M-RoPE and vision rotary tables, and the rotation with strided rows.
 // Every GPU output is poisoned with NaN before the call. Exits 77 without a GPU.
 #include "cuda_test.h"
 
@@ -17,15 +17,14 @@ static void test_matmul(cuda_ctx *ctx) {
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
             int T = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
             float *x = host_randn((int64_t)T * C, 1), *w = host_randn((int64_t)OC * C, 1), *b = host_randn(OC + 1, 1);
-            round_to(x, (int64_t)T * C, dt), round_to(w, (int64_t)OC * C, dt); // the bias stays fp32
+            round_to(x, (int64_t)T * C, dt), round_to(w, (int64_t)OC * C, dt), round_to(b, OC + 1, dt);
             void *dx = dev_from_f32(x, (int64_t)T * C, dt), *dw = dev_from_f32(w, (int64_t)OC * C, dt);
-            float *db = (float *)dev_from_f32(b, OC + 1, CUDA_F32);
-            void *dout = dev_alloc((size_t)T * OC * dt_size(dt) + 16);
+            void *db = dev_from_f32(b, OC + 1, dt), *dout = dev_alloc((size_t)T * OC * dt_size(dt) + 16);
             float *ref = host_zeros((int64_t)T * OC);
             // bias: none, aligned, and one element in (a pointer cuBLASLt's epilogue may not take)
             for (int mode = 0; mode < 3; mode++) {
                 const float *hb = mode == 0 ? NULL : mode == 1 ? b : b + 1;
-                const float *bias = mode == 0 ? NULL : db + (mode == 2 ? 1 : 0);
+                const void *bias = mode == 0 ? NULL : (const char *)db + (mode == 2 ? dt_size(dt) : 0);
                 matmul_forward(ref, x, w, hb, T, C, OC);
                 dev_poison(dout, (size_t)T * OC * dt_size(dt));
                 EXPECT_GPU_OK(cuda_matmul_forward(ctx, dt, dout, dx, dw, bias, T, C, OC, NULL));

@@ -5,7 +5,7 @@
 // path), then every golden fixture model under $MAYE_FIXTURES/golden (each sample alone against the
 // fixture's image_embeds, logits and token_logprobs, and all samples packed against the CPU). fp32 mode: 1e-4
 // (logits 1e-3 against the fixtures); bf16 mode: mean |log-prob difference| to the CPU below 0.02, and the
-// vectors (norm weights, biases) kept in fp32: a download gives them back exactly, the matrices rounded to
+// norms' weights and biases kept in fp32: a download gives them back exactly, every other tensor rounded to
 // bf16. Bad batches fail with their messages. Exits 77 without a GPU.
 #include "test_cuda_model_common.h"
 
@@ -103,41 +103,41 @@ static void compare(const char *what, const Outputs &cpu, const Outputs &g32, co
     printf("%-48s mean |dlogp| fp32 %.2e  bf16 %.2e\n", what, d32, d16);
 }
 
-// A bf16 model downloaded into a CPU model of the same config (config_json, m's) gives m's vectors exactly
-// (they stay fp32 on the GPU) and its matrices rounded to bf16.
-static void check_bf16_download(cuda_model *g16, const maye_model *m, const char *config_json, const char *what) {
+// A bf16 model downloaded into a CPU model of m's config gives m's norm weights and biases exactly (they stay
+// fp32 on the GPU) and every other tensor rounded to bf16.
+static void check_bf16_download(cuda_model *g16, const maye_model *m, const char *what) {
     maye_model d;
-    if (maye_model_init(&d, config_json, what, 1) < 0) maye_die("%s: %s", what, maye_errmsg());
+    if (maye_model_init(&d, m->config_json, what, 1) < 0) maye_die("%s: %s", what, maye_errmsg());
     unsigned all = (1u << MAYE_PARAM_VISION) | (1u << MAYE_PARAM_MERGER) | (1u << MAYE_PARAM_LLM);
     EXPECT_OK(cuda_model_download(g16, &d, all));
-    int64_t bad_vec = 0, bad_mat = 0, n_vec = 0;
+    int64_t bad_norm = 0, bad_other = 0, n_norm = 0;
     for (int i = 0; i < g16->n_specs; i++) {
         const cuda_param *p = &g16->specs[i];
         for (int q = 0; q < p->n_parts; q++) {
             const float *want = *(float *const *)((const char *)&m->w + p->part[q]);
             const float *got = *(float *const *)((const char *)&d.w + p->part[q]);
             for (size_t k = 0; k < (size_t)p->count * p->part_numel[q]; k++) {
-                if (p->vector) bad_vec += got[k] != want[k], n_vec++;
-                else bad_mat += got[k] != maye_bf16_to_f32(maye_f32_to_bf16(want[k]));
+                if (p->norm) bad_norm += got[k] != want[k], n_norm++;
+                else bad_other += got[k] != maye_bf16_to_f32(maye_f32_to_bf16(want[k]));
             }
         }
     }
-    EXPECT(n_vec > 0 && bad_vec == 0, "%s: %lld of %lld norm weights and biases came back from the bf16 model changed "
-           "(they should stay fp32)", what, (long long)bad_vec, (long long)n_vec);
-    EXPECT(bad_mat == 0, "%s: %lld matrix weights differ from their bf16 rounding", what, (long long)bad_mat);
+    EXPECT(n_norm > 0 && bad_norm == 0, "%s: %lld of %lld norm weights and biases came back from the bf16 model "
+           "changed (they should stay fp32)", what, (long long)bad_norm, (long long)n_norm);
+    EXPECT(bad_other == 0, "%s: %lld weights differ from their bf16 rounding", what, (long long)bad_other);
     maye_model_free(&d);
 }
 
 // ----------------------------------------------------------------------------
 // random models
 
-// Moves the vectors of a random model (maye_model_init's norm weights 1 and biases 0) off the bf16 grid, by up
-// to +-0.05, so that the bf16 checks see whether they stay fp32; g names the vectors (any model of m's config).
+// Moves the norm weights and biases of a random model (maye_model_init's 1 and 0) off the bf16 grid, by up to
+// +-0.05, so that the bf16 checks see what stays fp32; g names the tensors (any GPU model of m's config).
 static void perturb_vectors(const cuda_model *g, maye_model *m, uint64_t seed) {
     uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
     for (int i = 0; i < g->n_specs; i++) {
         const cuda_param *p = &g->specs[i];
-        if (!p->vector) continue;
+        if (p->init == MAYE_INIT_NORMAL) continue;
         for (int q = 0; q < p->n_parts; q++) {
             float *v = *(float **)((char *)&m->w + p->part[q]);
             for (size_t k = 0; k < (size_t)p->count * p->part_numel[q]; k++) {
@@ -158,7 +158,7 @@ static void random_model(cuda_ctx *ctx, const TestModelSpec &spec, uint64_t seed
     unsigned all = (1u << MAYE_PARAM_VISION) | (1u << MAYE_PARAM_MERGER) | (1u << MAYE_PARAM_LLM);
     EXPECT_OK(cuda_model_load(&g32, all, &m.w)); // the perturbed values, through a reload
     EXPECT_OK(cuda_model_upload(&g16, ctx, &m, CUDA_BF16, false));
-    check_bf16_download(&g16, &m, spec.json, spec.name);
+    check_bf16_download(&g16, &m, spec.name);
 
     // images with odd unit counts, a text-only prompt, a one-unit image
     std::vector<TestPrompt> ps = {test_prompt(c, 5, 4, 6, 3, seed + 1), test_prompt(c, 2, 8, 4, 7, seed + 2),
@@ -236,11 +236,7 @@ static void golden_model(cuda_ctx *ctx, const std::string &dir) {
     cuda_model g32, g16;
     EXPECT_OK(cuda_model_upload(&g32, ctx, &m, CUDA_F32, false));
     EXPECT_OK(cuda_model_upload(&g16, ctx, &m, CUDA_BF16, false));
-    maye_buf cfg = {};
-    if (maye_read_file((dir + "/config.json").c_str(), &cfg) < 0) maye_die("%s", maye_errmsg());
-    maye_buf_putc(&cfg, 0);
-    check_bf16_download(&g16, &m, cfg.data, model.c_str());
-    maye_buf_free(&cfg);
+    check_bf16_download(&g16, &m, model.c_str());
     std::vector<std::string> names = golden_samples(&st);
     EXPECT(!names.empty(), "%s: no samples (<name>.input_ids) in expected.safetensors", dir.c_str());
     std::vector<TestPrompt> all;

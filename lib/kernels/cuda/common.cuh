@@ -83,8 +83,8 @@ template <typename T, int W> __device__ __forceinline__ void load_f32(float out[
     }
 }
 
-// Loads W consecutive fp32 values (the norm gains and biases, fp32 in every dtype): 16-byte accesses when W is
-// a multiple of 4 (the caller checked that p is 16-byte aligned), else scalars.
+// Loads W consecutive fp32 values (the norms' weights and biases, fp32 in every dtype): 16-byte accesses when W
+// is a multiple of 4 (the caller checked that p is 16-byte aligned), else scalars.
 template <int W> __device__ __forceinline__ void load_fp32(float out[W], const float *p) {
     if constexpr (W % 4 == 0) {
 #pragma unroll

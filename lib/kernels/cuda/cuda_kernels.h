@@ -59,10 +59,9 @@ void cuda_ctx_set_attention_kernel(cuda_ctx *ctx, cuda_attention_kernel kernel);
 // ----------------------------------------------------------------------------
 // matmul, embedding, residual
 
-// out (T, OC) = inp (T, C) @ weight (OC, C)^T + bias (OC) (bias may be NULL) (nn.Linear): inp, weight and out
-// of dtype dt, the bias fp32 in every dtype (the GPU model keeps its vectors in fp32).
+// out (T, OC) = inp (T, C) @ weight (OC, C)^T + bias (OC) (bias may be NULL), all of dtype dt (nn.Linear).
 int cuda_matmul_forward(cuda_ctx *ctx, cuda_dtype dt, void *out, const void *inp, const void *weight,
-                        const float *bias, int T, int C, int OC, cuda_stream stream);
+                        const void *bias, int T, int C, int OC, cuda_stream stream);
 
 // General row-major GEMM: c (M, N) = alpha * op(a) @ op(b) + beta * c, where op(a) is (M, K) (a stored (M, K)
 // with row stride lda, or (K, M) when trans_a), op(b) is (K, N) (b stored (K, N), or (N, K) when trans_b).
@@ -82,7 +81,7 @@ int cuda_residual_forward(cuda_dtype dt, void *out, const void *a, const void *b
 // ----------------------------------------------------------------------------
 // normalisation
 
-// The norms' weight and bias (C) are fp32 in every dtype.
+// The norms' weight and bias (C) are fp32 in every dtype (the GPU model keeps them so).
 
 // RMSNorm: out (T, C) = inp * rsqrt(mean(inp^2) + eps) * weight (C); rstd (T) fp32, may be NULL.
 int cuda_rmsnorm_forward(cuda_dtype dt, void *out, float *rstd, const void *inp, const float *weight, int T, int C,

@@ -10,24 +10,24 @@
 
 // c (M, N) row stride ldc: c = beta * c + bias (beta = 0 writes without reading c).
 template <typename T>
-__global__ void scale_add_bias_kernel(T *c, int64_t ldc, const float *bias, int M, int N, float beta) {
+__global__ void scale_add_bias_kernel(T *c, int64_t ldc, const T *bias, int M, int N, float beta) {
     int64_t total = (int64_t)M * N;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / N, j = i % N;
         T *p = c + r * ldc + j;
         float x = beta == 0.0f ? 0.0f : beta * to_f32(*p);
-        if (bias) x += bias[j];
+        if (bias) x += to_f32(bias[j]);
         *p = from_f32<T>(x);
     }
 }
 
-static int scale_add_bias(cuda_dtype c_dt, void *c, int64_t ldc, const float *bias, int M, int N, float beta,
+static int scale_add_bias(cuda_dtype c_dt, void *c, int64_t ldc, const void *bias, int M, int N, float beta,
                           cudaStream_t stream) {
     unsigned grid = grid_for((int64_t)M * N, 256, 4096);
     if (c_dt == CUDA_BF16)
-        scale_add_bias_kernel<bf16><<<grid, 256, 0, stream>>>((bf16 *)c, ldc, bias, M, N, beta);
+        scale_add_bias_kernel<bf16><<<grid, 256, 0, stream>>>((bf16 *)c, ldc, (const bf16 *)bias, M, N, beta);
     else
-        scale_add_bias_kernel<float><<<grid, 256, 0, stream>>>((float *)c, ldc, bias, M, N, beta);
+        scale_add_bias_kernel<float><<<grid, 256, 0, stream>>>((float *)c, ldc, (const float *)bias, M, N, beta);
     CUDA_LAUNCHED("gemm bias (%d x %d)", M, N);
     return 0;
 }
@@ -66,13 +66,12 @@ static cuda_gemm_cache_entry *gemm_cache_find(cuda_ctx *ctx, const cuda_gemm_key
     return NULL;
 }
 
-// Column-major D (m, n) = alpha * opA(A) (m, k) @ opB(B) (k, n) + beta * C (+ bias (m), fp32) through cuBLASLt.
-// Sets *found = false (and returns 0) when the heuristic offers no algorithm or refuses the combination (the
-// caller then runs cublasGemmEx and adds the bias itself). Heuristic answers are cached
+// Column-major D (m, n) = alpha * opA(A) (m, k) @ opB(B) (k, n) + beta * C (+ bias (m)) through cuBLASLt.
+// Sets *found = false (and returns 0) when the heuristic offers no algorithm. Heuristic answers are cached
 // in the context (the query costs more host time than a small GEMM takes on the device).
 static int lt_matmul(cuda_ctx *ctx, cudaDataType_t ab, cudaDataType_t cd, cublasOperation_t opa,
                      cublasOperation_t opb, int m, int n, int k, float alpha, const void *A, int64_t lda,
-                     const void *B, int64_t ldb, float beta, void *C, int64_t ldc, const float *bias,
+                     const void *B, int64_t ldb, float beta, void *C, int64_t ldc, const void *bias,
                      cudaStream_t stream, bool *found) {
     LtCall L;
     *found = false;
@@ -91,7 +90,7 @@ static int lt_matmul(cuda_ctx *ctx, cudaDataType_t ab, cudaDataType_t cd, cublas
     CUBLAS_TRY(cublasLtMatmulDescSetAttribute(L.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "TRANSB");
     if (bias) {
         uint32_t epi = CUBLASLT_EPILOGUE_BIAS;
-        int32_t bt = CUDA_R_32F;
+        int32_t bt = cd;
         CUBLAS_TRY(cublasLtMatmulDescSetAttribute(L.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "epilogue");
         CUBLAS_TRY(cublasLtMatmulDescSetAttribute(L.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias),
                    "bias pointer");
@@ -124,9 +123,8 @@ static int lt_matmul(cuda_ctx *ctx, cudaDataType_t ab, cudaDataType_t cd, cublas
         int returned = 0;
         cublasStatus_t st =
             cublasLtMatmulAlgoGetHeuristic(ctx->lt, L.op, L.la, L.lb, L.lc, L.lc, L.pref, 1, &res, &returned);
-        // an fp32 bias on a bf16 output is a combination some cuBLASLt versions refuse (NOT_SUPPORTED or
-        // INVALID_VALUE): every refusal takes the cublasGemmEx path, whose errors are reported
-        bool none = st != CUBLAS_STATUS_SUCCESS || returned == 0;
+        bool none = st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && returned == 0);
+        if (!none) CUBLAS_TRY(st, "cuBLASLt heuristic");
         hit = &ctx->gemm_cache[ctx->gemm_cache_next];
         ctx->gemm_cache_next = (ctx->gemm_cache_next + 1) % CUDA_GEMM_CACHE;
         hit->key = key, hit->used = true, hit->found = !none;
@@ -145,7 +143,7 @@ static int lt_matmul(cuda_ctx *ctx, cudaDataType_t ab, cudaDataType_t cd, cublas
 
 int gemm_rowmajor(cuda_ctx *ctx, cuda_dtype ab, cuda_dtype c_dt, bool trans_a, bool trans_b, int M, int N, int K,
                   float alpha, const void *a, int64_t lda, const void *b, int64_t ldb, float beta, void *c,
-                  int64_t ldc, const float *bias, cudaStream_t stream) {
+                  int64_t ldc, const void *bias, cudaStream_t stream) {
     CHECK_OR_FAIL(dtype_valid(ab) && dtype_valid(c_dt), "gemm: unknown dtype (%d, %d)", (int)ab, (int)c_dt);
     CHECK_OR_FAIL(M >= 0 && N >= 0 && K >= 0, "gemm: negative size %d x %d x %d", M, N, K);
     if (M == 0 || N == 0) return 0;
@@ -172,7 +170,7 @@ int gemm_rowmajor(cuda_ctx *ctx, cuda_dtype ab, cuda_dtype c_dt, bool trans_a, b
 // C API
 
 extern "C" int cuda_matmul_forward(cuda_ctx *ctx, cuda_dtype dt, void *out, const void *inp, const void *weight,
-                                   const float *bias, int T, int C, int OC, cuda_stream stream) {
+                                   const void *bias, int T, int C, int OC, cuda_stream stream) {
     if (gemm_rowmajor(ctx, dt, dt, false, true, T, OC, C, 1.0f, inp, C > 0 ? C : 1, weight, C > 0 ? C : 1, 0.0f,
                       out, OC, bias, stream) < 0)
         return maye_fail_ctx("matmul_forward %d x %d -> %d (%s)", T, C, OC, dtype_name(dt));

@@ -1,7 +1,7 @@
 // RMSNorm (with an optional fused residual add) and LayerNorm kernels: one warp per row, W elements per lane
 // per access (16-byte vectors when the row length and pointers allow, else scalars). Row statistics are
 // accumulated in double like the CPU reference; the scaling runs in fp32 in the CPU's operation order. The
-// gains and biases are fp32 whatever the activations' dtype (the GPU model keeps its vectors in fp32).
+// weights and biases are fp32 whatever the activations' dtype (the GPU model keeps its norms in fp32).
 #pragma once
 #include "kernels/cuda/common.cuh"
 

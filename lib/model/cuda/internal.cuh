@@ -21,8 +21,8 @@ static inline void *gm_layer(const cuda_model *gm, void *base, int l, size_t per
     return gm_at(gm, base, (size_t)l * per_copy);
 }
 
-// Copy l of a stacked vector (norm gains, biases): fp32 in every dtype, so the overload on a float * steps in
-// floats whatever the model's dtype.
+// Copy l of a stacked norm weight or bias: fp32 in every dtype, so the overload on a float * steps in floats
+// whatever the model's dtype.
 static inline float *gm_layer(const cuda_model *, float *base, int l, size_t per_copy) {
     return base + (size_t)l * per_copy;
 }

@@ -1,5 +1,5 @@
 // The GPU model's weights: the size table built from the config (the CPU tensors stacked per layer where one
-// GEMM takes them together), one device allocation carved from it (plus, in bf16 mode, the fp32 vectors),
+// GEMM takes them together), one device allocation carved from it (plus, in bf16 mode, the fp32 norms),
 // upload from a CPU model (through an fp32 staging buffer converted on the GPU), random initialisation on the
 // GPU, download back into CPU tensors, and the model's stream and scratch. Dimension letters as in
 // model/cuda/model.h.
@@ -30,7 +30,13 @@ static void add(cuda_model *gm, size_t field, maye_param_group g, maye_param_ini
     p->part[0] = p0, p->part[1] = p1, p->part[2] = p2;
     p->part_numel[0] = n0, p->part_numel[1] = n_parts > 1 ? n1 : 0, p->part_numel[2] = n_parts > 2 ? n2 : 0;
     p->numel = p->part_numel[0] + p->part_numel[1] + p->part_numel[2];
-    p->vector = init != MAYE_INIT_NORMAL; // norm gains (ones) and biases (zeros)
+}
+
+// A norm's weight or bias: a single vector of fp32 in every dtype.
+static void add_norm(cuda_model *gm, size_t field, maye_param_group g, maye_param_init init, int count, size_t p0,
+                     size_t n0) {
+    add(gm, field, g, init, count, 1, p0, n0);
+    gm->specs[gm->n_specs - 1].norm = true;
 }
 
 static void build_table(cuda_model *gm) {
@@ -47,14 +53,14 @@ static void build_table(cuda_model *gm) {
     gm->n_specs = 0;
 
     add(gm, CW(patch_embed), VG, N, 1, 1, MW(patch_embed), VC * PD);
-    add(gm, CW(v_norm1_w), VG, ONE, vl, 1, MW(v_norm1_w), VC);
-    if (!q25) add(gm, CW(v_norm1_b), VG, ZERO, vl, 1, MW(v_norm1_b), VC);
+    add_norm(gm, CW(v_norm1_w), VG, ONE, vl, MW(v_norm1_w), VC);
+    if (!q25) add_norm(gm, CW(v_norm1_b), VG, ZERO, vl, MW(v_norm1_b), VC);
     add(gm, CW(v_qkv_w), VG, N, vl, 1, MW(v_qkv_w), 3 * VC * VC);
     add(gm, CW(v_qkv_b), VG, ZERO, vl, 1, MW(v_qkv_b), 3 * VC);
     add(gm, CW(v_proj_w), VG, N, vl, 1, MW(v_proj_w), VC * VC);
     add(gm, CW(v_proj_b), VG, ZERO, vl, 1, MW(v_proj_b), VC);
-    add(gm, CW(v_norm2_w), VG, ONE, vl, 1, MW(v_norm2_w), VC);
-    if (!q25) add(gm, CW(v_norm2_b), VG, ZERO, vl, 1, MW(v_norm2_b), VC);
+    add_norm(gm, CW(v_norm2_w), VG, ONE, vl, MW(v_norm2_w), VC);
+    if (!q25) add_norm(gm, CW(v_norm2_b), VG, ZERO, vl, MW(v_norm2_b), VC);
     if (q25) {
         add(gm, CW(v_fc1_w), VG, N, vl, 2, MW(v_fc1_w), VI * VC, MW(v_up_w), VI * VC);
         add(gm, CW(v_fc1_b), VG, ZERO, vl, 2, MW(v_fc1_b), VI, MW(v_up_b), VI);
@@ -65,22 +71,22 @@ static void build_table(cuda_model *gm) {
     add(gm, CW(v_fc2_w), VG, N, vl, 1, MW(v_fc2_w), VC * VI);
     add(gm, CW(v_fc2_b), VG, ZERO, vl, 1, MW(v_fc2_b), VC);
 
-    add(gm, CW(m_norm_w), MG, ONE, 1, 1, MW(m_norm_w), VC);
-    if (!q25) add(gm, CW(m_norm_b), MG, ZERO, 1, 1, MW(m_norm_b), VC);
+    add_norm(gm, CW(m_norm_w), MG, ONE, 1, MW(m_norm_w), VC);
+    if (!q25) add_norm(gm, CW(m_norm_b), MG, ZERO, 1, MW(m_norm_b), VC);
     add(gm, CW(m_fc1_w), MG, N, 1, 1, MW(m_fc1_w), MVC * MVC);
     add(gm, CW(m_fc1_b), MG, ZERO, 1, 1, MW(m_fc1_b), MVC);
     add(gm, CW(m_fc2_w), MG, N, 1, 1, MW(m_fc2_w), C * MVC);
     add(gm, CW(m_fc2_b), MG, ZERO, 1, 1, MW(m_fc2_b), C);
 
     add(gm, CW(embed), LG, N, 1, 1, MW(embed), V * C);
-    add(gm, CW(ln1_w), LG, ONE, L, 1, MW(ln1_w), C);
+    add_norm(gm, CW(ln1_w), LG, ONE, L, MW(ln1_w), C);
     add(gm, CW(qkv_w), LG, N, L, 3, MW(q_w), HD * C, MW(k_w), KVD * C, MW(v_w), KVD * C);
     add(gm, CW(qkv_b), LG, ZERO, L, 3, MW(q_b), HD, MW(k_b), KVD, MW(v_b), KVD);
     add(gm, CW(o_w), LG, N, L, 1, MW(o_w), C * HD);
-    add(gm, CW(ln2_w), LG, ONE, L, 1, MW(ln2_w), C);
+    add_norm(gm, CW(ln2_w), LG, ONE, L, MW(ln2_w), C);
     add(gm, CW(gu_w), LG, N, L, 2, MW(gate_w), I * C, MW(up_w), I * C);
     add(gm, CW(down_w), LG, N, L, 1, MW(down_w), C * I);
-    add(gm, CW(norm_w), LG, ONE, 1, 1, MW(norm_w), C);
+    add_norm(gm, CW(norm_w), LG, ONE, 1, MW(norm_w), C);
     if (!c->tie_embeddings) add(gm, CW(lm_head), LG, N, 1, 1, MW(lm_head), V * C);
 
     // offsets in table order (the groups come in order), each group's range from its first tensor to its end
@@ -96,33 +102,33 @@ static void build_table(cuda_model *gm) {
     gm->n_elems = off;
 }
 
-// The fp32 tensor the kernels read for vector p (its values in every dtype), or NULL for a matrix: in the
-// weights (fp32 mode), the master copy (bf16, trained language model) or vec32 (bf16, the rest).
-static float *vec_home(const cuda_model *gm, const cuda_param *p) {
-    if (!p->vector) return NULL;
+// The fp32 tensor the kernels read for norm p (its values in every dtype), or NULL for any other tensor: in
+// the weights (fp32 mode), the master copy (bf16, trained language model) or norm32 (bf16, the rest).
+static float *norm_home(const cuda_model *gm, const cuda_param *p) {
+    if (!p->norm) return NULL;
     if (gm->dt == CUDA_F32) return (float *)gm->weights + p->offset;
     if (gm->master && p->group == MAYE_PARAM_LLM) return gm->master + (p->offset - gm->group_off[MAYE_PARAM_LLM]);
-    return gm->vec32 + p->vec_offset;
+    return gm->norm32 + p->norm_offset;
 }
 
-// Points the weight fields at their tensors: the vectors at their fp32 homes.
+// Points the weight fields at their tensors: the norms at their fp32 homes.
 static void set_pointers(cuda_model *gm) {
     memset(&gm->w, 0, sizeof gm->w);
     for (int i = 0; i < gm->n_specs; i++) {
         const cuda_param *p = &gm->specs[i];
-        void *t = p->vector ? (void *)vec_home(gm, p) : gm_at(gm, gm->weights, p->offset);
+        void *t = p->norm ? (void *)norm_home(gm, p) : gm_at(gm, gm->weights, p->offset);
         *(void **)((char *)&gm->w + p->field) = t;
     }
     if (gm->cfg.tie_embeddings) gm->w.lm_head = gm->w.embed;
 }
 
-int cuda_model_vectors(const cuda_model *gm, unsigned groups, float **home, size_t *bytes) {
+int cuda_model_norms(const cuda_model *gm, unsigned groups, float **home, size_t *bytes) {
     int n = 0;
     if (gm->dt == CUDA_F32) return 0;
     for (int i = 0; i < gm->n_specs; i++) {
         const cuda_param *p = &gm->specs[i];
-        if (!p->vector || !(groups & (1u << p->group))) continue;
-        home[n] = vec_home(gm, p);
+        if (!p->norm || !(groups & (1u << p->group))) continue;
+        home[n] = norm_home(gm, p);
         bytes[n++] = (size_t)p->count * p->numel * sizeof(float);
     }
     return n;
@@ -178,17 +184,17 @@ static int setup(cuda_model *gm, cuda_ctx *ctx, const maye_model_config *c, cuda
         }
         gm->device_bytes += mb;
     }
-    if (dt == CUDA_BF16) { // fp32 vectors, each on a 256-byte boundary (16-byte vector loads need that)
+    if (dt == CUDA_BF16) { // fp32 norms, each on a 256-byte boundary (16-byte vector loads need that)
         for (int i = 0; i < gm->n_specs; i++) {
             cuda_param *p = &gm->specs[i];
-            if (!p->vector || (gm->master && p->group == MAYE_PARAM_LLM)) continue;
-            p->vec_offset = gm->n_vec;
-            gm->n_vec += ((size_t)p->count * p->numel + 63) / 64 * 64;
+            if (!p->norm || (gm->master && p->group == MAYE_PARAM_LLM)) continue;
+            p->norm_offset = gm->n_norm;
+            gm->n_norm += ((size_t)p->count * p->numel + 63) / 64 * 64;
         }
-        size_t vb = gm->n_vec * sizeof(float);
+        size_t vb = gm->n_norm * sizeof(float);
         if (vb) {
-            err = cudaMalloc((void **)&gm->vec32, vb);
-            if (err == cudaSuccess) err = cudaMemsetAsync(gm->vec32, 0, vb, s);
+            err = cudaMalloc((void **)&gm->norm32, vb);
+            if (err == cudaSuccess) err = cudaMemsetAsync(gm->norm32, 0, vb, s);
             if (err != cudaSuccess) {
                 cuda_model_free(gm);
                 return cuda_fail(err, "allocating %.3f MB of device memory for the fp32 norm weights and biases",
@@ -205,7 +211,7 @@ void cuda_model_free(cuda_model *gm) {
     if (gm->stream) cudaStreamSynchronize(gm->stream);
     if (gm->weights) cudaFree(gm->weights);
     if (gm->master) cudaFree(gm->master);
-    if (gm->vec32) cudaFree(gm->vec32);
+    if (gm->norm32) cudaFree(gm->norm32);
     if (gm->scratch) cudaFree(gm->scratch);
     if (gm->stream) cudaStreamDestroy(gm->stream);
     memset(gm, 0, sizeof *gm);
@@ -286,7 +292,7 @@ int cuda_model_load(cuda_model *gm, unsigned groups, const maye_weights *w) {
         const cuda_param *p = &gm->specs[i];
         if (!(groups & (1u << p->group))) continue;
         bool to_master = gm->master && p->group == MAYE_PARAM_LLM;
-        float *home = gm->dt == CUDA_BF16 && !to_master ? vec_home(gm, p) : NULL; // a second, fp32 copy
+        float *home = gm->dt == CUDA_BF16 && !to_master ? norm_home(gm, p) : NULL; // a second, fp32 copy
         for (int c = 0; c < p->count && rc == 0; c++)
             for (int q = 0; q < p->n_parts && rc == 0; q++) {
                 const float *src = host_part(w, p, q, c);
@@ -372,9 +378,9 @@ int cuda_model_download(cuda_model *gm, maye_model *m, unsigned groups) {
     }
     TRY(cuda_model_unstack(gm, gm->weights, gm->dt, 0, groups, &m->w));
     if (gm->dt == CUDA_F32) return 0;
-    for (int i = 0; i < gm->n_specs; i++) { // the vectors again, from their fp32 homes
+    for (int i = 0; i < gm->n_specs; i++) { // the norms again, from their fp32 homes
         const cuda_param *p = &gm->specs[i];
-        const float *home = vec_home(gm, p);
+        const float *home = norm_home(gm, p);
         if (!home || !(groups & (1u << p->group))) continue;
         for (int c = 0; c < p->count; c++)
             for (int q = 0; q < p->n_parts; q++) {
@@ -405,7 +411,7 @@ int cuda_model_init_random(cuda_model *gm, cuda_ctx *ctx, const char *config_jso
             rc = cuda_fill_normal(tdt, target, n, c.initializer_range, seed, maye_stream_id(seed, (uint64_t)i, 0x696e6974),
                                   gm->stream);
         else rc = cuda_fill_value(tdt, target, n, p->init == MAYE_INIT_ONES ? 1.0f : 0.0f, gm->stream);
-        float *home = dt == CUDA_BF16 && !to_master ? vec_home(gm, p) : NULL;
+        float *home = dt == CUDA_BF16 && !to_master ? norm_home(gm, p) : NULL;
         if (rc == 0 && home) rc = cuda_fill_value(CUDA_F32, home, n, p->init == MAYE_INIT_ONES ? 1.0f : 0.0f, gm->stream);
     }
     if (rc == 0 && gm->master)

@@ -15,16 +15,16 @@
 // Layout on the device: one allocation for all weights in the model's dtype, carved from a size table
 // (cuda_param) in group order (vision, merger, language model), so the trained language model is one
 // contiguous range that the fp32 master copy, the gradients and the AdamW moments mirror element for
-// element. The vectors (norm gains and biases, cuda_param.vector) are read in fp32 in every dtype: in bf16
-// mode their fp32 values live in the master copy (trained language model) or in `vec32` (everything else),
-// and the bf16 copies in the weights allocation only keep the layout whole (rounding the vectors of a
-// checkpoint stored in fp32 cost tiny-qwen2-vl about a third of its bf16 log-prob error,
-// bench/bf16_emulation.py). Per layer, q/k/v_proj are stacked into one (QKV, C) matrix and gate/up_proj into one (2*I, C)
+// element. The norms' weights and biases (cuda_param.norm) are read in fp32 in every dtype: in bf16 mode
+// their fp32 values live in the master copy (trained language model) or in `norm32` (everything else), and
+// their bf16 copies in the weights allocation only keep the layout whole (rounding the norms of a checkpoint
+// stored in fp32 cost tiny-qwen2-vl about a fifth of its bf16 log-prob error, bench/bf16_emulation.py).
+// Linear biases stay in the model's dtype: cuBLASLt's bias epilogue takes them in the output's type. Per layer, q/k/v_proj are stacked into one (QKV, C) matrix and gate/up_proj into one (2*I, C)
 // (one GEMM each); Qwen2.5-VL's vision gate/up_proj likewise.
 //
 // Dimension letters as in model/model.h, plus QKV = (H + 2*KV) * D and F = 2 (Qwen2.5-VL's gated vision MLP)
 // or 1 (Qwen2-VL). Every pointer in cuda_weights is device memory: `void *` of the model's dtype, `float *`
-// fp32 (the vectors).
+// fp32 (the norms).
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -49,27 +49,27 @@ typedef struct {
     float *v_norm1_w;  // (VL, VC)
     float *v_norm1_b;  // (VL, VC) Qwen2-VL only
     void *v_qkv_w;     // (VL, 3*VC, VC)
-    float *v_qkv_b;    // (VL, 3*VC)
+    void *v_qkv_b;     // (VL, 3*VC)
     void *v_proj_w;    // (VL, VC, VC)
-    float *v_proj_b;   // (VL, VC)
+    void *v_proj_b;    // (VL, VC)
     float *v_norm2_w;  // (VL, VC)
     float *v_norm2_b;  // (VL, VC) Qwen2-VL only
     void *v_fc1_w;     // (VL, F*VI, VC) fc1, or gate_proj rows then up_proj rows
-    float *v_fc1_b;    // (VL, F*VI)
+    void *v_fc1_b;     // (VL, F*VI)
     void *v_fc2_w;     // (VL, VC, VI)
-    float *v_fc2_b;    // (VL, VC)
+    void *v_fc2_b;     // (VL, VC)
     // patch merger
     float *m_norm_w;   // (VC)
     float *m_norm_b;   // (VC) Qwen2-VL only
     void *m_fc1_w;     // (M*VC, M*VC)
-    float *m_fc1_b;    // (M*VC)
+    void *m_fc1_b;     // (M*VC)
     void *m_fc2_w;     // (C, M*VC)
-    float *m_fc2_b;    // (C)
+    void *m_fc2_b;     // (C)
     // language model
     void *embed;       // (V, C)
     float *ln1_w;      // (L, C)
     void *qkv_w;       // (L, QKV, C) q_proj rows, then k_proj, then v_proj
-    float *qkv_b;      // (L, QKV)
+    void *qkv_b;       // (L, QKV)
     void *o_w;         // (L, C, H*D)
     float *ln2_w;      // (L, C)
     void *gu_w;        // (L, 2*I, C) gate_proj rows, then up_proj
@@ -90,8 +90,8 @@ typedef struct {
     size_t part_numel[3];  // elements of each CPU tensor per copy
     size_t numel;          // elements per copy (the sum of the parts)
     size_t offset;         // elements from the start of cuda_model.weights
-    bool vector;           // a norm gain or bias: read in fp32 (its cuda_weights field is a float *)
-    size_t vec_offset;     // bf16 mode: floats from the start of cuda_model.vec32 (unused when the master holds it)
+    bool norm;             // a norm's weight or bias: read in fp32 (its cuda_weights field is a float *)
+    size_t norm_offset;    // bf16 mode: floats from the start of cuda_model.norm32 (unused when the master holds it)
 } cuda_param;
 
 #define CUDA_MAX_PARAMS 40
@@ -109,11 +109,11 @@ typedef struct {
     void *weights;          // (n_elems) of dt, padding zero
     cuda_weights w;
     float *master;          // (group_len[MAYE_PARAM_LLM]) fp32 language model for training in bf16, or NULL
-    float *vec32;           // (n_vec) bf16 mode: the fp32 vectors the master does not hold; NULL in fp32 mode
-    size_t n_vec;
+    float *norm32;          // (n_norm) bf16 mode: the fp32 norm weights the master does not hold; else NULL
+    size_t n_norm;
     void *scratch;          // per-call workspace (vision activations, staging), grown on demand
     size_t scratch_bytes;
-    size_t device_bytes;    // device memory held by the model (weights, master, scratch)
+    size_t device_bytes;    // device memory held by the model (weights, master, norm32, scratch)
 } cuda_model;
 
 // Uploads a CPU model in dtype dt. With `master` (training) the language model's fp32 weights are kept too
@@ -121,13 +121,13 @@ typedef struct {
 int cuda_model_upload(cuda_model *gm, cuda_ctx *ctx, const maye_model *m, cuda_dtype dt, bool master);
 // CPU tensors (fp32, the CPU model's shapes; fields that are NULL are skipped) into every tensor of the
 // groups in the mask `groups` (1u << maye_param_group): the weights, the master copy where it holds them and
-// the fp32 vectors. cuda_model_upload loads every group this way; a weight sync from a file reloads the trained
+// the fp32 norm weights. cuda_model_upload loads every group this way; a weight sync from a file reloads the trained
 // ones. Waits for the copies.
 int cuda_model_load(cuda_model *gm, unsigned groups, const maye_weights *w);
-// The fp32 vectors of `groups` in table order: their device tensors (home[i], bytes[i] bytes each; at most
-// CUDA_MAX_PARAMS) and how many there are. None in fp32 mode, where the vectors sit in the weights allocation;
-// in bf16 mode a weight sync carries them next to the groups' bf16 weights.
-int cuda_model_vectors(const cuda_model *gm, unsigned groups, float **home, size_t *bytes);
+// The fp32 norm weights and biases of `groups` in table order: their device tensors (home[i], bytes[i] bytes
+// each; at most CUDA_MAX_PARAMS) and how many there are. None in fp32 mode, where they sit in the weights
+// allocation; in bf16 mode a weight sync carries them next to the groups' bf16 weights.
+int cuda_model_norms(const cuda_model *gm, unsigned groups, float **home, size_t *bytes);
 // A random model from config.json text, drawn on the GPU (normal(0, initializer_range), ones for norm weights,
 // zeros for biases; not the values maye_model_init gives): for benchmarks of real sizes.
 int cuda_model_init_random(cuda_model *gm, cuda_ctx *ctx, const char *config_json, const char *where, cuda_dtype dt,
