@@ -261,7 +261,8 @@ extern "C" int cuda_bias_backward(float *dbias, cuda_dtype dt, const void *dout,
 // One warp per row: dx += r * (w * dy) - x * r^3 / C * sum(w * dy * x), the sum in double (as the CPU).
 template <typename T, int W>
 __global__ void __launch_bounds__(128)
-    rmsnorm_backward_kernel(T *dinp, const T *dout, const T *inp, const float *weight, const float *rstd, int rows, int C) {
+    rmsnorm_backward_kernel(T *dinp, const T *dout, const T *inp, const float *weight, const float *rstd, int rows,
+                            int C) {
     int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= rows) return;
     const T *x = inp + (int64_t)row * C, *d = dout + (int64_t)row * C;

@@ -5,8 +5,8 @@
 // RMSNorm (plain and fused with the residual add)
 
 template <typename T>
-static int rmsnorm_launch(void *out, float *rstd, void *resid, const void *a, const void *b, const float *weight, int T_,
-                          int C, float eps, cudaStream_t stream) {
+static int rmsnorm_launch(void *out, float *rstd, void *resid, const void *a, const void *b, const float *weight,
+                          int T_, int C, float eps, cudaStream_t stream) {
     constexpr int VW = VecWidth<T>::value;
     bool vec = C % VW == 0 && aligned16(out) && aligned16(a) && aligned16(weight) &&
                (!resid || (aligned16(resid) && aligned16(b)));
@@ -47,8 +47,8 @@ extern "C" int cuda_residual_rmsnorm_forward(cuda_dtype dt, void *resid, void *o
 // LayerNorm
 
 template <typename T>
-static int layernorm_launch(void *out, float *mean, float *rstd, const void *inp, const float *weight, const float *bias,
-                            int T_, int C, float eps, cudaStream_t stream) {
+static int layernorm_launch(void *out, float *mean, float *rstd, const void *inp, const float *weight,
+                            const float *bias, int T_, int C, float eps, cudaStream_t stream) {
     constexpr int VW = VecWidth<T>::value;
     bool vec = C % VW == 0 && aligned16(out) && aligned16(inp) && aligned16(weight) && aligned16(bias);
     unsigned grid = (unsigned)((T_ + NORM_ROWS_PER_BLOCK - 1) / NORM_ROWS_PER_BLOCK);

@@ -412,7 +412,8 @@ int cuda_model_init_random(cuda_model *gm, cuda_ctx *ctx, const char *config_jso
                                   gm->stream);
         else rc = cuda_fill_value(tdt, target, n, p->init == MAYE_INIT_ONES ? 1.0f : 0.0f, gm->stream);
         float *home = dt == CUDA_BF16 && !to_master ? norm_home(gm, p) : NULL;
-        if (rc == 0 && home) rc = cuda_fill_value(CUDA_F32, home, n, p->init == MAYE_INIT_ONES ? 1.0f : 0.0f, gm->stream);
+        if (rc == 0 && home)
+            rc = cuda_fill_value(CUDA_F32, home, n, p->init == MAYE_INIT_ONES ? 1.0f : 0.0f, gm->stream);
     }
     if (rc == 0 && gm->master)
         rc = cuda_convert(dt, gm_at(gm, gm->weights, gm->group_off[MAYE_PARAM_LLM]), CUDA_F32, gm->master,
