@@ -124,7 +124,7 @@ int maye_device_opt_get(maye_device_model *dm, maye_weights *m, maye_weights *v)
 int maye_device_opt_set(maye_device_model *dm, const maye_weights *m, const maye_weights *v, int64_t step);
 
 // Weight sync over CUDA IPC (the trainer and the stages on one GPU). Export: the device's weights of
-// `groups` are copied into buffer `slot` of a ring of n_slots exported buffers (allocated on the first call;
+// `groups` (and, in bf16, their fp32 norm weights and biases) are copied into buffer `slot` of a ring of n_slots exported buffers (allocated on the first call;
 // n_slots and groups must not change afterwards) and *out describes it; the copy is complete on return.
 int maye_device_export(maye_device_model *dm, unsigned groups, int slot, int n_slots, maye_ipc_weights *out);
 // Import: opens in->handle (kept open for later versions in the same buffer) and copies its weights into this

@@ -7,8 +7,8 @@
 //
 // update.weight_sync=cuda_ipc (model.device=cuda, every stage on one GPU): maye-update still writes the file of
 // every version (evaluation, `maye eval` and shell pipelines read them), but the handles it publishes are
-// CUDA_IPC handles to a ring of exported device buffers holding the trained groups in the model dtype; a stage
-// with a device model copies them device to device (backend/backend.h, maye_device_import) and never reads
+// CUDA_IPC handles to a ring of exported device buffers holding the trained groups in the model dtype (plus,
+// in bf16, their norms in fp32); a stage with a device model copies them device to device (backend/backend.h, maye_device_import) and never reads
 // the file. Its CPU model's trained groups are then stale: they are filled with NaN, so anything that would
 // compute with them on the host gives NaN (which maye-update refuses, naming the sample) instead of quietly
 // using an old policy.
@@ -26,7 +26,8 @@ typedef struct maye_device_model maye_device_model;
 #define MAYE_IPC_HANDLE_BYTES 64 // sizeof(cudaIpcMemHandle_t)
 
 // An exported device buffer holding the weights of some parameter groups: the device model's own layout of
-// those groups (their element ranges in group order, alignment padding included) in the model's dtype.
+// those groups (their element ranges in group order, alignment padding included) in the model's dtype,
+// followed in bf16 mode by the groups' fp32 norm weights and biases (cuda_model_norms).
 typedef struct {
     uint8_t handle[MAYE_IPC_HANDLE_BYTES]; // cudaIpcMemHandle_t of the buffer
     int64_t bytes;                         // of the weights in it

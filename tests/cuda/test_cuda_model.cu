@@ -104,26 +104,29 @@ static void compare(const char *what, const Outputs &cpu, const Outputs &g32, co
 }
 
 // A bf16 model downloaded into a CPU model of m's config gives m's norm weights and biases exactly (they stay
-// fp32 on the GPU) and every other tensor rounded to bf16.
+// fp32 on the GPU), the language model exactly when it has an fp32 master copy, and every other tensor rounded
+// to bf16.
 static void check_bf16_download(cuda_model *g16, const maye_model *m, const char *what) {
     maye_model d;
     if (maye_model_init(&d, m->config_json, what, 1) < 0) maye_die("%s: %s", what, maye_errmsg());
     unsigned all = (1u << MAYE_PARAM_VISION) | (1u << MAYE_PARAM_MERGER) | (1u << MAYE_PARAM_LLM);
     EXPECT_OK(cuda_model_download(g16, &d, all));
-    int64_t bad_norm = 0, bad_other = 0, n_norm = 0;
+    int64_t bad_exact = 0, bad_other = 0, n_exact = 0;
     for (int i = 0; i < g16->n_specs; i++) {
         const cuda_param *p = &g16->specs[i];
         for (int q = 0; q < p->n_parts; q++) {
             const float *want = *(float *const *)((const char *)&m->w + p->part[q]);
             const float *got = *(float *const *)((const char *)&d.w + p->part[q]);
+            bool exact = p->norm || (g16->master && p->group == MAYE_PARAM_LLM);
             for (size_t k = 0; k < (size_t)p->count * p->part_numel[q]; k++) {
-                if (p->norm) bad_norm += got[k] != want[k], n_norm++;
+                if (exact) bad_exact += got[k] != want[k], n_exact++;
                 else bad_other += got[k] != maye_bf16_to_f32(maye_f32_to_bf16(want[k]));
             }
         }
     }
-    EXPECT(n_norm > 0 && bad_norm == 0, "%s: %lld of %lld norm weights and biases came back from the bf16 model "
-           "changed (they should stay fp32)", what, (long long)bad_norm, (long long)n_norm);
+    EXPECT(n_exact > 0 && bad_exact == 0, "%s: %lld of %lld values that the bf16 model keeps in fp32 (norm weights "
+           "and biases%s) came back changed", what, (long long)bad_exact, (long long)n_exact,
+           g16->master ? ", the language model's master copy" : "");
     EXPECT(bad_other == 0, "%s: %lld weights differ from their bf16 rounding", what, (long long)bad_other);
     maye_model_free(&d);
 }
@@ -131,9 +134,10 @@ static void check_bf16_download(cuda_model *g16, const maye_model *m, const char
 // ----------------------------------------------------------------------------
 // random models
 
-// Moves the norm weights and biases of a random model (maye_model_init's 1 and 0) off the bf16 grid, by up to
-// +-0.05, so that the bf16 checks see what stays fp32; g names the tensors (any GPU model of m's config).
-static void perturb_vectors(const cuda_model *g, maye_model *m, uint64_t seed) {
+// Moves the norm weights and biases and the linear biases of a random model (maye_model_init's 1 and 0) off the
+// bf16 grid, by up to +-0.05, so that the bf16 checks see what stays fp32; g names the tensors (any GPU model
+// of m's config).
+static void perturb_ones_zeros(const cuda_model *g, maye_model *m, uint64_t seed) {
     uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
     for (int i = 0; i < g->n_specs; i++) {
         const cuda_param *p = &g->specs[i];
@@ -154,11 +158,17 @@ static void random_model(cuda_ctx *ctx, const TestModelSpec &spec, uint64_t seed
     const maye_model_config *c = &m.cfg;
     cuda_model g32, g16;
     EXPECT_OK(cuda_model_upload(&g32, ctx, &m, CUDA_F32, false));
-    perturb_vectors(&g32, &m, seed);
+    perturb_ones_zeros(&g32, &m, seed);
     unsigned all = (1u << MAYE_PARAM_VISION) | (1u << MAYE_PARAM_MERGER) | (1u << MAYE_PARAM_LLM);
     EXPECT_OK(cuda_model_load(&g32, all, &m.w)); // the perturbed values, through a reload
     EXPECT_OK(cuda_model_upload(&g16, ctx, &m, CUDA_BF16, false));
     check_bf16_download(&g16, &m, spec.name);
+    cuda_model g16m; // with the master copy: the language model's norms live in it
+    EXPECT_OK(cuda_model_upload(&g16m, ctx, &m, CUDA_BF16, true));
+    char with_master[256];
+    snprintf(with_master, sizeof with_master, "%s, with the fp32 master", spec.name);
+    check_bf16_download(&g16m, &m, with_master);
+    cuda_model_free(&g16m);
 
     // images with odd unit counts, a text-only prompt, a one-unit image
     std::vector<TestPrompt> ps = {test_prompt(c, 5, 4, 6, 3, seed + 1), test_prompt(c, 2, 8, 4, 7, seed + 2),
