@@ -21,6 +21,22 @@
     "   \"hidden_size\": 32, \"patch_size\": 2, \"spatial_merge_size\": 2, \"temporal_patch_size\": 1," \
     "   \"hidden_act\": \"quick_gelu\"}}"
 
+// Qwen2-VL with wide kv groups, as the released models have (2B: 6 query heads per kv head, 7B: 7):
+// TEST_MODEL_GQA7 7 heads of 8 on 1 kv head (hidden 56), TEST_MODEL_GQA5 10 heads of 12 on 2 (hidden 120).
+#define TEST_MODEL_GQA(hidden, heads, kv, section)                                                             \
+    "{\"architectures\": [\"Qwen2VLForConditionalGeneration\"], \"model_type\": \"qwen2_vl\"," \
+    " \"vocab_size\": 97, \"hidden_size\": " #hidden ", \"intermediate_size\": 64, \"num_hidden_layers\": 2," \
+    " \"num_attention_heads\": " #heads ", \"num_key_value_heads\": " #kv ", \"rms_norm_eps\": 1e-6," \
+    " \"rope_theta\": 10000.0, \"hidden_act\": \"silu\", \"tie_word_embeddings\": false," \
+    " \"initializer_range\": 0.2, \"eos_token_id\": 92, \"rope_scaling\": {\"type\": \"mrope\"," \
+    " \"mrope_section\": " section "}, \"image_token_id\": 90, \"video_token_id\": 91," \
+    " \"vision_start_token_id\": 88, \"vision_end_token_id\": 89," \
+    " \"vision_config\": {\"depth\": 1, \"embed_dim\": 16, \"mlp_ratio\": 2, \"num_heads\": 2, \"in_chans\": 3," \
+    "   \"hidden_size\": " #hidden ", \"patch_size\": 2, \"spatial_merge_size\": 2, \"temporal_patch_size\": 1," \
+    "   \"hidden_act\": \"quick_gelu\"}}"
+#define TEST_MODEL_GQA7 TEST_MODEL_GQA(56, 7, 1, "[2, 1, 1]")
+#define TEST_MODEL_GQA5 TEST_MODEL_GQA(120, 10, 2, "[2, 2, 2]")
+
 // Qwen2.5-VL with odd sizes: hidden 30, 3 heads of 10, 1 kv head, MLP 40, window attention.
 #define TEST_MODEL_QWEN25_ODD                                                                                  \
     "{\"architectures\": [\"Qwen2_5_VLForConditionalGeneration\"], \"model_type\": \"qwen2_5_vl\"," \

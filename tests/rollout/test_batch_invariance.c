@@ -4,7 +4,7 @@
 // threads, must give exactly the same ids, log-probs and finish reasons as each query decoded alone, one
 // sequence at a time, with one thread (the prefills use fixed matmul tiles, so their bits do not depend on
 // the thread count either). Checked for greedy decoding and for seeded sampling (plain, and with
-// temperature, top-k, top-p and min_tokens), on both test models.
+// temperature, top-k, top-p and min_tokens), on both test models and one with 7 query heads per kv head.
 #include "common.h"
 #include "kernels/cpu/kernels.h"
 #include "model/generate.h"
@@ -106,5 +106,6 @@ static void run_model(const char *json, const char *name) {
 int main(void) {
     run_model(TEST_MODEL_QWEN2_VL, "qwen2-vl");
     run_model(TEST_MODEL_QWEN25_ODD, "qwen2.5-vl odd sizes");
+    run_model(TEST_MODEL_GQA7, "qwen2-vl 7 heads per kv head");
     return TEST_RESULT();
 }

@@ -1,8 +1,10 @@
 // The KV cache and the decode step: the range allocator (alignment, compaction that keeps every range's rows,
 // refusal when the rows run out), the row-invariant matmul (close to a double reference; a row's bits do not
 // depend on the other rows, its position, the strides or the thread count), and prefill + decode steps
-// through the cache giving the same logits (1e-5) as a full forward over the whole sequence, for several
-// sequences of different lengths decoded together, on both test models.
+// through the cache giving the same logits (1e-5) as a full forward over the whole sequence, for five
+// sequences of different lengths decoded together, on the two test models and two with wide kv groups (5 and
+// 7 query heads per kv head, as in the released models), with one thread and with six (the decode attention
+// splits its work per sequence when there are at least two sequences per thread, else per kv group).
 #include "common.h"
 #include "kernels/cpu/kernels.h"
 #include "model/decode.h"
@@ -112,7 +114,7 @@ static void test_matmul_rows(void) {
 // ----------------------------------------------------------------------------
 // decoding through the cache vs a full forward
 
-#define N_SEQ 3
+#define N_SEQ 5
 #define N_NEW 6
 
 static void test_decode_vs_forward(const char *json, const char *what) {
@@ -124,6 +126,8 @@ static void test_decode_vs_forward(const char *json, const char *what) {
     test_prompt_make(c, &pr[0], 3, 4, 4, 1);
     test_prompt_make(c, &pr[1], 6, 0, 0, 2);
     test_prompt_make(c, &pr[2], 1, 2, 6, 3);
+    test_prompt_make(c, &pr[3], 2, 2, 2, 4);
+    test_prompt_make(c, &pr[4], 9, 0, 0, 5);
     maye_kv_pool pool;
     EXPECT_OK(maye_kv_pool_init(&pool, c, 256));
     int max_p = 0, kv[N_SEQ], n_past[N_SEQ];
@@ -171,16 +175,17 @@ static void test_decode_vs_forward(const char *json, const char *what) {
     for (int s = 0; s < N_SEQ; s++) {
         test_prompt *p = &pr[s];
         int L = p->n + N_NEW;
-        int64_t ni = 0, d;
+        int64_t ni = 0;
         maye_vision_check(c, p->P, p->grid, p->n_images, &ni);
         float *emb = xmalloc(sizeof(float) * (size_t)(ni * C + 1));
         if (p->n_images) maye_vision_forward(&m, p->pixels, p->P, p->grid, 1, emb);
+        // the prompt's positions, then the new tokens' as text (a generated image-pad id is an ordinary token)
         int64_t *pp = xmalloc(sizeof(int64_t) * 3 * (size_t)L);
-        EXPECT_OK(maye_mrope_positions(c, seq[s], L, p->grid, p->n_images, pp, L, &d));
+        EXPECT_OK(maye_mrope_positions_response(c, seq[s], L, p->n, p->grid, p->n_images, pp, L));
         maye_llm_acts a;
         maye_llm_acts_init(&a, c, L, L, 0);
-        int cu[2] = {0, L};
-        maye_llm_batch b = {1, L, cu, seq[s], pp, emb, ni};
+        int cu[2] = {0, L}, n_prompt[1] = {p->n};
+        maye_llm_batch b = {1, L, cu, seq[s], pp, emb, ni, n_prompt};
         EXPECT_OK(maye_llm_forward(&m, &b, &a));
         float *want = xmalloc(sizeof(float) * (size_t)(N_NEW + 1) * V);
         maye_llm_logits(&m, a.hidden + (size_t)(p->n - 1) * C, N_NEW + 1, want);
@@ -203,7 +208,17 @@ static void test_decode_vs_forward(const char *json, const char *what) {
 int main(void) {
     test_pool();
     test_matmul_rows();
-    test_decode_vs_forward(TEST_MODEL_QWEN2_VL, "qwen2-vl");
-    test_decode_vs_forward(TEST_MODEL_QWEN25_ODD, "qwen2.5-vl odd sizes");
+    const char *models[][2] = {{TEST_MODEL_QWEN2_VL, "qwen2-vl"}, {TEST_MODEL_QWEN25_ODD, "qwen2.5-vl odd sizes"},
+                               {TEST_MODEL_GQA7, "qwen2-vl 7 heads per kv head"},
+                               {TEST_MODEL_GQA5, "qwen2-vl 5 heads per kv head"}};
+    int threads[2] = {1, 6};
+    for (int t = 0; t < 2; t++) {
+        cpu_set_threads(threads[t]);
+        for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
+            char what[128];
+            snprintf(what, sizeof what, "%s, %d thread%s", models[i][1], threads[t], threads[t] > 1 ? "s" : "");
+            test_decode_vs_forward(models[i][0], what);
+        }
+    }
     return TEST_RESULT();
 }
