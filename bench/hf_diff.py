@@ -5,10 +5,12 @@ Qwen2-VL or Qwen2.5-VL config with odd sizes (head dims, M-RoPE sections, vision
 and full-attention blocks), makes the checkpoint with `maye init`, moves every weight off maye's init values
 (norm weights 1 and biases 0 would hide a misplaced gain or bias), draws 0-3 images of random sizes (through
 `maye preprocess`) between random text, and compares `maye forward`'s logits with transformers' (fp32,
-eager attention). Prints one JSON line per case and exits 1 if any case differs by more than 1e-4 relative
-to the logits' scale.
+eager attention), then `maye generate`'s greedy tokens (the KV cache and the decode step of maye-rollout's
+engine) with transformers' generate(): the same ids, or a first difference where transformers' two best
+logits are within 1e-4 (a tie either side may break). Prints one JSON line per case and exits 1 if any case
+differs: logits by more than 1e-4 relative to their scale, or greedy ids.
 
-Usage: python3 bench/hf_diff.py [--cases N] [--seed S] [--bin build/bin] [--keep DIR]
+Usage: python3 bench/hf_diff.py [--cases N] [--seed S] [--new-tokens N] [--bin build/bin] [--keep DIR]
 """
 import argparse
 import json
@@ -41,7 +43,7 @@ def random_config(r):
     q25 = r.random() < 0.5
     head_dim = r.choice([8, 16, 24, 32])
     kv = r.choice([1, 2])
-    heads = kv * r.choice([1, 2, 3])
+    heads = kv * r.choice([1, 2, 3, 5, 6, 7])  # the released models have 6 (2B) and 7 (7B) per kv head
     hidden = heads * head_dim  # Qwen2-VL's head dim is hidden / heads
     vheads = r.choice([1, 2, 3])
     vhead_dim = r.choice([8, 16, 20])
@@ -84,7 +86,17 @@ def perturb(path, r):
     save_np({k: (v + g.uniform(-0.1, 0.1, v.shape)).astype(np.float32) for k, v in w.items()}, path)
 
 
-def case(i, r, bin_dir, tmp):
+def greedy(model, t, extra, n):
+    """transformers' greedy continuation of t: the ids and each step's margin between the two best logits."""
+    with torch.no_grad():
+        out = model.generate(input_ids=t, **extra, max_new_tokens=n, do_sample=False, output_scores=True,
+                             return_dict_in_generate=True, eos_token_id=None, pad_token_id=0)
+    ids = out.sequences[0, t.shape[1]:].tolist()
+    margins = [float(s[0].topk(2).values[0] - s[0].topk(2).values[1]) for s in out.scores]
+    return ids, margins
+
+
+def case(i, r, bin_dir, tmp, new_tokens):
     cfg = random_config(r)
     d = os.path.join(tmp, f"case{i}")
     os.makedirs(d)
@@ -132,11 +144,22 @@ def case(i, r, bin_dir, tmp):
     diff = (logits - want).abs().max().item()
     scale = want.abs().max().item()
     ok = diff <= 1e-4 * max(1.0, scale)
+
+    gen = subprocess.run([f"{bin_dir}/maye", "generate", "--model", ck, "--in", in_path, "--max-new-tokens",
+                          str(new_tokens), "--stop-ids", "", "--threads", "2"], capture_output=True, text=True)
+    if gen.returncode != 0:
+        raise RuntimeError(f"maye generate: exit {gen.returncode}\n{gen.stderr[-2000:]}")
+    got_ids = json.loads(gen.stdout.splitlines()[0])["ids"]
+    want_ids, margins = greedy(model, t, extra, new_tokens)
+    first = next((k for k in range(new_tokens) if got_ids[k] != want_ids[k]), None)
+    same = first is None or margins[first] < 1e-4
+    ok = ok and same
     v = cfg["vision_config"]
     print(json.dumps({"case": i, "model_type": cfg["model_type"], "tokens": len(ids), "images": len(pix),
                       "grids": [g.tolist()[0] for g in grids], "head_dim": head_dim(cfg),
                       "mrope_section": cfg["rope_scaling"]["mrope_section"], "vision_heads": v["num_heads"],
-                      "max_abs_diff": diff, "logit_scale": scale, "ok": ok}), flush=True)
+                      "max_abs_diff": diff, "logit_scale": scale, "greedy_tokens": new_tokens,
+                      "greedy_first_difference": first, "ok": ok}), flush=True)
     return ok
 
 
@@ -144,13 +167,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--bin", default="build/bin")
     ap.add_argument("--keep", default=None, help="keep the cases' files in this directory")
     a = ap.parse_args()
     r = random.Random(a.seed)
     tmp = a.keep or tempfile.mkdtemp(prefix="maye-hf-diff-")
     os.makedirs(tmp, exist_ok=True)
-    bad = sum(not case(i, r, os.path.abspath(a.bin), tmp) for i in range(a.cases))
+    bad = sum(not case(i, r, os.path.abspath(a.bin), tmp, a.new_tokens) for i in range(a.cases))
     print(json.dumps({"cases": a.cases, "failed": bad, "dir": tmp if a.keep else None}))
     sys.exit(1 if bad else 0)
 
