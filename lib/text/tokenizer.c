@@ -4,6 +4,7 @@
 // -> ByteLevel -> BPE (with a word cache). All scratch memory lives in one encode context per call.
 #include "core/error.h"
 #include "text/tokenizer_internal.h"
+#include "text/unicode_compat.h"
 #include "text/utf8.h"
 
 #include <stdlib.h>
@@ -432,9 +433,33 @@ static int normalize_long_runs(int opts, const char *s, size_t n, maye_buf *out)
     return 0;
 }
 
+// Normalizes the piece s[0..n) (at byte `at` of the text, for messages) into out: through utf8proc_map, or
+// normalize_long_runs when a run of combining marks is long.
+static int normalize_piece(int opts, const char *s, size_t n, size_t at, maye_buf *out) {
+    size_t run = 0, longest = 0;
+    for (size_t j = 0; j < n;) {
+        uint32_t cp;
+        j += maye_utf8_next(s + j, n - j, &cp);
+        run = ccc(cp) ? run + 1 : 0;
+        longest = run > longest ? run : longest;
+    }
+    if (longest > NORM_FAST_RUN) return normalize_long_runs(opts, s, n, out);
+    utf8proc_uint8_t *dst = NULL;
+    utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst, opts);
+    if (k < 0) {
+        free(dst);
+        return maye_fail("normalizer: %s at byte %zu", utf8proc_errmsg(k), at);
+    }
+    maye_buf_append(out, dst, (size_t)k);
+    free(dst);
+    return 0;
+}
+
 // Applies one utf8proc normalization to s[0..n) into out. Text is cut into ASCII runs, which are already
 // normalized and never combine with what precedes them, and the rest (with the one ASCII character
-// before it, which a following combining mark may compose with), which goes through utf8proc.
+// before it, which a following combining mark may compose with), which goes through utf8proc in pieces
+// separated by the code points Hugging Face tokenizers does not know (unicode_compat.h): those are copied
+// as they are and nothing reorders or composes across them.
 static int normalize_one(int opts, const char *s, size_t n, maye_buf *out) {
     maye_buf_clear(out);
     size_t pos = 0;
@@ -445,26 +470,19 @@ static int normalize_one(int opts, const char *s, size_t n, maye_buf *out) {
             maye_buf_append(out, s + pos, n - pos);
             break;
         }
-        size_t rs = i > pos ? i - 1 : i, j = i, run = 0, longest = 0;
+        size_t rs = i > pos ? i - 1 : i, j = i;
+        maye_buf_append(out, s + pos, rs - pos);
         while (j < n && (unsigned char)s[j] >= 0x80) {
             uint32_t cp;
-            j += maye_utf8_next(s + j, n - j, &cp);
-            run = ccc(cp) ? run + 1 : 0;
-            longest = run > longest ? run : longest;
-        }
-        maye_buf_append(out, s + pos, rs - pos);
-        if (longest > NORM_FAST_RUN) {
-            TRY(normalize_long_runs(opts, s + rs, j - rs, out));
-        } else {
-            utf8proc_uint8_t *dst = NULL;
-            utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s + rs, (utf8proc_ssize_t)(j - rs), &dst, opts);
-            if (k < 0) {
-                free(dst);
-                return maye_fail("normalizer: %s at byte %zu", utf8proc_errmsg(k), rs);
+            size_t k = maye_utf8_next(s + j, n - j, &cp);
+            if (maye_unicode_compat_unknown(cp)) {
+                if (j > rs) TRY(normalize_piece(opts, s + rs, j - rs, rs, out));
+                maye_buf_append(out, s + j, k);
+                rs = j + k;
             }
-            maye_buf_append(out, dst, (size_t)k);
-            free(dst);
+            j += k;
         }
+        if (j > rs) TRY(normalize_piece(opts, s + rs, j - rs, rs, out));
         pos = j;
     }
     return 0;

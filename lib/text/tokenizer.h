@@ -2,8 +2,9 @@
 // follows Hugging Face `tokenizers` with add_special_tokens=False:
 //   1. added tokens (special or not) are matched in the raw text first, leftmost-longest
 //      (lstrip/rstrip/single_word honoured); the text between them goes on:
-//   2. normalizer (NFC/NFD/NFKC/NFKD via utf8proc, or a Sequence of them), then added tokens marked
-//      "normalized" are matched in the normalized text;
+//   2. normalizer (NFC/NFD/NFKC/NFKD via utf8proc, or a Sequence of them; characters newer than Hugging
+//      Face tokenizers' Unicode tables pass through as it leaves them, text/unicode_compat.h), then added
+//      tokens marked "normalized" are matched in the normalized text;
 //   3. pre-tokenizer: regex Split steps (PCRE2 with JIT, UTF + UCP; \s/\S mean Unicode White_Space as in
 //      Oniguruma) and a final ByteLevel step that maps each byte to its printable stand-in character;
 //   4. BPE: the word's byte symbols are merged by merge rank (lowest first, leftmost on ties).

@@ -1,9 +1,11 @@
 // Unit tests of the byte-level BPE tokenizer on small tokenizer.json documents built in the test (see
 // tiny_tokenizer.h): BPE merges, added/special tokens inside text (leftmost-longest, lstrip, rstrip,
 // single_word), the Split behaviors, GPT-2 style ByteLevel, NFC, decoding of invalid UTF-8, skipping
-// special tokens, unknown ids, loader errors, the digest, and encoding from several threads at once.
+// special tokens, unknown ids, loader errors, the digest, encoding from several threads at once, and the
+// normalizers on characters newer than Hugging Face tokenizers' Unicode tables (unicode_compat.h).
 #include "test.h"
 #include "text/tokenizer.h"
+#include "text/unicode_compat.h"
 #include "tiny_tokenizer.h"
 
 #include <omp.h>
@@ -199,6 +201,53 @@ static void test_gpt2_style(void) {
 }
 
 // ----------------------------------------------------------------------------
+// normalizers on characters tokenizers does not know
+
+// Each text normalized as Hugging Face tokenizers 0.23.3 does it (the expected bytes are its
+// tokenizers.normalizers output): the characters its Unicode tables lack stay where they are, uncomposed,
+// and nothing is reordered or composed across them, while the characters it knows are normalized as usual.
+static void test_unicode_compat(void) {
+    static const struct {
+        const char *normalizer, *text, *want;
+    } cases[] = {
+        // U+08D0 (Unicode 14) after U+08DD: utf8proc would put it first (combining class 220 < 230)
+        {"NFC", "a\xe0\xa3\x9d\xe0\xa3\x90", "a\xe0\xa3\x9d\xe0\xa3\x90"},
+        // U+11935 U+11930 (Unicode 13) would compose to U+11938
+        {"NFC", "\xf0\x91\xa4\xb5\xf0\x91\xa4\xb0", "\xf0\x91\xa4\xb5\xf0\x91\xa4\xb0"},
+        // U+08DD is known: e U+0301 U+08DD U+0316 -> U+00E9 U+0316 U+08DD
+        {"NFC", "e\xcc\x81\xe0\xa3\x9d\xcc\x96", "\xc3\xa9\xcc\x96\xe0\xa3\x9d"},
+        // U+0C3C (Unicode 14) between a consonant and U+093C: no reordering across it
+        {"NFC", "\xe0\xa4\x95\xe0\xb0\xbc\xe0\xa4\xbc", "\xe0\xa4\x95\xe0\xb0\xbc\xe0\xa4\xbc"},
+        // U+1FBF0 (a digit since Unicode 13) and U+32FF keep their compatibility forms under NFKC
+        {"NFKC", "x\xf0\x9f\xaf\xb0\xe3\x8b\xbf", "x\xf0\x9f\xaf\xb0\xe3\x8b\xbf"},
+        // NFD: U+1EBF decomposes, U+08D3 (Unicode 11) stays a boundary before the last U+0301
+        {"NFD", "\xe1\xba\xbf\xe0\xa3\x93\xcc\x81", "e\xcc\x82\xcc\x81\xe0\xa3\x93\xcc\x81"},
+        // NFKD: the ligature splits, U+1E030 (Unicode 15, compatibility of U+0430) stays
+        {"NFKD", "\xef\xac\x81\xf0\x9e\x80\xb0", "fi\xf0\x9e\x80\xb0"},
+        // known characters only: composition and canonical order as before
+        {"NFC", "e\xcc\x81" "a\xcc\x96\xcc\x81", "\xc3\xa9\xc3\xa1\xcc\x96"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char normalizer[64];
+        snprintf(normalizer, sizeof normalizer, "{\"type\": \"%s\"}", cases[i].normalizer);
+        tiny_spec spec = {.normalizer = normalizer};
+        maye_tokenizer *tok = tiny_tokenizer(&spec);
+        EXPECT(tok, "%s tokenizer: %s", cases[i].normalizer, maye_errmsg());
+        if (!tok) continue;
+        maye_token_ids ids = {0};
+        EXPECT_OK(maye_tokenizer_encode(tok, cases[i].text, strlen(cases[i].text), &ids));
+        char what[64];
+        snprintf(what, sizeof what, "%s case %zu", cases[i].normalizer, i);
+        expect_decode(tok, what, ids.data, ids.len, 0, cases[i].want, strlen(cases[i].want));
+        maye_token_ids_free(&ids);
+        maye_tokenizer_free(tok);
+    }
+    EXPECT(!strcmp(maye_unicode_compat_utf8proc, utf8proc_unicode_version()), "lib/text/unicode_compat.c was made "
+           "with utf8proc's Unicode %s but this build links Unicode %s: regenerate it with "
+           "tests/text/gen_unicode_compat.py", maye_unicode_compat_utf8proc, utf8proc_unicode_version());
+}
+
+// ----------------------------------------------------------------------------
 // loading
 
 static void expect_load_error(const char *json, const char *needle) {
@@ -300,5 +349,6 @@ int main(void) {
     test_gpt2_style();
     test_loader_errors();
     test_pairs_and_digest();
+    test_unicode_compat();
     return TEST_RESULT();
 }
