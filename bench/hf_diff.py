@@ -96,7 +96,9 @@ def greedy(model, t, extra, n):
     return ids, margins
 
 
-def case(i, r, bin_dir, tmp, new_tokens):
+def make_case(i, r, bin_dir, tmp, max_side=420):
+    """A random model (checkpoint directory) and one input sequence (a safetensors file for the maye debug
+    commands). Returns the config, the checkpoint directory, the input's path and transformers' inputs."""
     cfg = random_config(r)
     d = os.path.join(tmp, f"case{i}")
     os.makedirs(d)
@@ -111,7 +113,7 @@ def case(i, r, bin_dir, tmp, new_tokens):
     ids += text(r.randint(1, 9))
     for k in range(r.choice([0, 1, 1, 2, 3])):
         big = r.random() < 0.3  # several Qwen2.5-VL windows, with partial ones at the edges
-        w, h = r.randint(28, 420 if big else 180), r.randint(28, 420 if big else 180)
+        w, h = r.randint(28, max_side if big else 180), r.randint(28, max_side if big else 180)
         png = os.path.join(d, f"img{k}.png")
         Image.fromarray(np.random.default_rng(r.randrange(1 << 30)).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(png)
         st = os.path.join(d, f"img{k}.safetensors")
@@ -126,18 +128,28 @@ def case(i, r, bin_dir, tmp, new_tokens):
     if pix:
         inp["pixel_values"] = np.concatenate(pix)
         inp["image_grid_thw"] = np.concatenate(grids)
-    in_path, out_path = os.path.join(d, "in.safetensors"), os.path.join(d, "out.safetensors")
+    in_path = os.path.join(d, "in.safetensors")
     save_np(inp, in_path)
-    run([f"{bin_dir}/maye", "forward", "--model", ck, "--in", in_path, "--out", out_path, "--threads", "2"])
-
-    cls = Qwen2_5_VLForConditionalGeneration if cfg["model_type"] == "qwen2_5_vl" else Qwen2VLForConditionalGeneration
-    model = cls.from_pretrained(ck, dtype=torch.float32, attn_implementation="eager").eval()
     x = load_file(in_path)
     t = x["input_ids"][None]
     extra = {}
     if pix:
         extra = {"pixel_values": x["pixel_values"], "image_grid_thw": x["image_grid_thw"],
                  "mm_token_type_ids": (t == SPECIAL["image_token_id"]).long()}
+    return cfg, ck, in_path, t, extra, [g.tolist()[0] for g in grids]
+
+
+def load_model(cfg, ck):
+    cls = Qwen2_5_VLForConditionalGeneration if cfg["model_type"] == "qwen2_5_vl" else Qwen2VLForConditionalGeneration
+    return cls.from_pretrained(ck, dtype=torch.float32, attn_implementation="eager").eval()
+
+
+def case(i, r, bin_dir, tmp, new_tokens):
+    cfg, ck, in_path, t, extra, grids = make_case(i, r, bin_dir, tmp)
+    out_path = os.path.join(os.path.dirname(in_path), "out.safetensors")
+    run([f"{bin_dir}/maye", "forward", "--model", ck, "--in", in_path, "--out", out_path, "--threads", "2"])
+
+    model = load_model(cfg, ck)
     with torch.no_grad():
         logits = model(input_ids=t, **extra).logits[0]
     want = load_file(out_path)["logits"]
@@ -155,8 +167,8 @@ def case(i, r, bin_dir, tmp, new_tokens):
     same = first is None or margins[first] < 1e-4
     ok = ok and same
     v = cfg["vision_config"]
-    print(json.dumps({"case": i, "model_type": cfg["model_type"], "tokens": len(ids), "images": len(pix),
-                      "grids": [g.tolist()[0] for g in grids], "head_dim": head_dim(cfg),
+    print(json.dumps({"case": i, "model_type": cfg["model_type"], "tokens": int(t.shape[1]), "images": len(grids),
+                      "grids": grids, "head_dim": head_dim(cfg),
                       "mrope_section": cfg["rope_scaling"]["mrope_section"], "vision_heads": v["num_heads"],
                       "max_abs_diff": diff, "logit_scale": scale, "greedy_tokens": new_tokens,
                       "greedy_first_difference": first, "ok": ok}), flush=True)

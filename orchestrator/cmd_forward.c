@@ -8,7 +8,6 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "io/safetensors.h"
-#include "kernels/cpu/kernels.h"
 #include "model/model.h"
 
 #include <stdio.h>
@@ -35,7 +34,17 @@ static void forward_usage(FILE *f) {
             "in_chans*temporal_patch*patch^2");
 }
 
-static int run(const maye_model *m, const maye_debug_input *in, float temperature, int with_logits, const char *out) {
+typedef struct {
+    float temperature;
+    int with_logits;
+    const char *out;
+} forward_args;
+
+static int run(const maye_model *m, const maye_debug_input *in, void *arg) {
+    const forward_args *fa = arg;
+    float temperature = fa->temperature;
+    int with_logits = fa->with_logits;
+    const char *out = fa->out;
     const maye_model_config *c = &m->cfg;
     int L = (int)in->L, C = c->hidden, V = c->vocab;
     float *embeds = xmalloc(sizeof(float) * (size_t)(in->n_tok * C + 1));
@@ -107,20 +116,6 @@ int cmd_forward(int argc, char **argv) {
         log_error("--temperature must be positive (got %s)", temp_s);
         return 2;
     }
-    cpu_set_threads((int)threads);
-    maye_model m;
-    if (maye_model_load(&m, model) < 0) {
-        maye_report_error();
-        return 1;
-    }
-    maye_debug_input in;
-    int rc = maye_debug_input_read(&in, &m.cfg, in_path, prefix);
-    if (rc == 0) {
-        rc = run(&m, &in, (float)temperature, !no_logits, out);
-        if (rc < 0) maye_fail_ctx("'%s'", in_path);
-        maye_debug_input_free(&in);
-    }
-    if (rc < 0) maye_report_error();
-    maye_model_free(&m);
-    return rc < 0 ? 1 : 0;
+    forward_args fa = {(float)temperature, !no_logits, out};
+    return maye_debug_run(model, in_path, prefix, threads, run, &fa);
 }

@@ -13,6 +13,7 @@
     X(init, cmd_init, "make a randomly initialised Qwen2-VL / Qwen2.5-VL checkpoint from a config.json")     \
     X(forward, cmd_forward, "run the model on one sequence (-> positions, hidden states, logits, log-probs)")  \
     X(generate, cmd_generate, "sample or greedy-decode continuations of one sequence (-> JSON lines of ids)")  \
+    X(grad, cmd_grad, "gradients of one sequence's mean log-prob w.r.t. the trained weights (-> safetensors)") \
     X(judge, cmd_judge, "judge answers: JSON lines {\"response\", \"answer\"} -> {\"correct\", ...}")             \
     X(preprocess, cmd_preprocess, "run the Qwen2-VL image processor on one image (-> safetensors)")        \
     X(report, cmd_report, "report on run directories: MAYE accuracy table, figures across seeds (gnuplot)")

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "io/safetensors.h"
+#include "kernels/cpu/kernels.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -91,4 +92,24 @@ int maye_debug_input_read(maye_debug_input *in, const maye_model_config *c, cons
     maye_st_close(&st);
     if (rc < 0) maye_debug_input_free(in);
     return rc;
+}
+
+int maye_debug_run(const char *model_dir, const char *in_path, const char *prefix, int64_t threads,
+                   int (*fn)(const maye_model *m, const maye_debug_input *in, void *arg), void *arg) {
+    cpu_set_threads((int)threads);
+    maye_model m;
+    if (maye_model_load(&m, model_dir) < 0) {
+        maye_report_error();
+        return 1;
+    }
+    maye_debug_input in;
+    int rc = maye_debug_input_read(&in, &m.cfg, in_path, prefix);
+    if (rc == 0) {
+        rc = fn(&m, &in, arg);
+        if (rc < 0) maye_fail_ctx("'%s'", in_path);
+        maye_debug_input_free(&in);
+    }
+    if (rc < 0) maye_report_error();
+    maye_model_free(&m);
+    return rc < 0 ? 1 : 0;
 }

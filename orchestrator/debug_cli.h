@@ -43,3 +43,9 @@ typedef struct {
 // file and the tensor. Free with maye_debug_input_free (nothing to free after a failure).
 int maye_debug_input_read(maye_debug_input *in, const maye_model_config *c, const char *path, const char *prefix);
 void maye_debug_input_free(maye_debug_input *in);
+
+// What `maye forward` and `maye grad` do after their options: set the CPU threads, load the checkpoint at
+// model_dir, read the input sequence (prefix) and run fn on them, reporting any error (naming the input).
+// Returns the command's exit status: 0, or 1 after an error.
+int maye_debug_run(const char *model_dir, const char *in_path, const char *prefix, int64_t threads,
+                   int (*fn)(const maye_model *m, const maye_debug_input *in, void *arg), void *arg);
