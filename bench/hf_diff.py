@@ -10,7 +10,8 @@ engine) with transformers' generate(): the same ids, or a first difference where
 logits are within 1e-4 (a tie either side may break). Prints one JSON line per case and exits 1 if any case
 differs: logits by more than 1e-4 relative to their scale, or greedy ids.
 
-Usage: python3 bench/hf_diff.py [--cases N] [--seed S] [--new-tokens N] [--bin build/bin] [--keep DIR]
+Usage: python3 bench/hf_diff.py [--cases N] [--seed S] [--new-tokens N] [--max-side PX] [--bin build/bin]
+                                [--keep DIR]
 """
 import argparse
 import json
@@ -144,8 +145,8 @@ def load_model(cfg, ck):
     return cls.from_pretrained(ck, dtype=torch.float32, attn_implementation="eager").eval()
 
 
-def case(i, r, bin_dir, tmp, new_tokens):
-    cfg, ck, in_path, t, extra, grids = make_case(i, r, bin_dir, tmp)
+def case(i, r, bin_dir, tmp, new_tokens, max_side):
+    cfg, ck, in_path, t, extra, grids = make_case(i, r, bin_dir, tmp, max_side)
     out_path = os.path.join(os.path.dirname(in_path), "out.safetensors")
     run([f"{bin_dir}/maye", "forward", "--model", ck, "--in", in_path, "--out", out_path, "--threads", "2"])
 
@@ -180,13 +181,14 @@ def main():
     ap.add_argument("--cases", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--max-side", type=int, default=420, help="largest image side of the big images (pixels)")
     ap.add_argument("--bin", default="build/bin")
     ap.add_argument("--keep", default=None, help="keep the cases' files in this directory")
     a = ap.parse_args()
     r = random.Random(a.seed)
     tmp = a.keep or tempfile.mkdtemp(prefix="maye-hf-diff-")
     os.makedirs(tmp, exist_ok=True)
-    bad = sum(not case(i, r, os.path.abspath(a.bin), tmp, a.new_tokens) for i in range(a.cases))
+    bad = sum(not case(i, r, os.path.abspath(a.bin), tmp, a.new_tokens, a.max_side) for i in range(a.cases))
     print(json.dumps({"cases": a.cases, "failed": bad, "dir": tmp if a.keep else None}))
     sys.exit(1 if bad else 0)
 
