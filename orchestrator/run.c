@@ -52,8 +52,27 @@ static int write_run_json(const maye_run *run, const char *status, uint64_t dige
     return rc;
 }
 
+// Fails when dir already holds a run of another kind: its config.yaml and run.json would be overwritten.
+static int check_kind(const char *dir, const char *kind) {
+    char *path = maye_path_join(dir, "run.json");
+    maye_buf text = {0};
+    int rc = 0;
+    if (maye_read_file(path, &text) == 0) {
+        cJSON *o = cJSON_Parse(text.data);
+        const cJSON *k = o ? cJSON_GetObjectItemCaseSensitive(o, "kind") : NULL;
+        if (cJSON_IsString(k) && strcmp(k->valuestring, kind))
+            rc = maye_fail("'%s' holds a run of kind '%s' (%s): a '%s' run there would overwrite its config.yaml and "
+                           "run.json; use another directory", dir, k->valuestring, path, kind);
+        cJSON_Delete(o);
+    }
+    maye_buf_free(&text);
+    free(path);
+    return rc;
+}
+
 int maye_run_create(maye_run *run, const char *dir, const char *kind, maye_config *cfg) {
     memset(run, 0, sizeof *run);
+    TRY(check_kind(dir, kind));
     run->dir = xstrdup(dir);
     run->kind = xstrdup(kind);
     run->seed = cfg->seed;

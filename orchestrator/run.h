@@ -18,7 +18,8 @@ typedef struct {
 } maye_run;
 
 // Creates RUN, RUN/logs, RUN/metrics, RUN/eval and writes config.yaml (cfg with run_dir and seed as given)
-// and run.json (status "running").
+// and run.json (status "running"). Fails, touching nothing, when RUN holds a run of another kind (an eval
+// pointed at a training run's directory).
 int maye_run_create(maye_run *run, const char *dir, const char *kind, maye_config *cfg);
 // Sets run.json's status ("done", "failed", "stopped").
 int maye_run_set_status(const maye_run *run, const char *status);

@@ -394,18 +394,22 @@ static void usage(int sft) {
            "       maye %s --resume RUN_DIR\n\n", cmd, cmd);
     if (sft)
         printf("Supervised fine-tuning on the training set's `solution` field (cross-entropy on the response\n"
-               "tokens, warmup + cosine LR): maye-batch | maye-update --sft, with the same evaluations as RL, so RL\n"
-               "and SFT compare in one report (maye report RL_RUN --sft SFT_RUN).\n\n");
+               "tokens, learning rate on update.lr_schedule): maye-batch | maye-update --sft, with the same\n"
+               "evaluations as RL, so RL and SFT compare in one report (maye report RL_RUN --sft SFT_RUN).\n\n");
     else
         printf("Runs the RL pipeline maye-batch | maye-rollout | maye-traj | maye-update as child processes in\n"
                "the run directory `run_dir` (config.yaml, logs/, metrics/, eval/, weights/, checkpoints/; see\n"
                "docs/run-dir.md), forwards each policy version from maye-update to maye-rollout and maye-traj, and\n"
-               "evaluates before training and every train.eval_every_epochs epochs on data.validation and\n"
-               "data.test under the MAYE settings pass@8 (T=1.0), pass@1 (T=0.6), pass@1 (T=0.01, top_p=0.001).\n\n");
+               "evaluates before training (train.eval_before), every train.eval_every_epochs epochs and at the end,\n"
+               "on whichever of data.validation and data.test are set, under the MAYE settings pass@8 (T=1.0),\n"
+               "pass@1 (T=0.6), pass@1 (T=0.01, top_p=0.001).\n\n");
     printf("options:\n"
-           "  --seeds N         independent runs with seeds seed..seed+N-1 in RUN_DIR/seed-S (default train.seeds)\n"
+           "  --seeds N         independent runs with seeds seed..seed+N-1, each in RUN_DIR/seed-S (N = 1: in\n"
+           "                    RUN_DIR itself; default train.seeds)\n"
            "  --no-eval         skip the evaluations\n"
-           "  --resume RUN_DIR  continue a stopped or failed run from its latest checkpoint\n\n"
+           "  --resume RUN_DIR  continue a stopped or failed run from its latest checkpoint, with its own\n"
+           "                    RUN_DIR/config.yaml (no CONFIG or overrides); RUN_DIR may hold seed-*/ runs,\n"
+           "                    each of which is resumed\n\n"
            "A stage that fails stops the others; its name and the end of its log are shown. Ctrl-C stops cleanly\n"
            "and leaves a resumable run.\n");
 }
@@ -449,6 +453,12 @@ int maye_train_main(int argc, char **argv, int sft) {
             free(ov);
             return 2;
         }
+    }
+    if (resume && (config || nov || seeds)) {
+        log_error("--resume continues a run with its own RUN_DIR/config.yaml: leave out CONFIG, key=value "
+                  "overrides and --seeds (only --no-eval goes with it)");
+        free(ov);
+        return 2;
     }
     char *bin = maye_self_dir();
     maye_train_opts o = {.sft = sft, .eval = eval, .resume = resume, .bin_dir = bin};

@@ -112,6 +112,16 @@ grep -Eq '"kind":[[:space:]]*"sft"' "$T/sft/run.json" || fail "sft run kind"
 grep -q '"loss"' "$T/sft/metrics/train.jsonl" || fail "sft metrics"
 [ "$(wc -l < "$T/sft/metrics/eval.jsonl")" -eq 18 ] || fail "sft evaluations"
 
+# an evaluation pointed at the training run's directory is refused, the run left as it was ------------------
+cp "$R/config.yaml" "$T/config.before"
+if "$B/maye" eval "$T/rl.yaml" --checkpoint "$T/init" 2> "$T/eval_into_run.log"; then fail "eval into an RL run directory"; fi
+grep -q "holds a run of kind 'rl'" "$T/eval_into_run.log" || { cat "$T/eval_into_run.log"; fail "no message for eval into a run"; }
+cmp -s "$R/config.yaml" "$T/config.before" || fail "the refused eval changed the run's config.yaml"
+grep -Eq '"kind":[[:space:]]*"rl"' "$R/run.json" || fail "the refused eval changed run.json"
+# --resume takes the run's own configuration: overrides are refused, not ignored
+if "$B/maye" train --resume "$R" train.epochs=3 2> "$T/resume_ov.log"; then fail "--resume with an override"; fi
+grep -q "leave out CONFIG, key=value overrides" "$T/resume_ov.log" || { cat "$T/resume_ov.log"; fail "no message for --resume overrides"; }
+
 # bad configuration: a clear error, no run --------------------------------------------------------------
 if "$B/maye" train "$T/rl.yaml" rollout.temprature=0.5 2> "$T/bad.log"; then fail "a typo was accepted"; fi
 grep -q "did you mean 'rollout.temperature'" "$T/bad.log" || fail "no suggestion for a typo"
