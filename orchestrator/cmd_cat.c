@@ -36,7 +36,7 @@ static const char *cat_help =
     "                  terminal); a regular file is written under a temporary name and renamed when complete\n"
     "  -h, --help      show this help\n"
     "\n"
-    "environment: MAYE_ZSTD_LEVEL sets the zstd level of the written stream (default 3).\n"
+    "environment: MAYE_ZSTD_LEVEL sets the zstd level of the written stream (default 1).\n"
     "exit status: 0 on success, 1 on a bad or truncated stream or bad JSON (the message names the record\n"
     "or line and the field), 2 on bad usage.\n";
 

@@ -238,7 +238,8 @@ static void usage(void) {
            "  --train N        training samples (default 512)\n"
            "  --validation N   validation samples (default 64)\n"
            "  --test N         out-of-distribution test samples (default 64)\n"
-           "  --size PX        image side in pixels (default 112; a multiple of 28 needs no resize)\n"
+           "  --size PX        image side in pixels (default 112; a multiple of 28 from 56 to 3584 needs no\n"
+           "                   resize under the default pixel bounds)\n"
            "  --seed S         seed (default 0)\n"
            "  --kinds LIST     figure kinds, cycled through (default: all four)\n");
 }

@@ -297,8 +297,10 @@ static int write_script(const report_figure *f, const char *path) {
 }
 
 int report_figures_write(const report_figures *figs, const char *out) {
-    char *dir = maye_path_join(out, "data");
+    char *dir = maye_path_join(out, "data"), *fig_dir = maye_path_join(out, "figures");
     int rc = maye_mkdir_p(dir);
+    if (rc == 0) rc = maye_mkdir_p(fig_dir); // where the scripts write, drawn now or re-plotted later
+    free(fig_dir);
     for (int i = 0; i < figs->n && rc == 0; i++) {
         char file[96];
         snprintf(file, sizeof file, "%s.dat", figs->f[i].name);

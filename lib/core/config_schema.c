@@ -97,7 +97,7 @@ const maye_cfg_field maye_cfg_fields[] = {
     F("update.train_connector", CFG_BOOL, update.train_connector, "false", NULL, "train the patch merger"),
     F("update.train_vit", CFG_BOOL, update.train_vit, "false", NULL, "train the vision tower"),
     F("update.recompute", CFG_BOOL, update.recompute, "false", NULL, "recompute activations in backward"),
-    F("update.save_every", CFG_INT, update.save_every, "0", NULL, "gradient steps between checkpoints (0 = end)"),
+    F("update.save_every", CFG_INT, update.save_every, "0", NULL, "generation steps between checkpoints (0 = end)"),
     F("update.save_dtype", CFG_STRING, update.save_dtype, "bf16", "bf16|fp32", "dtype of saved checkpoints"),
     F("update.max_staleness", CFG_INT, update.max_staleness, "0", NULL, "policy versions a record may lag"),
     F("update.weight_sync", CFG_STRING, update.weight_sync, "file", "file|cuda_ipc",

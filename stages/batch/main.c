@@ -20,7 +20,7 @@ static void usage(void) {
            "Reads the dataset data.<SPLIT> (MAYE JSONL: question, answer, solution, id, image) and writes Query\n"
            "records: prompt ids (chat template + data.prompt_suffix, image pads expanded), the resized uint8\n"
            "RGB image and its patch grid, the answer, and the position (sample id, epoch, step).\n\n"
-           "The train split is shuffled every epoch with `seed` (same seed, same stream) in batches of\n"
+           "The train split is shuffled every epoch (data.shuffle) with `seed` (same seed, same stream) in batches of\n"
            "data.batch_size (an incomplete last batch is dropped) for train.epochs epochs; the validation and\n"
            "test splits are one pass in file order. The tokenizer is model.tokenizer (default\n"
            "<model.path>/tokenizer.json); the image processor reads <model.path>/preprocessor_config.json if\n"
@@ -32,7 +32,7 @@ static void usage(void) {
            "  --epoch E            epoch label of an evaluation pass (default 0)\n"
            "  --version V          policy version evaluation queries ask for (default 0); training step k\n"
            "                       asks for version k\n"
-           "%s",
+           "%s(maye-batch reads no records: -i is refused.)\n",
            maye_cli_common_help);
 }
 
@@ -102,8 +102,11 @@ int main(int argc, char **argv) {
         int used = maye_cli_common(&cli, argc, argv, &i);
         if (used < 0) goto fail;
         if (used) continue;
+        bool known = !strcmp(a, "--split") || !strcmp(a, "--steps") || !strcmp(a, "--start-step") ||
+                     !strcmp(a, "--epoch") || !strcmp(a, "--version");
         if (i + 1 >= argc) {
-            log_error("unknown option '%s' (see maye-batch --help)", a);
+            if (known) log_error("option '%s' needs a value (see maye-batch --help)", a);
+            else log_error("unknown option '%s' (see maye-batch --help)", a);
             return 2;
         }
         const char *v = argv[i + 1];
@@ -119,6 +122,10 @@ int main(int argc, char **argv) {
         }
         if (rc < 0) goto fail;
         i += 2;
+    }
+    if (strcmp(cli.in_path, "-")) {
+        log_error("-i: maye-batch reads no records (it reads data.<split> of the configuration)");
+        return 2;
     }
     maye_config cfg;
     int loaded = maye_cli_load_config(&cli, &cfg);

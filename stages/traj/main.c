@@ -107,6 +107,10 @@ int main(int argc, char **argv) {
             i += 2;
         } else if (!strcmp(a, "--start-version") && i + 1 < argc) {
             if (maye_parse_i64(argv[i + 1], &start_version, "--start-version") < 0) goto fail;
+            if (start_version < 0) {
+                maye_fail("--start-version must be >= 0 (got %lld)", (long long)start_version);
+                goto fail;
+            }
             i += 2;
         } else {
             log_error("unknown option or missing value: '%s' (see maye-traj --help)", a);

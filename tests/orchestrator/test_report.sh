@@ -105,6 +105,7 @@ grep -qF "live is still running" stdout4.md || fail "report.md does not say the 
 grep -qF "an unfinished last line was left out" stdout4.md || fail "the unfinished line is not mentioned"
 grep -qF "live is still running" out4/index.html || fail "index.html does not say the run is still running"
 grep -qF "the figures were not drawn (--no-plots)" out4/index.html || fail "index.html lacks the --no-plots note"
+[ -d out4/figures ] || fail "--no-plots: no figures/ for the re-plot recipe (cd data && gnuplot -d NAME.gp) to write to"
 
 # ----------------------------------------------------------------------------
 # errors
