@@ -17,8 +17,10 @@ static void usage(void) {
            "T=1.0), pass@1 (T=0.6) and pass@1 (T=0.01, top_p=0.001): every response goes to\n"
            "RUN_DIR/eval/epoch-EEEE/<split>-<setting>.jsonl and each accuracy to RUN_DIR/metrics/eval.jsonl.\n\n"
            "  --checkpoint DIR   the model to evaluate (Hugging Face layout)\n"
-           "  -o RUN_DIR         where to write (default: run_dir of the config)\n"
-           "  --epoch E          the epoch label of the evaluation (default 0)\n");
+           "  -o RUN_DIR         where to write (default: run_dir of the config); a directory holding a\n"
+           "                     training run is refused\n"
+           "  --epoch E          the epoch label of the evaluation (default 0; maye report takes eval runs as\n"
+           "                     the vanilla model at epoch 0)\n");
 }
 
 int cmd_eval(int argc, char **argv) {

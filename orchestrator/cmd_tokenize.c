@@ -111,6 +111,11 @@ int cmd_tokenize(int argc, char **argv) {
             return 2;
         }
     }
+    if (skip_special && !decode) {
+        log_error("--skip-special goes with --decode (encoding keeps every token)");
+        usage(stderr);
+        return 2;
+    }
     if (!path) {
         log_error("--tokenizer FILE is required");
         usage(stderr);

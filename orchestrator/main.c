@@ -26,6 +26,15 @@ static void usage(FILE *f) {
 }
 
 int cmd_version(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: maye version\n\nPrints the version and the backends this build has (the CUDA one with the "
+               "GPUs it sees).\n");
+        return 0;
+    }
+    if (argc > 1) {
+        log_error("maye version takes no arguments (got '%s')", argv[1]);
+        return 2;
+    }
     const maye_backend_ops *cuda = maye_backend_cuda();
     printf("maye-c %s (CPU backend: fp32, OpenBLAS; CUDA backend: ", MAYE_VERSION);
     if (cuda) printf("fp32 and bf16, %d device(s) visible)\n", cuda->device_count());
