@@ -11,10 +11,12 @@ const char *maye_cli_common_help =
     "  --config FILE        YAML configuration (every stage reads the same file)\n"
     "  key.path=value       override one configuration key, e.g. rollout.temperature=0.6\n"
     "  -i FILE              read records from FILE instead of stdin\n"
-    "  -o FILE              write records to FILE instead of stdout\n"
+    "  -o FILE              write records to FILE instead of stdout (a regular file is written under a\n"
+    "                       temporary name and appears complete when the stage ends; a FIFO is written live)\n"
     "  --tee FILE           also save the output stream to FILE (replay it later, maye cat it)\n"
     "  --print-config       print the effective configuration as YAML and exit\n"
-    "  -h, --help           show this help\n";
+    "  -h, --help           show this help\n"
+    "environment: MAYE_ZSTD_LEVEL, the zstd level of the streams written (default 1)\n";
 
 void maye_cli_init(maye_cli *cli) {
     memset(cli, 0, sizeof *cli);
