@@ -433,16 +433,9 @@ static int normalize_long_runs(int opts, const char *s, size_t n, maye_buf *out)
     return 0;
 }
 
-// Normalizes the piece s[0..n) (at byte `at` of the text, for messages) into out: through utf8proc_map, or
-// normalize_long_runs when a run of combining marks is long.
-static int normalize_piece(int opts, const char *s, size_t n, size_t at, maye_buf *out) {
-    size_t run = 0, longest = 0;
-    for (size_t j = 0; j < n;) {
-        uint32_t cp;
-        j += maye_utf8_next(s + j, n - j, &cp);
-        run = ccc(cp) ? run + 1 : 0;
-        longest = run > longest ? run : longest;
-    }
+// Normalizes the piece s[0..n) (at byte `at` of the text, for messages; `longest`: its longest run of
+// combining marks) into out: through utf8proc_map, or normalize_long_runs when that run is long.
+static int normalize_piece(int opts, const char *s, size_t n, size_t at, size_t longest, maye_buf *out) {
     if (longest > NORM_FAST_RUN) return normalize_long_runs(opts, s, n, out);
     utf8proc_uint8_t *dst = NULL;
     utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst, opts);
@@ -470,19 +463,22 @@ static int normalize_one(int opts, const char *s, size_t n, maye_buf *out) {
             maye_buf_append(out, s + pos, n - pos);
             break;
         }
-        size_t rs = i > pos ? i - 1 : i, j = i;
+        size_t rs = i > pos ? i - 1 : i, j = i, run = 0, longest = 0; // runs of marks in the current piece
         maye_buf_append(out, s + pos, rs - pos);
         while (j < n && (unsigned char)s[j] >= 0x80) {
             uint32_t cp;
             size_t k = maye_utf8_next(s + j, n - j, &cp);
             if (maye_unicode_compat_unknown(cp)) {
-                if (j > rs) TRY(normalize_piece(opts, s + rs, j - rs, rs, out));
+                if (j > rs) TRY(normalize_piece(opts, s + rs, j - rs, rs, longest, out));
                 maye_buf_append(out, s + j, k);
-                rs = j + k;
+                rs = j + k, run = longest = 0;
+            } else {
+                run = ccc(cp) ? run + 1 : 0;
+                longest = run > longest ? run : longest;
             }
             j += k;
         }
-        if (j > rs) TRY(normalize_piece(opts, s + rs, j - rs, rs, out));
+        if (j > rs) TRY(normalize_piece(opts, s + rs, j - rs, rs, longest, out));
         pos = j;
     }
     return 0;
