@@ -55,6 +55,9 @@ TEST_SRC := $(sort $(shell find tests -name 'test_*.c'))
 TEST_BINS := $(patsubst %.c,$(BUILD)/%,$(TEST_SRC))
 TEST_SUPPORT_SRC := $(sort $(wildcard tests/support/*.c))
 TEST_SUPPORT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SUPPORT_SRC))
+# tests/cuda_emu/test_*.cc: CUDA kernel headers compiled by g++ and run on the CPU emulator (no CUDA toolkit)
+EMU_TEST_SRC := $(sort $(wildcard tests/cuda_emu/test_*.cc))
+EMU_TEST_BINS := $(patsubst %.cc,$(BUILD)/%,$(EMU_TEST_SRC))
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(patsubst %.c,$(BUILD)/%,$(BENCH_SRC))
 
@@ -108,10 +111,22 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBMAYE)
 	@mkdir -p $(dir $@)
 	$(CC) $(MAYE_LDFLAGS) -o $@ $< $(LIBMAYE) $(LIBS)
 
+# the kernels pun types through reinterpret_cast as nvcc allows: no strict aliasing
+EMU_CXXFLAGS := -std=c++17 -O2 -g -DMAYE_CUDA_EMU -fno-strict-aliasing -Wall -Wextra -Wno-unused-parameter \
+  -Wno-unknown-pragmas -Itests/cuda_emu/include -Ilib -Itests -I$(BUILD)/gen -MMD -MP $(CXXFLAGS)
+
+$(BUILD)/obj/tests/cuda_emu/%.o: tests/cuda_emu/%.cc $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+
+$(EMU_TEST_BINS): $(BUILD)/tests/cuda_emu/%: $(BUILD)/obj/tests/cuda_emu/%.o $(TEST_SUPPORT_OBJ) $(LIBMAYE)
+	@mkdir -p $(dir $@)
+	$(CXX) $(MAYE_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(LIBMAYE) $(LIBS)
+
 # ----------------------------------------------------------------------------
 # tests, benchmarks, fuzzing
 
-tests: $(BINS) $(TEST_BINS)
+tests: $(BINS) $(TEST_BINS) $(EMU_TEST_BINS)
 
 test: tests
 	@BUILD=$(BUILD) sh tests/run.sh

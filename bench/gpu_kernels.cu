@@ -5,7 +5,9 @@
 //   gemm         T = 8192 tokens through every linear layer of a 2B block (forward, and one weight gradient)
 //   attention    prefill 8 x 1024 causal (H 12, KV 2, D 128), vision 4 x 1024 bidirectional (H 16, D 80),
 //                decode 64 sequences x 512 keys over 28 layers' caches (plain launches and a CUDA graph);
-//                the SIMT kernel and the tensor-core prefill kernel on the same shapes for comparison
+//                the SIMT kernel and the tensor-core prefill kernel on the same shapes for comparison;
+//                backward 8 x 1024 causal (H 12, KV 2, D 128): the flash-style kernels against the per-segment
+//                GEMMs
 //   logprobs     8192 tokens, V 151936, C 1536 (fused lm_head + online log-sum-exp) against the bare GEMM
 //   sampling     64 rows of 151936 logits: plain, top-p 0.9, top-k 50 + top-p 0.9
 //   elementwise  RMSNorm, residual + RMSNorm, SiLU-gated MLP, AdamW over 256M parameters
@@ -18,6 +20,7 @@ extern "C" {
 #include "core/error.h"
 }
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/model_kernels.h"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -230,6 +233,61 @@ static void bench_prefill(const char *name, int B, int H, int KV, int D, int n, 
     attn_free(s);
 }
 
+// The backward of a prefill (dQ, dK, dV from dO, the forward's output and lse): the flash-style kernels
+// (device segment arrays) against the GEMM path (host arrays, one set of GEMMs per segment and key/value
+// head). FLOPs: the five products S, dP, dV, dK, dQ over the visible (query, key) pairs.
+static void bench_attention_backward(int B, int H, int KV, int D, int n) {
+    AttnSetup s = attn_setup(B, H, KV, D, n, n, 1, 1);
+    attn_call(s, 0, NULL); // out and lse
+    int64_t T = (int64_t)B * n, TK = (int64_t)B * n;
+    void *dout = drandom(CUDA_BF16, T * H * D, 1), *dq = dalloc((size_t)T * H * D * 2);
+    void *dkv = dalloc((size_t)2 * TK * KV * D * 2);
+    std::vector<void *> hd(2 * B);
+    std::vector<const void *> hkv(2 * B);
+    std::vector<int> cu(B + 1), nks(B, n);
+    for (int b = 0; b <= B; b++) cu[b] = b * n;
+    for (int b = 0; b < B; b++) {
+        hd[b] = (char *)dkv + (size_t)b * n * KV * D * 2;
+        hd[B + b] = (char *)dkv + ((size_t)TK + (size_t)b * n) * KV * D * 2;
+    }
+    CK(cudaMemcpy(hkv.data(), s.kp, sizeof(void *) * B, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hkv.data() + B, s.vp, sizeof(void *) * B, cudaMemcpyDeviceToHost));
+    void **dd = (void **)dalloc(sizeof(void *) * 2 * B);
+    CK(cudaMemcpy(dd, hd.data(), sizeof(void *) * 2 * B, cudaMemcpyHostToDevice));
+    size_t fws_bytes = cuda_attention_backward_flash_workspace_bytes((int)T, H, D);
+    size_t gws_bytes = cuda_attention_backward_workspace_bytes(CUDA_BF16, H, KV, D, n, n);
+    void *fws = dalloc(fws_bytes), *gws = dalloc(gws_bytes);
+    int64_t HD = (int64_t)H * D, KVD = (int64_t)KV * D;
+    double flops = 10.0 * D * H * ((double)B * n * (n + 1) / 2);
+    double ms[2];
+    ms[0] = time_ms(
+        [&] {
+            OK(cuda_attention_backward_flash(ctx, CUDA_BF16, dq, dd, dd + B, dout, HD, s.out, HD, s.q, HD, s.kp, s.vp,
+                                             KVD, s.lse, s.cu, s.nkd, B, (int)T, H, KV, D, 1, n, n, fws, fws_bytes, NULL));
+        },
+        10);
+    ms[1] = time_ms(
+        [&] {
+            OK(cuda_attention_backward(ctx, CUDA_BF16, dq, hd.data(), hd.data() + B, dout, HD, s.q, HD, hkv.data(),
+                                       hkv.data() + B, KVD, s.lse, cu.data(), nks.data(), B, H, KV, D, 1, gws, gws_bytes,
+                                       NULL));
+        },
+        10);
+    const char *names[2] = {"flash", "per-segment GEMMs"};
+    for (int k = 0; k < 2; k++) {
+        char shape[128];
+        snprintf(shape, sizeof shape, "causal %dx%d H%d KV%d D%d (%s)", B, n, H, KV, D, names[k]);
+        emit("attention_backward", shape, ms[k],
+             "\"tokens_per_s\": %.0f, \"tflops\": %.1f, \"vs_gemm_peak\": %.3f, \"workspace_mb\": %.1f, "
+             "\"vs_gemm_path\": %.3f",
+             B * n / (ms[k] * 1e-3), flops / (ms[k] * 1e-3) / 1e12, flops / (ms[k] * 1e-3) / 1e12 / gemm_peak_tflops,
+             (k == 0 ? fws_bytes : gws_bytes) / 1e6, ms[1] / ms[k]);
+    }
+    void *ps[] = {dout, dq, dkv, (void *)dd, fws, gws};
+    for (void *p : ps) CK(cudaFree(p));
+    attn_free(s);
+}
+
 // 64 one-token queries over 512 cached keys per layer, 28 layers of separate caches (470 MB of K/V, far
 // beyond L2) so every call streams its keys from HBM, as a decode step does.
 static void bench_decode(int B, int nk) {
@@ -400,6 +458,7 @@ int main(void) {
     bench_gemm();
     bench_prefill("prefill causal", 8, 12, 2, 128, 1024, 1);
     bench_prefill("vision bidirectional", 4, 16, 16, 80, 1024, 0);
+    bench_attention_backward(8, 12, 2, 128, 1024);
     bench_decode(64, 512);
     bench_decode(64, 2048);
     bench_logprobs();

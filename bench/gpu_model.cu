@@ -7,8 +7,9 @@
 //            step's time and the fraction of the copy bandwidth its bytes (weights + KV cache) reach; with the
 //            CUDA graph, and a short run without it
 //   update   forward + backward + clip + AdamW on 8 sequences x 1024 tokens of the language model, with kept
-//            activations and with recomputation: tokens/s, model TFLOP/s (6 N + attention per token) and
-//            their fraction of the measured GEMM rate (MFU), device memory
+//            activations (flash-style attention backward, then the per-segment GEMM one) and with
+//            recomputation: tokens/s, model TFLOP/s (6 N + attention per token) and their fraction of the
+//            measured GEMM rate (MFU), device memory
 // bench/gpu_model_baseline.py runs the same jobs in PyTorch / transformers and prints the ratios.
 //   gpu_model [--prompts N] [--new N] [--steps N] [--only rollout|update]
 //   gpu_model --write-config PATH     writes the model's config.json (for the baseline) and exits
@@ -278,7 +279,17 @@ static void bench_update(cuda_model *gm, int steps) {
     double n_mm = c->layers * ((double)c->hidden * (QKV + HD + 3.0 * c->intermediate)) + (double)c->vocab * c->hidden;
     double flops_tok = 6.0 * n_mm + 6.0 * c->layers * HD * S;
 
-    for (bool recompute : {false, true}) {
+    // kept activations with the flash-style attention backward and with the per-segment GEMMs, recomputation
+    struct {
+        bool recompute;
+        cuda_attention_backward_kernel attn;
+    } runs[3] = {{false, CUDA_ATTN_BWD_AUTO}, {false, CUDA_ATTN_BWD_GEMM}, {true, CUDA_ATTN_BWD_AUTO}};
+    for (const auto &run : runs) {
+        bool recompute = run.recompute;
+        cuda_ctx_set_attention_backward(gm->ctx, run.attn);
+        const char *attn = run.attn == CUDA_ATTN_BWD_GEMM || !cuda_attention_backward_flash_supported(gm->dt, c->head_dim)
+                               ? "gemm"
+                               : "flash";
         cuda_llm_train tr;
         OK(cuda_llm_train_init(&tr, gm, T, B, recompute));
         auto step = [&]() {
@@ -301,14 +312,16 @@ static void bench_update(cuda_model *gm, int steps) {
         for (int t = 0; t < T; t++) loss += dlp[(size_t)t] * lp[(size_t)t];
         size_t held = gm->device_bytes + cuda_llm_train_bytes(&tr);
         printf("{\"bench\": \"update\", \"impl\": \"maye\", \"device\": \"%s\", \"shape\": \"8x1024 tokens\", "
-               "\"recompute\": %s, \"ms\": %.2f, \"tokens_per_s\": %.1f, \"model_tflops\": %.1f, \"mfu\": %.3f, "
-               "\"allocated_gb\": %.2f, \"device_used_gb\": %.2f, \"loss\": %.4f}\n",
-               cuda_ctx_device_name(ctx), recompute ? "true" : "false", secs * 1e3, tok_s, tflops,
+               "\"recompute\": %s, \"attention_backward\": \"%s\", \"ms\": %.2f, \"tokens_per_s\": %.1f, "
+               "\"model_tflops\": %.1f, \"mfu\": %.3f, \"allocated_gb\": %.2f, \"device_used_gb\": %.2f, "
+               "\"loss\": %.4f}\n",
+               cuda_ctx_device_name(ctx), recompute ? "true" : "false", attn, secs * 1e3, tok_s, tflops,
                gemm_peak_tflops > 0 ? tflops / gemm_peak_tflops : 0, held / 1e9, (device_used() - base_used) / 1e9,
                loss);
         fflush(stdout);
         cuda_llm_train_free(&tr);
     }
+    cuda_ctx_set_attention_backward(gm->ctx, CUDA_ATTN_BWD_AUTO);
 }
 
 // ----------------------------------------------------------------------------

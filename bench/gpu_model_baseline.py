@@ -179,7 +179,9 @@ def compare(ours_path, results):
         if "update" not in torch_r:
             break
         t = torch_r["update"]
-        emit({"bench": "compare", "what": "update tokens/s" + (" (recompute)" if rec["recompute"] else ""),
+        what = "update tokens/s (%s attention backward%s)" % (rec.get("attention_backward", "gemm"),
+                                                               ", recompute" if rec["recompute"] else "")
+        emit({"bench": "compare", "what": what,
               "maye": rec["tokens_per_s"], "torch": t["tokens_per_s"], "ratio": rec["tokens_per_s"] / t["tokens_per_s"],
               "target": 1.3, "maye_mfu": rec["mfu"], "torch_mfu": t["mfu"], "maye_gb": rec["device_used_gb"],
               "torch_gb": t["peak_gb"]})

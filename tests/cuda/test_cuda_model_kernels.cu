@@ -2,7 +2,8 @@
 // or 1e-4 for the GEMM-based ones) and bf16 (inputs rounded first, 2e-2): conversion and fills, row
 // gathers/scatters, the activation over fused gate|up rows and its backward, the RMSNorm, bias, rotary and
 // embedding backwards, the attention backward (packed causal segments, cached keys, bidirectional, GQA
-// ratios 1/3/7, head dims 16/64/80/128 and odd 10, an empty segment) and the log-prob backward. Outputs are
+// ratios 1/3/6/7, head dims 16/64/80/128 and odd 10, an empty segment; the GEMM path in both dtypes, the
+// flash-style kernels in bf16 for head dims 64/80/128) and the log-prob backward. Outputs are
 // poisoned with NaN where written; accumulated ones start random. Exits 77 without a GPU.
 #include "cuda_test.h"
 
@@ -256,8 +257,34 @@ static void attention_case(cuda_ctx *ctx, const BwdCase &c, cuda_dtype dt) {
     expect_close(what("attention_backward dq %s %s", c.name, dt_name(dt)), got_q, dq, (int64_t)T * HD, tol);
     expect_close(what("attention_backward dk %s %s", c.name, dt_name(dt)), got_k, dk, (int64_t)TK * KVD, tol);
     expect_close(what("attention_backward dv %s %s", c.name, dt_name(dt)), got_v, dv, (int64_t)TK * KVD, tol);
-    free(q), free(k), free(v), free(dout), free(out), free(lse), free(dq), free(dk), free(dv), free(got_q), free(got_k),
-        free(got_v);
+    free(got_q), free(got_k), free(got_v);
+
+    // the flash-style kernels: device segment arrays, the forward's output for rowsum(dO * O)
+    if (cuda_attention_backward_flash_supported(dt, D)) {
+        round_to(out, (int64_t)T * HD, dt);
+        void *gout = dev_from_f32(out, (int64_t)T * HD, dt);
+        int *dcu = (int *)dev_copy(cu.data(), sizeof(int) * (size_t)(B + 1));
+        int *dnk = (int *)dev_copy(c.nk.data(), sizeof(int) * (size_t)B);
+        std::vector<const void *> kv(2 * B);
+        std::vector<void *> dkv(2 * B);
+        for (int b = 0; b < B; b++) kv[b] = pk[b], kv[B + b] = pv[b], dkv[b] = pdk[b], dkv[B + b] = pdv[b];
+        const void **dkvp = (const void **)dev_copy(kv.data(), sizeof(void *) * kv.size());
+        void **ddkv = (void **)dev_copy(dkv.data(), sizeof(void *) * dkv.size());
+        size_t fws_bytes = cuda_attention_backward_flash_workspace_bytes(T, H, D);
+        void *fws = dev_alloc(fws_bytes);
+        dev_poison(gdq, (size_t)T * HD * es), dev_poison(gdk, ((size_t)TK * KVD + 1) * es), dev_poison(gdv, ((size_t)TK * KVD + 1) * es);
+        EXPECT_GPU_OK(cuda_attention_backward_flash(ctx, dt, gdq, ddkv, ddkv + B, gdo, HD, gout, HD, gq, HD, dkvp, dkvp + B,
+                                                    KVD, glse, dcu, dnk, B, T, H, KV, D, c.causal, max_nq, max_nk, fws,
+                                                    fws_bytes, NULL));
+        got_q = dev_to_f32(gdq, (int64_t)T * HD, dt), got_k = dev_to_f32(gdk, (int64_t)TK * KVD, dt);
+        got_v = dev_to_f32(gdv, (int64_t)TK * KVD, dt);
+        expect_close(what("attention_backward_flash dq %s", c.name), got_q, dq, (int64_t)T * HD, tol);
+        expect_close(what("attention_backward_flash dk %s", c.name), got_k, dk, (int64_t)TK * KVD, tol);
+        expect_close(what("attention_backward_flash dv %s", c.name), got_v, dv, (int64_t)TK * KVD, tol);
+        free(got_q), free(got_k), free(got_v);
+        dev_free(gout), dev_free(dcu), dev_free(dnk), dev_free((void *)dkvp), dev_free(ddkv), dev_free(fws);
+    }
+    free(q), free(k), free(v), free(dout), free(out), free(lse), free(dq), free(dk), free(dv);
     dev_free(gq), dev_free(gk), dev_free(gv), dev_free(gdo), dev_free(gdq), dev_free(gdk), dev_free(gdv), dev_free(glse),
         dev_free(ws);
 }
@@ -269,6 +296,9 @@ static void test_attention_backward(cuda_ctx *ctx) {
         {"bidirectional GQA 7", {9, 16}, {9, 16}, 7, 1, 80, 0},
         {"causal D128 long", {70, 33}, {70, 33}, 4, 2, 128, 1},
         {"odd head dim", {6, 2}, {6, 2}, 3, 1, 10, 1},
+        {"causal cached keys D64 GQA 6", {3, 1, 70, 0}, {10, 7, 140, 5}, 12, 2, 64, 1},
+        {"bidirectional cached keys D80", {40, 7}, {90, 7}, 4, 4, 80, 0},
+        {"causal D128 several tiles", {130, 200, 65}, {130, 200, 65}, 12, 2, 128, 1},
     };
     for (cuda_dtype dt : DTYPES)
         for (const BwdCase &c : cases) attention_case(ctx, c, dt);

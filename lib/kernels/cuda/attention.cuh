@@ -13,6 +13,7 @@
 // of a causal segment sees keys j <= nk[b] - nq + i. Rows that see no key get out = 0 and lse = -inf.
 #pragma once
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/mma.cuh"
 
 #define ATTN_LN2 0.6931471805599453f
 #define ATTN_LOG2E 1.4426950408889634f
@@ -45,7 +46,8 @@ static inline size_t attn_simt_smem_bytes(int D) {
 
 // grid (ceil(max_nq / SIMT_BQ), H, B), 128 threads; DPL = head-dim values per lane (D <= 32 * DPL).
 template <typename T, int DPL> __global__ void __launch_bounds__(128) attn_simt_kernel(AttnArgs<T> p) {
-    extern __shared__ float simt_smem[];
+    DYNAMIC_SMEM(simt_raw);
+    float *simt_smem = reinterpret_cast<float *>(simt_raw);
     const int D = p.D;
     float *Qs = simt_smem;             // (SIMT_BQ, D)
     float *Ks = Qs + SIMT_BQ * D;      // (SIMT_BK, D + 1): the pad keeps lane j's row in its own banks
@@ -126,39 +128,7 @@ template <typename T, int DPL> __global__ void __launch_bounds__(128) attn_simt_
 }
 
 // ----------------------------------------------------------------------------
-// tensor-core building blocks (sm_80+ instructions, run on sm_90)
-
-// c (16x8 fp32) += a (16x16 bf16, row) @ b (16x8 bf16, col). Fragments, with g = lane / 4, t = lane % 4:
-// a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..); b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g);
-// c0, c1 (g, 2t..2t+1), c2, c3 (g+8, 2t..2t+1).
-__device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Four 8x8 bf16 matrices from shared memory, transposed: lane L gives the address of row L % 8 of matrix
-// L / 8; register i of lane L receives matrix i's elements (row 2 (L % 4) and 2 (L % 4) + 1, column L / 4).
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *smem) {
-    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr)
-                 : "memory");
-}
-
-// 16 bytes global -> shared without a register round trip; valid = false writes 16 zero bytes.
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid) {
-    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem);
-    int src_bytes = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(gmem), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
+// tensor-core helpers
 
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); // .x (lo) is the lower 16 bits
@@ -166,6 +136,22 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
 }
 
 __device__ __forceinline__ uint32_t lds32(const bf16 *p) { return *reinterpret_cast<const uint32_t *>(p); }
+
+// The A fragment (mma layout) of the 16 x 16 block at m of a row-major bf16 matrix in shared memory (row
+// stride ld elements): rows [0, 16), columns [0, 16).
+__device__ __forceinline__ void load_a_fragment(uint32_t a[4], const bf16 *m, int ld) {
+    int lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+    const bf16 *lo = m + g * ld + 2 * t4, *hi = lo + 8 * ld;
+    a[0] = lds32(lo), a[1] = lds32(hi), a[2] = lds32(lo + 8), a[3] = lds32(hi + 8);
+}
+
+// The B fragment of the 16 (k) x 8 (n) product operand whose n-th column is row n of m (rows [0, 8),
+// columns [0, 16) of a row-major bf16 matrix in shared memory, row stride ld): the B operand of A m^T.
+__device__ __forceinline__ void load_b_fragment(uint32_t b[2], const bf16 *m, int ld) {
+    int lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+    const bf16 *r = m + g * ld + 2 * t4;
+    b[0] = lds32(r), b[1] = lds32(r + 8);
+}
 
 // ROWS x D bf16 rows (row stride ld elements in global memory) into shared memory rows of D + 8 elements;
 // rows >= nvalid become zeros. aligned: 16-byte cp.async (asynchronous, completes at cp_async_wait);
@@ -220,23 +206,31 @@ __device__ __forceinline__ void online_softmax_update(float s[NT][4], float o[DT
     }
 }
 
-// o (DT tiles of 16x8) += P (16 x 16 keys: score tiles s[0], s[1] after online_softmax_update) @ V rows
-// [0, 16) of Vt (shared, row stride D + 8).
+// o (D/8 tiles of 16x8) += A (16 x 16, fragments a in the mma layout) @ rows [0, 16) of R (shared, row stride
+// D + 8): B fragments of R come from ldmatrix.trans.
 template <int D>
-__device__ __forceinline__ void pv_accumulate(float o[D / 8][4], const float s0[4], const float s1[4], const bf16 *Vt) {
+__device__ __forceinline__ void mma_rows_accumulate(float o[D / 8][4], const uint32_t a[4], const bf16 *R) {
     constexpr int LD = D + 8;
-    uint32_t a[4] = {pack_bf16x2(s0[0], s0[1]), pack_bf16x2(s0[2], s0[3]), pack_bf16x2(s1[0], s1[1]),
-                     pack_bf16x2(s1[2], s1[3])};
     int lane = threadIdx.x % 32, mat = lane / 8, r8 = lane % 8;
-    // matrices: 0 keys 0-7 / dims +0-7, 1 keys 8-15 / dims +0-7, 2 keys 0-7 / dims +8-15, 3 keys 8-15 / dims +8-15
-    const bf16 *vrow = Vt + ((mat & 1) * 8 + r8) * LD + (mat >> 1) * 8;
+    // matrices: 0 rows 0-7 / dims +0-7, 1 rows 8-15 / dims +0-7, 2 rows 0-7 / dims +8-15, 3 rows 8-15 / dims +8-15
+    const bf16 *row = R + ((mat & 1) * 8 + r8) * LD + (mat >> 1) * 8;
 #pragma unroll
     for (int dp = 0; dp < D / 16; dp++) {
-        uint32_t vf[4];
-        ldmatrix_x4_trans(vf, vrow + dp * 16);
-        mma_bf16_16816(o[2 * dp], a, vf[0], vf[1]);
-        mma_bf16_16816(o[2 * dp + 1], a, vf[2], vf[3]);
+        uint32_t f[4];
+        ldmatrix_x4_trans(f, row + dp * 16);
+        mma_bf16_16816(o[2 * dp], a, f[0], f[1]);
+        mma_bf16_16816(o[2 * dp + 1], a, f[2], f[3]);
     }
+}
+
+// o (D/8 tiles of 16x8) += P (16 x 16: the accumulator tiles s0, s1 of two 8-column blocks, rounded to bf16)
+// @ rows [0, 16) of Vt. The accumulator layout of two adjacent 16x8 tiles is the A-fragment layout of their
+// 16x16 concatenation, so no data moves between lanes.
+template <int D>
+__device__ __forceinline__ void pv_accumulate(float o[D / 8][4], const float s0[4], const float s1[4], const bf16 *Vt) {
+    uint32_t a[4] = {pack_bf16x2(s0[0], s0[1]), pack_bf16x2(s0[2], s0[3]), pack_bf16x2(s1[0], s1[1]),
+                     pack_bf16x2(s1[2], s1[3])};
+    mma_rows_accumulate<D>(o, a, Vt);
 }
 
 // ----------------------------------------------------------------------------
@@ -250,7 +244,7 @@ template <int D> constexpr size_t attn_mma_smem_bytes() { return sizeof(bf16) * 
 // grid (ceil(max_nq / MMA_BM), H, B), 128 threads.
 template <int D> __global__ void __launch_bounds__(128) attn_mma_kernel(AttnArgs<bf16> p) {
     constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8;
-    extern __shared__ __align__(16) unsigned char mma_smem[];
+    DYNAMIC_SMEM(mma_smem);
     bf16 *Qs = reinterpret_cast<bf16 *>(mma_smem); // (MMA_BM, LD)
     bf16 *Ks = Qs + MMA_BM * LD;                    // (2, MMA_BN, LD) two stages
     bf16 *Vs = Ks + 2 * MMA_BN * LD;                // (2, MMA_BN, LD)
@@ -276,14 +270,8 @@ template <int D> __global__ void __launch_bounds__(128) attn_mma_kernel(AttnArgs
     __syncthreads();
 
     uint32_t qf[KSTEPS][4];
-    {
-        const bf16 *lo = Qs + (warp * 16 + g) * LD + 2 * t4, *hi = lo + 8 * LD;
 #pragma unroll
-        for (int kk = 0; kk < KSTEPS; kk++) {
-            qf[kk][0] = lds32(lo + kk * 16), qf[kk][1] = lds32(hi + kk * 16);
-            qf[kk][2] = lds32(lo + kk * 16 + 8), qf[kk][3] = lds32(hi + kk * 16 + 8);
-        }
-    }
+    for (int kk = 0; kk < KSTEPS; kk++) load_a_fragment(qf[kk], Qs + warp * 16 * LD + kk * 16, LD);
     float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int dt = 0; dt < DT; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
@@ -310,8 +298,9 @@ template <int D> __global__ void __launch_bounds__(128) attn_mma_kernel(AttnArgs
         for (int kk = 0; kk < KSTEPS; kk++) {
 #pragma unroll
             for (int nt = 0; nt < 8; nt++) {
-                const bf16 *kr = Kt + (nt * 8 + g) * LD + kk * 16 + 2 * t4;
-                mma_bf16_16816(s[nt], qf[kk], lds32(kr), lds32(kr + 8));
+                uint32_t kf[2];
+                load_b_fragment(kf, Kt + nt * 8 * LD + kk * 16, LD);
+                mma_bf16_16816(s[nt], qf[kk], kf[0], kf[1]);
             }
         }
         int n0 = j * MMA_BN;
@@ -364,7 +353,7 @@ template <int D>
 __global__ void __launch_bounds__(128) attn_decode_kernel(AttnArgs<bf16> p, int keys_per_split, float *ws_o,
                                                           float *ws_lse) {
     constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8;
-    extern __shared__ __align__(16) unsigned char dec_smem[];
+    DYNAMIC_SMEM(dec_smem);
     bf16 *Qs = reinterpret_cast<bf16 *>(dec_smem); // (DEC_ROWS, LD)
     bf16 *Ks = Qs + DEC_ROWS * LD;                  // (2, MMA_BN, LD)
     bf16 *Vs = Ks + 2 * MMA_BN * LD;                // (2, MMA_BN, LD)
@@ -390,14 +379,8 @@ __global__ void __launch_bounds__(128) attn_decode_kernel(AttnArgs<bf16> p, int 
     __syncthreads();
 
     uint32_t qf[KSTEPS][4];
-    {
-        const bf16 *lo = Qs + g * LD + 2 * t4, *hi = lo + 8 * LD;
 #pragma unroll
-        for (int kk = 0; kk < KSTEPS; kk++) {
-            qf[kk][0] = lds32(lo + kk * 16), qf[kk][1] = lds32(hi + kk * 16);
-            qf[kk][2] = lds32(lo + kk * 16 + 8), qf[kk][3] = lds32(hi + kk * 16 + 8);
-        }
-    }
+    for (int kk = 0; kk < KSTEPS; kk++) load_a_fragment(qf[kk], Qs + kk * 16, LD);
     float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int dt = 0; dt < DT; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
@@ -423,8 +406,9 @@ __global__ void __launch_bounds__(128) attn_decode_kernel(AttnArgs<bf16> p, int 
         for (int kk = 0; kk < KSTEPS; kk++) {
 #pragma unroll
             for (int nt = 0; nt < 2; nt++) {
-                const bf16 *kr = Kt + (nt * 8 + g) * LD + kk * 16 + 2 * t4;
-                mma_bf16_16816(s[nt], qf[kk], lds32(kr), lds32(kr + 8));
+                uint32_t kf[2];
+                load_b_fragment(kf, Kt + nt * 8 * LD + kk * 16, LD);
+                mma_bf16_16816(s[nt], qf[kk], kf[0], kf[1]);
             }
         }
         int c0 = j * MMA_BN + warp * 16; // key offset (within the split) of this warp's first key

@@ -22,6 +22,17 @@ extern "C" {
 typedef __nv_bfloat16 bf16;
 
 // ----------------------------------------------------------------------------
+// dynamic shared memory
+
+// DYNAMIC_SMEM(name) declares the block's dynamic shared memory (the launch's byte count) as a 16-byte
+// aligned `unsigned char name[]`; under the CPU emulator (tests/cuda_emu) a pointer to the block's buffer.
+#ifdef MAYE_CUDA_EMU
+#define DYNAMIC_SMEM(name) unsigned char *name = cuda_emu_dynamic_smem()
+#else
+#define DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
+
+// ----------------------------------------------------------------------------
 // errors
 
 // maye_fail("<what>: <cuda error name> (<description>)"); returns -1.

@@ -46,6 +46,7 @@ extern "C" int cuda_ctx_init(cuda_ctx **out, int device) {
     ctx->sm_count = prop.multiProcessorCount;
     ctx->smem_per_block_optin = (int)prop.sharedMemPerBlockOptin;
     ctx->attention_kernel = CUDA_ATTN_AUTO;
+    ctx->attention_backward = CUDA_ATTN_BWD_AUTO;
     cublasStatus_t st = cublasLtCreate(&ctx->lt);
     if (st == CUBLAS_STATUS_SUCCESS) st = cublasCreate(&ctx->blas);
     if (st != CUBLAS_STATUS_SUCCESS) {
@@ -77,4 +78,12 @@ extern "C" const char *cuda_ctx_device_name(const cuda_ctx *ctx) { return ctx->n
 extern "C" int cuda_ctx_sm_count(const cuda_ctx *ctx) { return ctx->sm_count; }
 extern "C" void cuda_ctx_set_attention_kernel(cuda_ctx *ctx, cuda_attention_kernel kernel) {
     ctx->attention_kernel = kernel;
+}
+
+extern "C" void cuda_ctx_set_attention_backward(cuda_ctx *ctx, cuda_attention_backward_kernel kernel) {
+    ctx->attention_backward = kernel;
+}
+
+extern "C" cuda_attention_backward_kernel cuda_ctx_attention_backward(const cuda_ctx *ctx) {
+    return ctx->attention_backward;
 }

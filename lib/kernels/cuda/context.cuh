@@ -32,6 +32,7 @@ struct cuda_ctx {
     cublasHandle_t blas;      // fallback for shapes cuBLASLt has no algorithm for
     void *workspace;          // (CUDA_GEMM_WORKSPACE_BYTES) for cuBLASLt
     cuda_attention_kernel attention_kernel;
+    cuda_attention_backward_kernel attention_backward;
     cuda_gemm_cache_entry gemm_cache[CUDA_GEMM_CACHE]; // filled round robin
     int gemm_cache_next;
 };

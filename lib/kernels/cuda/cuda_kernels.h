@@ -45,6 +45,13 @@ typedef enum {
     CUDA_ATTN_PREFILL = 2, // bf16: the tensor-core prefill kernel even for one-row segments (else as AUTO)
 } cuda_attention_kernel;
 
+// Which attention backward the GPU model's training uses (cuda_ctx_set_attention_backward).
+typedef enum {
+    CUDA_ATTN_BWD_AUTO = 0, // the flash-style tensor-core kernels where supported (bf16, head dim 64, 80, 128),
+                            // else the per-segment GEMMs (cuda_attention_backward_flash / _backward, model_kernels.h)
+    CUDA_ATTN_BWD_GEMM = 1, // the per-segment GEMMs for every dtype and shape
+} cuda_attention_backward_kernel;
+
 // A context owns the cuBLASLt handle and its 32 MiB workspace and caches device properties. Calls that take
 // a context must not run concurrently on different streams with the same context (they share the workspace).
 typedef struct cuda_ctx cuda_ctx;
@@ -55,6 +62,8 @@ void cuda_ctx_free(cuda_ctx *ctx);
 const char *cuda_ctx_device_name(const cuda_ctx *ctx); // "NVIDIA H200"
 int cuda_ctx_sm_count(const cuda_ctx *ctx);
 void cuda_ctx_set_attention_kernel(cuda_ctx *ctx, cuda_attention_kernel kernel);
+void cuda_ctx_set_attention_backward(cuda_ctx *ctx, cuda_attention_backward_kernel kernel);
+cuda_attention_backward_kernel cuda_ctx_attention_backward(const cuda_ctx *ctx);
 
 // ----------------------------------------------------------------------------
 // matmul, embedding, residual

@@ -143,7 +143,13 @@ extern "C" int cuda_attention_backward(cuda_ctx *ctx, cuda_dtype dt, void *dq, v
     for (int b = 0; b < B; b++) {
         int q0 = cu_q[b], nq = cu_q[b + 1] - cu_q[b], n_k = nk[b];
         CHECK_OR_FAIL(nq >= 0 && n_k >= 0, "attention_backward: segment %d has %d queries and %d keys", b, nq, n_k);
-        if (nq == 0) continue;
+        if (nq == 0) { // no query: the keys and values get no gradient
+            for (int which = 0; which < 2 && n_k > 0; which++)
+                CUDA_TRY(cudaMemset2DAsync(which ? dv[b] : dk[b], (size_t)ldkv * es, 0, (size_t)KV * D * es,
+                                           (size_t)n_k, stream),
+                         "attention_backward: zeroing the key/value gradients of segment %d", b);
+            continue;
+        }
         char *dqb = (char *)dq + (size_t)q0 * ldq * es;
         if (n_k == 0) { // no key: the queries get no gradient
             CUDA_TRY(cudaMemset2DAsync(dqb, (size_t)ldq * es, 0, (size_t)H * D * es, (size_t)nq, stream),

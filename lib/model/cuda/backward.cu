@@ -1,7 +1,9 @@
 // The language model's backward on the GPU (model/cuda/backward.h), in the order of model/backward.c:
 //   dL/dlogprob -> chunked log-softmax backward of the gathered rows (lm_head gradient) -> final RMSNorm ->
-//   per layer, last to first: down_proj, SiLU gate, gate|up_proj, RMSNorm, o_proj, attention (per segment,
-//   materialised scores), rotary, fused q|k|v_proj with bias, RMSNorm -> embedding rows of text tokens.
+//   per layer, last to first: down_proj, SiLU gate, gate|up_proj, RMSNorm, o_proj, attention (the flash-style
+//   tensor-core kernels in bf16 with head dim 64/80/128, else per-segment GEMMs over materialised scores;
+//   cuda_ctx_set_attention_backward), rotary, fused q|k|v_proj with bias, RMSNorm -> embedding rows of text
+//   tokens.
 // Weight gradients accumulate in fp32 through cuBLASLt's beta = 1 (bf16 inputs, fp32 output); the column
 // sums (norm weights, biases) and the embedding rows go in a fixed order. Then the clipping and AdamW passes
 // over the whole gradient range. Dimension letters as in model/cuda/model.h.
@@ -24,9 +26,10 @@ struct RowLists {
     float *lp_lp, *lp_g;
     int64_t *emb_ids;
     int *emb_starts, *emb_rows;
+    void **attn_dkv;
 };
 
-static int input_regions(DevRegion *r, RowLists *x, int T_cap) {
+static int input_regions(DevRegion *r, RowLists *x, int T_cap, int B_cap) {
     size_t T = (size_t)T_cap;
     r[0] = DEV_REGION(x->lp_row, T * sizeof(int));
     r[1] = DEV_REGION(x->lp_tgt, T * sizeof(int64_t));
@@ -35,7 +38,14 @@ static int input_regions(DevRegion *r, RowLists *x, int T_cap) {
     r[4] = DEV_REGION(x->emb_ids, T * sizeof(int64_t));
     r[5] = DEV_REGION(x->emb_starts, (T + 1) * sizeof(int));
     r[6] = DEV_REGION(x->emb_rows, T * sizeof(int));
-    return 7;
+    r[7] = DEV_REGION(x->attn_dkv, 2 * (size_t)B_cap * sizeof(void *));
+    return 8;
+}
+
+// Whether the attention backward runs the flash-style kernels (else the per-segment GEMMs).
+static bool attn_flash(const cuda_model *gm) {
+    return cuda_ctx_attention_backward(gm->ctx) == CUDA_ATTN_BWD_AUTO &&
+           cuda_attention_backward_flash_supported(gm->dt, gm->cfg.head_dim);
 }
 
 int cuda_llm_train_init(cuda_llm_train *tr, cuda_model *gm, int T_cap, int B_cap, bool recompute) {
@@ -73,7 +83,7 @@ int cuda_llm_train_init(cuda_llm_train *tr, cuda_model *gm, int T_cap, int B_cap
     size_t widest = QKV > C ? QKV : C;
     RowLists rows;
     DevRegion r[24];
-    int n = input_regions(r, &rows, T_cap);
+    int n = input_regions(r, &rows, T_cap, tr->acts.B_cap);
     tr->input_bytes = dev_layout(r, n, NULL);
     r[n++] = DEV_REGION(tr->dres, T * C * es);
     r[n++] = DEV_REGION(tr->dln, T * C * es);
@@ -92,6 +102,7 @@ int cuda_llm_train_init(cuda_llm_train *tr, cuda_model *gm, int T_cap, int B_cap
     }
     tr->lp_row = rows.lp_row, tr->lp_tgt = rows.lp_tgt, tr->lp_lp = rows.lp_lp, tr->lp_g = rows.lp_g;
     tr->emb_ids = rows.emb_ids, tr->emb_starts = rows.emb_starts, tr->emb_rows = rows.emb_rows;
+    tr->attn_dkv = rows.attn_dkv;
     tr->host = malloc(tr->input_bytes);
     if (!tr->host) {
         cuda_llm_train_free(tr);
@@ -156,21 +167,28 @@ static int layer_backward(cuda_model *gm, cuda_llm_train *tr, int l, const Layer
     TRY(cuda_gemm(ctx, dt, dt, 0, 0, T, HD, C, 1.0f, tr->dres, C, gm_layer(gm, w->o_w, l, Cz * HD), HD, 0.0f, tr->datt,
                   HD, s));
     TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, C, HD, T, 1.0f, tr->dres, C, la.att, HD, 1.0f, g_o, HD, s));
-    const int *cu = a->h_cu;
-    int *nk = (int *)xmalloc(sizeof(int) * (size_t)B);
-    const void **k = (const void **)xmalloc(sizeof(void *) * 2 * (size_t)B);
-    void **dk = (void **)xmalloc(sizeof(void *) * 2 * (size_t)B);
-    for (int b = 0; b < B; b++) {
-        nk[b] = cu[b + 1] - cu[b];
-        k[b] = gm_at(gm, la.qkv, (size_t)cu[b] * QKV + HD);
-        k[B + b] = gm_at(gm, la.qkv, (size_t)cu[b] * QKV + HD + KVD);
-        dk[b] = gm_at(gm, tr->dqkv, (size_t)cu[b] * QKV + HD);
-        dk[B + b] = gm_at(gm, tr->dqkv, (size_t)cu[b] * QKV + HD + KVD);
+    if (attn_flash(gm)) {
+        AttnPlan ap = llm_packed_plan(gm, a, l);
+        TRY(cuda_attention_backward_flash(ctx, dt, tr->dqkv, tr->attn_dkv, tr->attn_dkv + B, tr->datt, HD, la.att, HD,
+                                          la.qkv, QKV, ap.kv, ap.kv + B, QKV, la.lse, a->cu, a->seqlen, B, T, H, KV, D,
+                                          1, a->max_len, a->max_len, tr->attn_ws, tr->attn_ws_bytes, s));
+    } else {
+        const int *cu = a->h_cu;
+        int *nk = (int *)xmalloc(sizeof(int) * (size_t)B);
+        const void **k = (const void **)xmalloc(sizeof(void *) * 2 * (size_t)B);
+        void **dk = (void **)xmalloc(sizeof(void *) * 2 * (size_t)B);
+        for (int b = 0; b < B; b++) {
+            nk[b] = cu[b + 1] - cu[b];
+            k[b] = gm_at(gm, la.qkv, (size_t)cu[b] * QKV + HD);
+            k[B + b] = gm_at(gm, la.qkv, (size_t)cu[b] * QKV + HD + KVD);
+            dk[b] = gm_at(gm, tr->dqkv, (size_t)cu[b] * QKV + HD);
+            dk[B + b] = gm_at(gm, tr->dqkv, (size_t)cu[b] * QKV + HD + KVD);
+        }
+        int rc = cuda_attention_backward(ctx, dt, tr->dqkv, dk, dk + B, tr->datt, HD, la.qkv, QKV, k, k + B, QKV,
+                                         la.lse, cu, nk, B, H, KV, D, 1, tr->attn_ws, tr->attn_ws_bytes, s);
+        free(nk), free(k), free(dk);
+        TRY(rc);
     }
-    int rc = cuda_attention_backward(ctx, dt, tr->dqkv, dk, dk + B, tr->datt, HD, la.qkv, QKV, k, k + B, QKV, la.lse,
-                                     cu, nk, B, H, KV, D, 1, tr->attn_ws, tr->attn_ws_bytes, s);
-    free(nk), free(k), free(dk);
-    TRY(rc);
     TRY(cuda_rope_backward(dt, tr->dqkv, a->cos, a->sin, T, H + KV, D, QKV, s));
     TRY(cuda_gemm(ctx, dt, dt, 0, 0, T, C, QKV, 1.0f, tr->dqkv, QKV, gm_layer(gm, w->qkv_w, l, QKVz * Cz), C, 0.0f,
                   tr->dln, C, s));
@@ -196,7 +214,7 @@ static int upload_rows(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch 
     const maye_model_config *c = &gm->cfg;
     RowLists h;
     DevRegion r[8];
-    int nr = input_regions(r, &h, tr->acts.T_cap);
+    int nr = input_regions(r, &h, tr->acts.T_cap, tr->acts.B_cap);
     size_t bytes = dev_layout(r, nr, (char *)tr->host);
     int T = b->T, n = 0;
     for (int t = 0; t < T; t++) {
@@ -226,16 +244,23 @@ static int upload_rows(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch 
     h.emb_starts[u] = np;
     *n_ids = u;
     free(pairs);
+    // the segments' key and value gradient rows inside dqkv (the flash attention backward's pointer arrays)
+    int HD = c->heads * c->head_dim, KVD = c->kv_heads * c->head_dim, QKV = gm_qkv(c);
+    for (int s = 0; s < b->B; s++) {
+        h.attn_dkv[s] = gm_at(gm, tr->dqkv, (size_t)b->cu_seqlens[s] * QKV + HD);
+        h.attn_dkv[b->B + s] = gm_at(gm, tr->dqkv, (size_t)b->cu_seqlens[s] * QKV + HD + KVD);
+    }
     CUDA_TRY(cudaMemcpyAsync(tr->memory, tr->host, bytes, cudaMemcpyHostToDevice, gm->stream),
              "uploading the backward's row lists (%zu bytes)", bytes);
     return 0;
 }
 
-// Grows the attention workspace to the batch's longest sequence.
+// Grows the attention workspace to the batch (flash: its rows; GEMMs: its longest sequence).
 static int attn_workspace(cuda_model *gm, cuda_llm_train *tr) {
     const maye_model_config *c = &gm->cfg;
-    size_t need = cuda_attention_backward_workspace_bytes(gm->dt, c->heads, c->kv_heads, c->head_dim, tr->acts.max_len,
-                                                          tr->acts.max_len);
+    size_t need = attn_flash(gm) ? cuda_attention_backward_flash_workspace_bytes(tr->acts.T, c->heads, c->head_dim)
+                                 : cuda_attention_backward_workspace_bytes(gm->dt, c->heads, c->kv_heads, c->head_dim,
+                                                                           tr->acts.max_len, tr->acts.max_len);
     if (need <= tr->attn_ws_bytes) return 0;
     TRY(cuda_model_sync(gm));
     if (tr->attn_ws) cudaFree(tr->attn_ws);

@@ -60,6 +60,7 @@ typedef struct {
     int64_t *emb_ids;     // (T) distinct token ids of the text rows, sorted
     int *emb_starts;      // (T+1) their rows in emb_rows
     int *emb_rows;        // (T)
+    void **attn_dkv;      // (2, B) device: each segment's first key / value gradient row inside dqkv
     void *col_scratch;    // column sums (norm weights, biases)
     void *lp_scratch;     // cuda_logprobs_backward_scratch_bytes
     int lp_rows, lp_vchunk;

@@ -1,0 +1,104 @@
+// Host-side helpers of the emulated kernel tests (tests/cuda_emu/test_*.cc): random inputs, bf16 rounding
+// and conversion with the device's own rounding, NaN poisoning of outputs, and the checks that compare a
+// kernel's output with a double-precision reference, print the index and both values on a mismatch (through
+// tests/test.h) and keep the worst error of each kernel for a summary line.
+#pragma once
+#include "cuda_emu.h"
+
+#ifndef _Noreturn
+#define _Noreturn [[noreturn]]
+#endif
+extern "C" {
+#include "core/rng.h"
+#include "test.h"
+}
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include <string>
+#include <vector>
+
+// ----------------------------------------------------------------------------
+// host data
+
+inline maye_rng emu_rng;
+
+inline std::vector<float> emu_randn(size_t n, float scale) {
+    std::vector<float> x(n);
+    for (float &v : x) v = scale * maye_rng_normal(&emu_rng);
+    return x;
+}
+
+inline float emu_round_bf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+inline void emu_round_bf16(std::vector<float> &x) {
+    for (float &v : x) v = emu_round_bf16(v);
+}
+inline std::vector<__nv_bfloat16> emu_to_bf16(const std::vector<float> &x) {
+    std::vector<__nv_bfloat16> y(x.size());
+    for (size_t i = 0; i < x.size(); i++) y[i] = __float2bfloat16_rn(x[i]);
+    return y;
+}
+inline std::vector<float> emu_to_f32(const std::vector<__nv_bfloat16> &x) {
+    std::vector<float> y(x.size());
+    for (size_t i = 0; i < x.size(); i++) y[i] = __bfloat162float(x[i]);
+    return y;
+}
+inline std::vector<float> emu_to_f32(const std::vector<float> &x) { return x; }
+
+// 0xFF bytes: NaN in fp32 and bf16, so an element the kernel does not write fails the comparison.
+template <typename T> inline void emu_poison(std::vector<T> &x) { memset((void *)x.data(), 0xFF, sizeof(T) * x.size()); }
+template <typename T> inline bool emu_is_poison(const T &x) {
+    const unsigned char *b = reinterpret_cast<const unsigned char *>(&x);
+    for (size_t i = 0; i < sizeof(T); i++)
+        if (b[i] != 0xFF) return false;
+    return true;
+}
+
+// printf into a string, for the names of checks.
+__attribute__((format(printf, 1, 2))) inline std::string emu_what(const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return buf;
+}
+
+// ----------------------------------------------------------------------------
+// checks
+
+// The worst error one kind of kernel output reached over a test, relative to max |want| of each check.
+struct emu_stats {
+    const char *name;
+    double tol;           // the tolerance the checks used, relative to max |want|
+    long checks = 0;
+    long long values = 0;
+    double worst = 0.0;
+};
+
+// got (n) against want (n): |got - want| <= tol * max |want| (finite values; at least 1e-30), -inf only where
+// want is -inf. Counts into st; returns whether everything matched.
+inline bool emu_check(emu_stats &st, const std::string &what, const std::vector<float> &got,
+                      const std::vector<double> &want) {
+    size_t n = want.size();
+    double scale = 0.0, worst = 0.0;
+    for (double w : want)
+        if (isfinite(w)) scale = fmax(scale, fabs(w));
+    scale = fmax(scale, 1e-30);
+    std::vector<float> w32(n);
+    for (size_t i = 0; i < n; i++) {
+        w32[i] = (float)want[i];
+        if (isfinite(want[i]) && isfinite(got[i])) worst = fmax(worst, fabs((double)got[i] - want[i]) / scale);
+    }
+    st.checks++;
+    st.values += (long long)n;
+    st.worst = fmax(st.worst, worst);
+    return test_close_f32(what.c_str(), got.data(), w32.data(), (int64_t)n, st.tol * scale, 0.0);
+}
+
+inline void emu_stats_print(const emu_stats &st) {
+    printf("%-34s %4ld checks %9lld values  worst error %.2e of max |want| (tolerance %.0e)\n", st.name, st.checks,
+           st.values, st.worst, st.tol);
+}

@@ -1,0 +1,140 @@
+// The attention forward kernels of lib/kernels/cuda/attention.cuh on the CPU emulator against a double-
+// precision reference: attn_simt_kernel (fp32, and bf16 storage with fp32 math), attn_mma_kernel (tensor
+// cores, D 64/80/128) and attn_decode_kernel + attn_combine_kernel (one query row per segment, split-K with
+// several split sizes). Cases: packed segments of odd lengths, an empty segment, a segment without keys,
+// causal with cached keys (nk > nq) and with nk < nq (rows that see nothing), GQA ratios 1, 2, 6, 7 and 16,
+// strided rows and misaligned keys. Outputs are poisoned with NaN beforehand and their row padding must stay
+// untouched. The launches use the grids of attention.cu.
+#include "attention_ref.h"
+
+// ----------------------------------------------------------------------------
+// running the kernels
+
+static emu_stats simt_f32 = {"attn_simt_kernel<float> out+lse", 1e-5};
+static emu_stats simt_bf16 = {"attn_simt_kernel<bf16> out", 5e-3};
+static emu_stats mma_out = {"attn_mma_kernel out", 1e-2};
+static emu_stats dec_out = {"attn_decode (+combine) out", 1e-2};
+static emu_stats tc_lse = {"attn_mma/decode lse", 1e-5};
+static emu_stats bf16_lse = {"attn_simt_kernel<bf16> lse", 1e-5};
+
+// Compares out (T, ldo) and lse (T, H) with the reference; the padding of each out row must stay poisoned.
+template <typename T>
+static void check_outputs(const emu_attn_problem &p, const char *kernel, const std::vector<T> &out,
+                          const std::vector<float> &lse, emu_stats &st_out, emu_stats &st_lse) {
+    std::vector<double> ref, ref_lse;
+    emu_attn_reference(p, ref, ref_lse);
+    int HD = p.c.H * p.c.D;
+    std::vector<float> got((size_t)p.T * HD);
+    for (int t = 0; t < p.T; t++) {
+        for (int j = 0; j < HD; j++) got[(size_t)t * HD + j] = to_f32(out[(size_t)t * p.ldo + j]);
+        for (int64_t j = HD; j < p.ldo; j++)
+            EXPECT(emu_is_poison(out[(size_t)t * p.ldo + j]), "%s, %s: out row %d padding element %lld was written",
+                   kernel, p.c.name, t, (long long)j);
+    }
+    std::string shape = emu_what("(T %d, H %d, KV %d, D %d) %s", p.T, p.c.H, p.c.KV, p.c.D, p.c.name);
+    emu_check(st_out, emu_what("%s out %s", kernel, shape.c_str()), got, ref);
+    emu_check(st_lse, emu_what("%s lse %s", kernel, shape.c_str()), lse, ref_lse);
+}
+
+template <typename T, int DPL> static void launch_simt(const emu_attn_problem &p, T *out, float *lse) {
+    dim3 grid((unsigned)((p.max_nq + SIMT_BQ - 1) / SIMT_BQ), (unsigned)p.c.H, (unsigned)p.B);
+    cuda_emu_launch(attn_simt_kernel<T, DPL>, grid, dim3(128), attn_simt_smem_bytes(p.c.D),
+                    emu_attn_args<T>(p, out, lse));
+}
+
+template <typename T> static void run_simt(const emu_attn_case &c) {
+    bool bf16 = std::is_same<T, __nv_bfloat16>::value;
+    emu_attn_problem p;
+    emu_attn_problem_init(p, c, bf16);
+    std::vector<T> out((size_t)p.T * p.ldo);
+    std::vector<float> lse((size_t)p.T * p.c.H);
+    emu_poison(out), emu_poison(lse);
+    int D = c.D;
+    if (D <= 32) launch_simt<T, 1>(p, out.data(), lse.data());
+    else if (D <= 64) launch_simt<T, 2>(p, out.data(), lse.data());
+    else if (D <= 128) launch_simt<T, 4>(p, out.data(), lse.data());
+    else launch_simt<T, 8>(p, out.data(), lse.data());
+    if (bf16) check_outputs(p, "attn_simt_kernel<bf16>", out, lse, simt_bf16, bf16_lse);
+    else check_outputs(p, "attn_simt_kernel<float>", out, lse, simt_f32, simt_f32);
+}
+
+template <int D> static void launch_mma(const emu_attn_problem &p, __nv_bfloat16 *out, float *lse) {
+    dim3 grid((unsigned)((p.max_nq + MMA_BM - 1) / MMA_BM), (unsigned)p.c.H, (unsigned)p.B);
+    cuda_emu_launch(attn_mma_kernel<D>, grid, dim3(128), attn_mma_smem_bytes<D>(), emu_attn_args(p, out, lse));
+}
+
+static void run_mma(const emu_attn_case &c) {
+    emu_attn_problem p;
+    emu_attn_problem_init(p, c, true);
+    std::vector<__nv_bfloat16> out((size_t)p.T * p.ldo);
+    std::vector<float> lse((size_t)p.T * p.c.H);
+    emu_poison(out), emu_poison(lse);
+    if (c.D == 64) launch_mma<64>(p, out.data(), lse.data());
+    else if (c.D == 80) launch_mma<80>(p, out.data(), lse.data());
+    else launch_mma<128>(p, out.data(), lse.data());
+    check_outputs(p, "attn_mma_kernel", out, lse, mma_out, tc_lse);
+}
+
+// grid (splits, KV, B) with keys_per_split keys per block (a multiple of MMA_BN); several splits write the
+// workspace (poisoned beforehand), which attn_combine_kernel (grid (H, B)) merges into out and lse.
+template <int D>
+static void launch_decode(const emu_attn_problem &p, int keys_per_split, __nv_bfloat16 *out, float *lse) {
+    int splits = max(1, (p.max_nk + keys_per_split - 1) / keys_per_split), H = p.c.H;
+    std::vector<float> ws((size_t)splits * p.B * H * (D + 1));
+    emu_poison(ws);
+    float *ws_o = ws.data(), *ws_lse = ws_o + (size_t)splits * p.B * H * D;
+    AttnArgs<__nv_bfloat16> a = emu_attn_args(p, out, lse);
+    cuda_emu_launch(attn_decode_kernel<D>, dim3((unsigned)splits, (unsigned)p.c.KV, (unsigned)p.B), dim3(128),
+                    attn_decode_smem_bytes<D>(), a, keys_per_split, ws_o, ws_lse);
+    if (splits > 1)
+        cuda_emu_launch(attn_combine_kernel, dim3((unsigned)H, (unsigned)p.B), dim3(128), 0, out, p.ldo, lse,
+                        (const float *)ws_o, (const float *)ws_lse, p.cu_q.data(), p.B, H, D, splits);
+}
+
+static void run_decode(const emu_attn_case &c, int keys_per_split) {
+    emu_attn_problem p;
+    emu_attn_problem_init(p, c, true);
+    std::vector<__nv_bfloat16> out((size_t)p.T * p.ldo);
+    std::vector<float> lse((size_t)p.T * p.c.H);
+    emu_poison(out), emu_poison(lse);
+    if (c.D == 64) launch_decode<64>(p, keys_per_split, out.data(), lse.data());
+    else if (c.D == 80) launch_decode<80>(p, keys_per_split, out.data(), lse.data());
+    else launch_decode<128>(p, keys_per_split, out.data(), lse.data());
+    std::string kernel = emu_what("attn_decode_kernel (%d keys per split)", keys_per_split);
+    check_outputs(p, kernel.c_str(), out, lse, dec_out, tc_lse);
+}
+
+// ----------------------------------------------------------------------------
+// cases
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    maye_rng_init(&emu_rng, 20240611, 3);
+    // name, nq, nk, H, KV, D, causal, pad_q, pad_kv, misalign
+    std::vector<emu_attn_case> simt = {
+        {"causal packed G2, empty segment", {1, 17, 40, 0}, {1, 17, 40, 0}, 4, 2, 64, 1, 3, 5, 0},
+        {"causal cached keys G7", {5, 33}, {38, 70}, 7, 1, 80, 1, 0, 0, 0},
+        {"causal nk < nq G1", {9}, {4}, 2, 2, 32, 1, 0, 0, 0},
+        {"bidirectional G6, no keys", {7, 3}, {45, 0}, 6, 1, 200, 0, 1, 0, 1},
+    };
+    std::vector<emu_attn_case> prefill = {
+        {"causal packed G6, empty segment", {1, 17, 64, 100, 0}, {1, 17, 64, 100, 0}, 6, 1, 128, 1, 0, 0, 0},
+        {"causal cached keys G2 strided", {9, 70}, {75, 131}, 4, 2, 64, 1, 8, 16, 0},
+        {"causal nk < nq G1", {20}, {7}, 2, 2, 64, 1, 0, 0, 0},
+        {"bidirectional G7 misaligned keys, no keys", {31, 7, 4}, {90, 1, 0}, 7, 1, 80, 0, 0, 0, 1},
+    };
+    std::vector<emu_attn_case> decode = {
+        {"decode G6, empty segment", {1, 1, 1, 0, 1}, {1, 63, 64, 5, 300}, 12, 2, 128, 1, 0, 0, 0},
+        {"decode G7, no keys", {1, 1}, {200, 0}, 7, 1, 64, 1, 8, 0, 0},
+        {"decode G1 misaligned keys", {1, 1, 1}, {3, 77, 513}, 2, 2, 80, 0, 0, 0, 1},
+        {"decode G16", {1}, {130}, 16, 1, 64, 1, 0, 0, 0},
+    };
+    for (const emu_attn_case &c : simt) run_simt<float>(c), run_simt<__nv_bfloat16>(c);
+    for (const emu_attn_case &c : prefill) run_mma(c);
+    for (const emu_attn_case &c : decode) {
+        for (int kps : {64, 192, 1024}) run_decode(c, kps);
+        run_mma(c); // one-row segments through the prefill kernel (CUDA_ATTN_PREFILL)
+    }
+    for (const emu_stats *st : {&simt_f32, &simt_bf16, &bf16_lse, &mma_out, &dec_out, &tc_lse}) emu_stats_print(*st);
+    return TEST_RESULT();
+}
