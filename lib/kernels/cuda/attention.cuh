@@ -135,22 +135,23 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     return *reinterpret_cast<uint32_t *>(&v);
 }
 
-__device__ __forceinline__ uint32_t lds32(const bf16 *p) { return *reinterpret_cast<const uint32_t *>(p); }
-
 // The A fragment (mma layout) of the 16 x 16 block at m of a row-major bf16 matrix in shared memory (row
-// stride ld elements): rows [0, 16), columns [0, 16).
+// stride ld elements, rows 16-byte aligned): rows [0, 16), columns [0, 16), in one ldmatrix.x4.
 __device__ __forceinline__ void load_a_fragment(uint32_t a[4], const bf16 *m, int ld) {
-    int lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
-    const bf16 *lo = m + g * ld + 2 * t4, *hi = lo + 8 * ld;
-    a[0] = lds32(lo), a[1] = lds32(hi), a[2] = lds32(lo + 8), a[3] = lds32(hi + 8);
+    int lane = threadIdx.x % 32, mat = lane / 8;
+    // matrices: 0 rows 0-7 / cols 0-7, 1 rows 8-15 / cols 0-7, 2 rows 0-7 / cols 8-15, 3 rows 8-15 / cols 8-15
+    ldmatrix_x4(a, m + ((mat & 1) * 8 + lane % 8) * ld + (mat >> 1) * 8);
 }
 
-// The B fragment of the 16 (k) x 8 (n) product operand whose n-th column is row n of m (rows [0, 8),
-// columns [0, 16) of a row-major bf16 matrix in shared memory, row stride ld): the B operand of A m^T.
-__device__ __forceinline__ void load_b_fragment(uint32_t b[2], const bf16 *m, int ld) {
-    int lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
-    const bf16 *r = m + g * ld + 2 * t4;
-    b[0] = lds32(r), b[1] = lds32(r + 8);
+// The B fragments of two 16 (k) x 8 (n) product operands whose n-th columns are rows n and 8 + n of m (rows
+// [0, 16), columns [0, 16) of a row-major bf16 matrix in shared memory, row stride ld, rows 16-byte aligned):
+// b[j] is the B operand of A m[8j .. 8j + 8)^T. One ldmatrix.x4.
+__device__ __forceinline__ void load_b_fragments(uint32_t b[2][2], const bf16 *m, int ld) {
+    int lane = threadIdx.x % 32, mat = lane / 8;
+    // matrices: 0 rows 0-7 / cols 0-7, 1 rows 0-7 / cols 8-15, 2 rows 8-15 / cols 0-7, 3 rows 8-15 / cols 8-15
+    uint32_t r[4];
+    ldmatrix_x4(r, m + ((mat >> 1) * 8 + lane % 8) * ld + (mat & 1) * 8);
+    b[0][0] = r[0], b[0][1] = r[1], b[1][0] = r[2], b[1][1] = r[3];
 }
 
 // ROWS x D bf16 rows (row stride ld elements in global memory) into shared memory rows of D + 8 elements;
@@ -297,10 +298,11 @@ template <int D> __global__ void __launch_bounds__(128) attn_mma_kernel(AttnArgs
 #pragma unroll
         for (int kk = 0; kk < KSTEPS; kk++) {
 #pragma unroll
-            for (int nt = 0; nt < 8; nt++) {
-                uint32_t kf[2];
-                load_b_fragment(kf, Kt + nt * 8 * LD + kk * 16, LD);
-                mma_bf16_16816(s[nt], qf[kk], kf[0], kf[1]);
+            for (int nt = 0; nt < 8; nt += 2) {
+                uint32_t kf[2][2];
+                load_b_fragments(kf, Kt + nt * 8 * LD + kk * 16, LD);
+                mma_bf16_16816(s[nt], qf[kk], kf[0][0], kf[0][1]);
+                mma_bf16_16816(s[nt + 1], qf[kk], kf[1][0], kf[1][1]);
             }
         }
         int n0 = j * MMA_BN;
@@ -404,12 +406,10 @@ __global__ void __launch_bounds__(128) attn_decode_kernel(AttnArgs<bf16> p, int 
         for (int nt = 0; nt < 2; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
 #pragma unroll
         for (int kk = 0; kk < KSTEPS; kk++) {
-#pragma unroll
-            for (int nt = 0; nt < 2; nt++) {
-                uint32_t kf[2];
-                load_b_fragment(kf, Kt + nt * 8 * LD + kk * 16, LD);
-                mma_bf16_16816(s[nt], qf[kk], kf[0], kf[1]);
-            }
+            uint32_t kf[2][2];
+            load_b_fragments(kf, Kt + kk * 16, LD);
+            mma_bf16_16816(s[0], qf[kk], kf[0][0], kf[0][1]);
+            mma_bf16_16816(s[1], qf[kk], kf[1][0], kf[1][1]);
         }
         int c0 = j * MMA_BN + warp * 16; // key offset (within the split) of this warp's first key
         if (c0 + 16 > nkeys) {

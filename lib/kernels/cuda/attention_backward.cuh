@@ -149,12 +149,15 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_mma_ker
                 load_a_fragment(ka, Ks + warp * 16 * LD + kk * 16, LD);
                 load_a_fragment(va, Vs + warp * 16 * LD + kk * 16, LD);
 #pragma unroll
-                for (int nt = 0; nt < 8; nt++) {
-                    uint32_t qf[2], of[2];
-                    load_b_fragment(qf, Qs + nt * 8 * LD + kk * 16, LD);
-                    load_b_fragment(of, dOs + nt * 8 * LD + kk * 16, LD);
-                    mma_bf16_16816(s[nt], ka, qf[0], qf[1]);
-                    mma_bf16_16816(dp[nt], va, of[0], of[1]);
+                for (int nt = 0; nt < 8; nt += 2) {
+                    uint32_t qf[2][2], of[2][2];
+                    load_b_fragments(qf, Qs + nt * 8 * LD + kk * 16, LD);
+                    load_b_fragments(of, dOs + nt * 8 * LD + kk * 16, LD);
+#pragma unroll
+                    for (int j = 0; j < 2; j++) {
+                        mma_bf16_16816(s[nt + j], ka, qf[j][0], qf[j][1]);
+                        mma_bf16_16816(dp[nt + j], va, of[j][0], of[j][1]);
+                    }
                 }
             }
             // P^T and dS^T in place (0 for masked pairs, padding queries and padding keys)

@@ -18,6 +18,17 @@ __device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], 
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Four 8x8 bf16 matrices from shared memory: lane L gives the address of row L % 8 of matrix L / 8 (16 bytes,
+// 16-byte aligned); register i of lane L receives matrix i's elements (row L / 4, columns 2 (L % 4) and
+// 2 (L % 4) + 1).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *smem) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
 // Four 8x8 bf16 matrices from shared memory, transposed: lane L gives the address of row L % 8 of matrix
 // L / 8; register i of lane L receives matrix i's elements (row 2 (L % 4) and 2 (L % 4) + 1, column L / 4).
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *smem) {

@@ -89,6 +89,13 @@ template <int NMAT, bool TRANS> inline void cuda_emu_ldmatrix_resolve(void *cons
     }
 }
 
+// Four 8x8 bf16 matrices from shared memory.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *smem,
+                                            cuda_emu_site site = cuda_emu_site("ldmatrix.x4")) {
+    cuda_emu_ldmatrix_op op = {r, smem};
+    cuda_emu_warp_collective(site, cuda_emu_ldmatrix_resolve<4, false>, &op);
+}
+
 // Four 8x8 bf16 matrices from shared memory, transposed.
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *smem,
                                                   cuda_emu_site site = cuda_emu_site("ldmatrix.x4.trans")) {
