@@ -2,9 +2,14 @@
 // matmul (with and without bias, aligned and unaligned bias), the general GEMM in every transpose
 // combination, embedding, residual, RMSNorm (plain and fused with the residual), LayerNorm (their weights and
 // biases fp32 in both modes, as the GPU model keeps them), the activations plain and gated (in place too),
-// the M-RoPE and vision rotary tables, and the rotation with strided rows.
+// the M-RoPE and vision rotary tables, the rotation with strided rows, and the rotation with KV-cache writes
+// (equal to the bit to the rotation followed by row copies).
 // Every GPU output is poisoned with NaN before the call. Exits 77 without a GPU.
 #include "cuda_test.h"
+
+#include "kernels/cuda/model_kernels.h"
+
+#include <vector>
 
 static const cuda_dtype DTYPES[2] = {CUDA_F32, CUDA_BF16};
 
@@ -281,6 +286,41 @@ static void test_rope(void) {
             free(got), free(x), free(c), free(sn), free(ref);
             dev_free(dx), dev_free(dc), dev_free(ds);
         }
+    }
+    // the rotation of fused q|k|v rows with the KV-cache writes: equal to the bit to the rotation + row copies
+    for (cuda_dtype dt : DTYPES) {
+        int T = 37, H = 7, KV = 1, D = 64, half = D / 2, KVD = KV * D, R = 50;
+        int64_t ld = (int64_t)(H + 2 * KV) * D + 8, ldc = KVD + 3, n = T * ld, nc = (int64_t)R * ldc;
+        float *x = host_randn(n, 1), *c = host_randn((int64_t)T * half, 1), *sn = host_randn((int64_t)T * half, 1);
+        std::vector<int> rows(T);
+        for (int t = 0; t < T; t++) rows[t] = (t * 7 + 3) % R;
+        size_t es = dt_size(dt);
+        void *dx = dev_from_f32(x, n, dt), *dy = dev_from_f32(x, n, dt);
+        void *wk = dev_alloc((size_t)nc * es), *wv = dev_alloc((size_t)nc * es), *gk = dev_alloc((size_t)nc * es),
+             *gv = dev_alloc((size_t)nc * es);
+        dev_poison(wk, (size_t)nc * es), dev_poison(wv, (size_t)nc * es), dev_poison(gk, (size_t)nc * es),
+            dev_poison(gv, (size_t)nc * es);
+        float *dc = (float *)dev_from_f32(c, (int64_t)T * half, CUDA_F32), *ds = (float *)dev_from_f32(sn, (int64_t)T * half, CUDA_F32);
+        int *drows = (int *)dev_copy(rows.data(), sizeof(int) * (size_t)T);
+        EXPECT_GPU_OK(cuda_rope_forward(dt, dx, dc, ds, T, H + KV, D, ld, NULL));
+        EXPECT_GPU_OK(cuda_copy_rows(dt, wk, ldc, drows, dt, (char *)dx + (size_t)H * D * es, ld, NULL, T, KVD, 0, NULL));
+        EXPECT_GPU_OK(cuda_copy_rows(dt, wv, ldc, drows, dt, (char *)dx + (size_t)(H + KV) * D * es, ld, NULL, T, KVD, 0,
+                                     NULL));
+        EXPECT_GPU_OK(cuda_rope_cache_forward(dt, dy, dc, ds, T, H, KV, D, ld, gk, gv, drows, ldc, NULL));
+        struct {
+            const char *what;
+            void *got, *want;
+            int64_t n;
+        } outs[3] = {{"qkv", dy, dx, n}, {"cache_k", gk, wk, nc}, {"cache_v", gv, wv, nc}};
+        for (const auto &o : outs) {
+            std::vector<unsigned char> hg((size_t)o.n * es), hw((size_t)o.n * es);
+            CUDA_CHECK(cudaMemcpy(hg.data(), o.got, hg.size(), cudaMemcpyDeviceToHost));
+            CUDA_CHECK(cudaMemcpy(hw.data(), o.want, hw.size(), cudaMemcpyDeviceToHost));
+            EXPECT(hg == hw, "rope_cache_forward %s: %s differs from rope_forward + copy_rows", dt_name(dt), o.what);
+        }
+        free(x), free(c), free(sn);
+        dev_free(dx), dev_free(dy), dev_free(wk), dev_free(wv), dev_free(gk), dev_free(gv), dev_free(dc), dev_free(ds),
+            dev_free(drows);
     }
 }
 

@@ -16,8 +16,8 @@
 //   - launch limits (block size, grid size, 227 KiB of dynamic shared memory per block).
 // The dynamic shared memory is filled with 0xFF bytes (NaN in fp32 and bf16) before every block and ends at an
 // inaccessible page, so reads of unwritten shared memory show up as NaN and overruns as a reported fault.
-// Function-static __shared__ variables are the block's static shared memory (blocks run one at a time); they
-// are not poisoned. No timing, no memory-model races (a thread sees every store other threads made before it resumed),
+// Function-static __shared__ variables are the block's static shared memory (blocks run one at a time), kept
+// in one linker section that is poisoned the same way before every block. No timing, no memory-model races (a thread sees every store other threads made before it resumed),
 // no concurrency between blocks, no preemption (a spin-wait on another thread hangs). A cp.async poisons its
 // destination when issued and lands at the cp.async.wait that retires its group (the latest moment the PTX
 // allows), so a read before that wait, or a refill of a buffer other warps still read, shows up as NaN.
@@ -55,7 +55,9 @@
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
-#define __shared__ static
+// Function-static __shared__ variables land in one section, which is poisoned like the dynamic shared memory
+// before every block (cuda_emu_static_smem_poison).
+#define __shared__ static __attribute__((section("cuda_emu_static_smem")))
 
 // Dynamic shared memory above this fails the launch (what an sm_90 block may opt into).
 #define CUDA_EMU_MAX_DYNAMIC_SMEM (227 * 1024)
@@ -161,6 +163,11 @@ inline unsigned atomicAdd(unsigned *p, unsigned v) { return cuda_emu_atomic_add(
 inline unsigned long long atomicAdd(unsigned long long *p, unsigned long long v) { return cuda_emu_atomic_add(p, v); }
 
 inline size_t __cvta_generic_to_shared(const void *p) { return (size_t)(uintptr_t)p; }
+
+// Bit counts and the high word of a 32 x 32-bit product.
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __ffs(int x) { return __builtin_ffs(x); } // 1 + index of the lowest set bit; 0 when x == 0
+inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((unsigned long long)a * b) >> 32); }
 
 // ----------------------------------------------------------------------------
 // runtime API (errors and streams only: kernels are launched with cuda_emu_launch, memory is host memory)
@@ -608,6 +615,32 @@ inline T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = warpSi
     return cuda_emu_shfl(CUDA_EMU_SHFL_XOR, mask, var, lane_mask, width, site);
 }
 
+// __match_any_sync: each lane gets the mask of the lanes whose value has the same bits as its own.
+struct cuda_emu_match_op {
+    uint64_t bits;
+    unsigned out;
+};
+
+inline void cuda_emu_match_any_resolve(void *const ops[32]) {
+    for (int l = 0; l < 32; l++) {
+        auto *op = static_cast<cuda_emu_match_op *>(ops[l]);
+        op->out = 0;
+        for (int j = 0; j < 32; j++)
+            if (static_cast<cuda_emu_match_op *>(ops[j])->bits == op->bits) op->out |= 1u << j;
+    }
+}
+
+template <typename T>
+inline unsigned __match_any_sync(unsigned mask, T value, cuda_emu_site site = cuda_emu_site("__match_any_sync")) {
+    static_assert(std::is_trivially_copyable<T>::value && (sizeof(T) == 4 || sizeof(T) == 8),
+                  "__match_any_sync compares 32- or 64-bit values");
+    cuda_emu_check_mask(mask, site);
+    cuda_emu_match_op op = {0, 0};
+    memcpy(&op.bits, &value, sizeof(T));
+    cuda_emu_warp_collective(site, cuda_emu_match_any_resolve, &op);
+    return op.out;
+}
+
 inline void cuda_emu_nothing_to_resolve(void *const ops[32]) { (void)ops; }
 
 inline void __syncwarp(unsigned mask = 0xffffffffu, cuda_emu_site site = cuda_emu_site("__syncwarp")) {
@@ -653,6 +686,16 @@ inline void cuda_emu_launch_begin(dim3 grid, dim3 block, size_t smem_bytes) {
     rt.in_launch = true;
 }
 
+// The linker's bounds of the section of the __shared__ variables (null when a program declares none).
+extern "C" unsigned char __start_cuda_emu_static_smem[] __attribute__((weak));
+extern "C" unsigned char __stop_cuda_emu_static_smem[] __attribute__((weak));
+
+// Fills every function-static __shared__ variable (of every kernel: blocks run one at a time) with 0xFF bytes.
+inline void cuda_emu_static_smem_poison() {
+    if (__start_cuda_emu_static_smem)
+        memset(__start_cuda_emu_static_smem, 0xFF, (size_t)(__stop_cuda_emu_static_smem - __start_cuda_emu_static_smem));
+}
+
 inline void cuda_emu_launch_run() {
     cuda_emu_runtime &rt = cuda_emu_rt;
     for (unsigned z = 0; z < gridDim.z; z++)
@@ -660,6 +703,7 @@ inline void cuda_emu_launch_run() {
             for (unsigned x = 0; x < gridDim.x; x++) {
                 blockIdx = uint3{x, y, z};
                 memset(rt.smem, 0xFF, (rt.smem_bytes + 15) & ~(size_t)15);
+                cuda_emu_static_smem_poison();
                 cuda_emu_run_block((x + y + z) & 1);
             }
     rt.in_launch = false;

@@ -17,6 +17,7 @@ extern "C" {
 #include <stdarg.h>
 #include <string.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,42 @@ template <typename T> inline bool emu_is_poison(const T &x) {
         if (b[i] != 0xFF) return false;
     return true;
 }
+
+// A kernel's array in host memory: n elements `off` elements past a 64-byte aligned start (off > 0 makes the
+// pointer misaligned for 16-byte vectors when off * sizeof(T) is not a multiple of 16), between poisoned
+// guards of EMU_GUARD elements on both sides that the kernel must leave alone.
+#define EMU_GUARD 8
+template <typename T> struct emu_array {
+    std::unique_ptr<T[], decltype(&free)> mem{nullptr, free};
+    int64_t n = 0;
+    int off = 0;
+
+    emu_array(int64_t n_, int off_ = 0) : n(n_), off(off_) {
+        size_t bytes = ((size_t)(n + off + 2 * EMU_GUARD) * sizeof(T) + 63) / 64 * 64;
+        mem.reset(static_cast<T *>(aligned_alloc(64, bytes)));
+        if (!mem) cuda_emu_die("aligned_alloc of %zu bytes failed", bytes);
+        memset((void *)mem.get(), 0xFF, bytes);
+    }
+    T *data() { return mem.get() + EMU_GUARD + off; }
+    void poison() { memset((void *)data(), 0xFF, sizeof(T) * (size_t)n); }
+    // stores x (n) converted to T (bf16: rounded to nearest even)
+    void set(const std::vector<float> &x) {
+        for (int64_t i = 0; i < n; i++) data()[i] = T(x[(size_t)i]);
+    }
+    std::vector<float> get() {
+        std::vector<float> y((size_t)n);
+        for (int64_t i = 0; i < n; i++) y[(size_t)i] = (float)data()[i];
+        return y;
+    }
+    // whether the guards on both sides still hold their poison
+    bool guards_intact() {
+        for (int64_t i = 0; i < EMU_GUARD + off; i++)
+            if (!emu_is_poison(mem.get()[i])) return false;
+        for (int64_t i = 0; i < EMU_GUARD; i++)
+            if (!emu_is_poison(data()[n + i])) return false;
+        return true;
+    }
+};
 
 // printf into a string, for the names of checks.
 __attribute__((format(printf, 1, 2))) inline std::string emu_what(const char *fmt, ...) {
@@ -96,6 +133,12 @@ inline bool emu_check(emu_stats &st, const std::string &what, const std::vector<
     st.values += (long long)n;
     st.worst = fmax(st.worst, worst);
     return test_close_f32(what.c_str(), got.data(), w32.data(), (int64_t)n, st.tol * scale, 0.0);
+}
+
+// The same with an fp32 reference (the CPU kernels of kernels/cpu).
+inline bool emu_check(emu_stats &st, const std::string &what, const std::vector<float> &got,
+                      const std::vector<float> &want) {
+    return emu_check(st, what, got, std::vector<double>(want.begin(), want.end()));
 }
 
 inline void emu_stats_print(const emu_stats &st) {

@@ -127,6 +127,12 @@ int cuda_vision_rope_cos_sin_forward(float *cos, float *sin, const int32_t *hpos
 // that sit side by side in a fused qkv row rotate in one call (NH = H + KV).
 int cuda_rope_forward(cuda_dtype dt, void *x, const float *cos, const float *sin, int T, int NH, int D, int64_t ld,
                       cuda_stream stream);
+// cuda_rope_forward of the H query and KV key heads of fused q|k|v rows (T rows of stride ld: H + 2 KV heads
+// of D) that also writes each row's rotated keys and its values to row cache_rows[t] (device, T) of cache_k and
+// cache_v (KV * D values per row, row stride ldc): one launch for the rotation and both cache writes.
+int cuda_rope_cache_forward(cuda_dtype dt, void *qkv, const float *cos, const float *sin, int T, int H, int KV, int D,
+                            int64_t ld, void *cache_k, void *cache_v, const int *cache_rows, int64_t ldc,
+                            cuda_stream stream);
 
 // ----------------------------------------------------------------------------
 // attention

@@ -36,3 +36,24 @@ extern "C" int cuda_rope_forward(cuda_dtype dt, void *x, const float *cos, const
     CUDA_LAUNCHED("rope_forward T %d NH %d D %d", T, NH, D);
     return 0;
 }
+
+extern "C" int cuda_rope_cache_forward(cuda_dtype dt, void *qkv, const float *cos, const float *sin, int T, int H,
+                                       int KV, int D, int64_t ld, void *cache_k, void *cache_v, const int *cache_rows,
+                                       int64_t ldc, cuda_stream stream) {
+    CHECK_OR_FAIL(dtype_valid(dt), "rope_cache_forward: unknown dtype %d", (int)dt);
+    CHECK_OR_FAIL(T >= 0 && H >= 0 && KV >= 0 && D >= 2 && D % 2 == 0 && ld >= (int64_t)(H + 2 * KV) * D &&
+                      ldc >= (int64_t)KV * D,
+                  "rope_cache_forward: bad shape T %d H %d KV %d D %d ld %lld ldc %lld", T, H, KV, D, (long long)ld,
+                  (long long)ldc);
+    int64_t n = (int64_t)T * (H + KV) * (D / 2) + (int64_t)T * KV * D;
+    if (n == 0) return 0;
+    unsigned grid = grid_for(n, 256, 8192);
+    if (dt == CUDA_BF16)
+        rope_cache_kernel<bf16><<<grid, 256, 0, stream>>>((bf16 *)qkv, cos, sin, T, H, KV, D, ld, (bf16 *)cache_k,
+                                                          (bf16 *)cache_v, cache_rows, ldc);
+    else
+        rope_cache_kernel<float><<<grid, 256, 0, stream>>>((float *)qkv, cos, sin, T, H, KV, D, ld, (float *)cache_k,
+                                                           (float *)cache_v, cache_rows, ldc);
+    CUDA_LAUNCHED("rope_cache_forward T %d H %d KV %d D %d", T, H, KV, D);
+    return 0;
+}

@@ -1,6 +1,7 @@
 // Rotary embeddings on the GPU: the M-RoPE and vision 2-D cos/sin tables (one thread per table entry, the
-// frequencies rounded exactly as the CPU reference and transformers compute them) and the in-place
-// rotate-half rotation of NH heads per row (one thread per rotated pair).
+// frequencies rounded exactly as the CPU reference and transformers compute them), the in-place rotate-half
+// rotation of NH heads per row (one thread per rotated pair), and the same rotation of a fused q|k|v row
+// that also writes the rotated keys and the values into a KV cache (one launch instead of three).
 #pragma once
 #include "kernels/cuda/common.cuh"
 
@@ -39,6 +40,14 @@ __global__ void vision_rope_table_kernel(float *cos_t, float *sin_t, const int32
     }
 }
 
+// Rotates the pair (v[i], v[i + D/2]) of one head by the angle whose cos, sin are c, s; returns the results.
+template <typename T> __device__ __forceinline__ void rope_pair(T *v, int i, int half, float c, float s, T *lo, T *hi) {
+    float a = to_f32(v[i]), b = to_f32(v[i + half]);
+    *lo = from_f32<T>(a * c - b * s);
+    *hi = from_f32<T>(b * c + a * s);
+    v[i] = *lo, v[i + half] = *hi;
+}
+
 // x (T rows of stride ld): heads h < NH of D values; (x[i], x[i + D/2]) rotate by the row's angle i.
 template <typename T>
 __global__ void rope_kernel(T *x, const float *cos_t, const float *sin_t, int rows, int NH, int D, int64_t ld) {
@@ -49,10 +58,36 @@ __global__ void rope_kernel(T *x, const float *cos_t, const float *sin_t, int ro
         int64_t th = idx / half;
         int h = (int)(th % NH);
         int64_t t = th / NH;
-        T *v = x + t * ld + (int64_t)h * D;
-        float c = cos_t[t * half + i], s = sin_t[t * half + i];
-        float a = to_f32(v[i]), b = to_f32(v[i + half]);
-        v[i] = from_f32<T>(a * c - b * s);
-        v[i + half] = from_f32<T>(b * c + a * s);
+        T lo, hi;
+        rope_pair(x + t * ld + (int64_t)h * D, i, half, cos_t[t * half + i], sin_t[t * half + i], &lo, &hi);
+    }
+}
+
+// qkv (T rows of stride ld: H query heads, KV key heads, KV value heads of D values): the query and key heads
+// rotate in place as in rope_kernel; row t's rotated keys and its values also go to row cache_rows[t] of
+// cache_k and cache_v (KV * D values per row, row stride ldc). Indices [0, T (H + KV) D/2) are rotated
+// pairs, the T KV D after them the value copies.
+template <typename T>
+__global__ void rope_cache_kernel(T *qkv, const float *cos_t, const float *sin_t, int rows, int H, int KV, int D,
+                                  int64_t ld, T *cache_k, T *cache_v, const int *cache_rows, int64_t ldc) {
+    int half = D / 2, NH = H + KV, KVD = KV * D;
+    int64_t n_rope = (int64_t)rows * NH * half, n = n_rope + (int64_t)rows * KVD;
+    for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
+        if (idx < n_rope) {
+            int i = (int)(idx % half);
+            int64_t th = idx / half;
+            int h = (int)(th % NH);
+            int64_t t = th / NH;
+            T lo, hi;
+            rope_pair(qkv + t * ld + (int64_t)h * D, i, half, cos_t[t * half + i], sin_t[t * half + i], &lo, &hi);
+            if (h >= H) {
+                T *dst = cache_k + (int64_t)cache_rows[t] * ldc + (int64_t)(h - H) * D;
+                dst[i] = lo, dst[i + half] = hi;
+            }
+        } else {
+            int64_t j = idx - n_rope, t = j / KVD;
+            int c = (int)(j % KVD);
+            cache_v[(int64_t)cache_rows[t] * ldc + c] = qkv[t * ld + (int64_t)NH * D + c];
+        }
     }
 }

@@ -372,27 +372,24 @@ static int admit(cuda_gen *g, cuda_gen_run_state *st, const maye_gen_request *re
     double t0 = maye_now();
 
     // images of the wave, in order
-    int64_t P = 0, NI = 0;
+    int64_t NI = 0;
     int n_img = 0, T = 0;
-    for (int r = r0; r < r1; r++) P += reqs[r].n_patches, NI += ri[r].n_img_tokens, n_img += reqs[r].n_images,
-                                  T += reqs[r].n_ids;
+    for (int r = r0; r < r1; r++) NI += ri[r].n_img_tokens, n_img += reqs[r].n_images, T += reqs[r].n_ids;
     int rc = 0;
     if (n_img > 0) {
-        int PD = c->vision.patch_dim;
-        float *pix = (float *)malloc(sizeof(float) * (size_t)P * PD);
-        int64_t *grid = (int64_t *)malloc(sizeof(int64_t) * 3 * (size_t)n_img);
-        if (!pix || !grid) rc = maye_fail("out of host memory for %lld patches", (long long)P);
-        int64_t p = 0;
-        int k = 0;
-        for (int r = r0; r < r1 && rc == 0; r++) {
+        const float **parts = (const float **)xmalloc(sizeof(float *) * (size_t)nr);
+        int64_t *part_patches = (int64_t *)xmalloc(sizeof(int64_t) * (size_t)nr);
+        int64_t *grid = (int64_t *)xmalloc(sizeof(int64_t) * 3 * (size_t)n_img);
+        int np = 0, k = 0;
+        for (int r = r0; r < r1; r++) {
             if (!reqs[r].n_images) continue;
-            memcpy(pix + (size_t)p * PD, reqs[r].pixels, sizeof(float) * (size_t)reqs[r].n_patches * PD);
+            parts[np] = reqs[r].pixels, part_patches[np++] = reqs[r].n_patches;
             memcpy(grid + 3 * k, reqs[r].grid_thw, sizeof(int64_t) * 3 * (size_t)reqs[r].n_images);
-            p += reqs[r].n_patches, k += reqs[r].n_images;
+            k += reqs[r].n_images;
         }
-        if (rc == 0) rc = cuda_vision_forward(gm, pix, P, grid, n_img, st->embeds);
+        rc = cuda_vision_forward_parts(gm, parts, part_patches, np, grid, n_img, st->embeds);
         if (rc == 0) rc = cuda_model_sync(gm);
-        free(pix), free(grid);
+        free(parts), free(part_patches), free(grid);
     }
     double t1 = maye_now();
 

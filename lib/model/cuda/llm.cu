@@ -120,13 +120,11 @@ int llm_layer_body(cuda_model *gm, int l, const void *x_in, int T, const float *
     // attention: h = x + o_proj(attn(rope(q), rope(k), v)), q|k|v = qkv_proj(ln1)
     TRY(cuda_matmul_forward(ctx, dt, la.qkv, la.ln1, gm_layer(gm, w->qkv_w, l, (size_t)QKV * Cz),
                             gm_layer(gm, w->qkv_b, l, (size_t)QKV), T, C, QKV, s));
-    TRY(cuda_rope_forward(dt, la.qkv, cos, sin, T, H + KV, D, QKV, s));
-    if (ap.cache_rows) {
-        TRY(cuda_copy_rows(dt, ap.cache_k, KVD, ap.cache_rows, dt, gm_at(gm, la.qkv, (size_t)HD), QKV, NULL, T, KVD, 0,
-                           s));
-        TRY(cuda_copy_rows(dt, ap.cache_v, KVD, ap.cache_rows, dt, gm_at(gm, la.qkv, (size_t)(HD + KVD)), QKV, NULL, T,
-                           KVD, 0, s));
-    }
+    if (ap.cache_rows)
+        TRY(cuda_rope_cache_forward(dt, la.qkv, cos, sin, T, H, KV, D, QKV, ap.cache_k, ap.cache_v, ap.cache_rows, KVD,
+                                    s));
+    else
+        TRY(cuda_rope_forward(dt, la.qkv, cos, sin, T, H + KV, D, QKV, s));
     TRY(cuda_attention_forward(ctx, dt, la.att, HD, la.lse, la.qkv, QKV, ap.kv, ap.kv + ap.B, ap.ldkv, ap.cu_q, ap.nk,
                                ap.B, H, KV, D, 1, ap.max_nq, ap.max_nk, ap.ws, ap.ws_bytes, s));
     TRY(cuda_matmul_forward(ctx, dt, tmp, la.att, gm_layer(gm, w->o_w, l, Cz * HD), NULL, T, HD, C, s));

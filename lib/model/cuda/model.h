@@ -159,6 +159,10 @@ int cuda_model_stack(cuda_model *gm, void *dst, cuda_dtype ddt, size_t base, uns
 // activations live in the model's scratch (grown to fit P). Runs on the model's stream (asynchronous).
 int cuda_vision_forward(cuda_model *gm, const float *pixels, int64_t P, const int64_t *grid_thw, int n_images,
                         void *out);
+// The same with the patches in n_parts host arrays (parts[i]: part_patches[i] rows of PD, in order; P is their
+// sum), e.g. one per request: each is uploaded from where it is, without a gathering copy on the host.
+int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const int64_t *part_patches, int n_parts,
+                              const int64_t *grid_thw, int n_images, void *out);
 
 // ----------------------------------------------------------------------------
 // language model

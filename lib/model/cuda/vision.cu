@@ -58,11 +58,21 @@ static int vision_norm(cuda_model *gm, void *out, const void *x, const float *w,
     return cuda_layernorm_forward(gm->dt, out, NULL, NULL, x, w, b, P, VC, VISION_EPS, gm->stream);
 }
 
-int cuda_vision_forward(cuda_model *gm, const float *pixels, int64_t P64, const int64_t *grid_thw, int n_images,
+int cuda_vision_forward(cuda_model *gm, const float *pixels, int64_t P, const int64_t *grid_thw, int n_images,
                         void *out) {
+    return cuda_vision_forward_parts(gm, &pixels, &P, 1, grid_thw, n_images, out);
+}
+
+int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const int64_t *part_patches, int n_parts,
+                              const int64_t *grid_thw, int n_images, void *out) {
     const maye_model_config *c = &gm->cfg;
     const cuda_weights *w = &gm->w;
-    int64_t n_tokens;
+    int64_t n_tokens, P64 = 0;
+    for (int i = 0; i < n_parts; i++) {
+        CHECK_OR_FAIL(part_patches[i] >= 0, "vision tower: part %d of the pixels has %lld patches", i,
+                      (long long)part_patches[i]);
+        P64 += part_patches[i];
+    }
     TRY(maye_vision_check(c, P64, grid_thw, n_images, &n_tokens));
     if (P64 == 0) return 0;
     CHECK_OR_FAIL(P64 < (1 << 30), "%lld patches are too many for one call", (long long)P64);
@@ -126,8 +136,13 @@ int cuda_vision_forward(cuda_model *gm, const float *pixels, int64_t P64, const 
     fill_segments(gm, lo.cu_full, lo.n_full, hix.nk_full, hix.kv_full, qkv, VC);
     fill_segments(gm, lo.cu_win, lo.n_win, hix.nk_win, hix.kv_win, qkv, VC);
     cudaError_t err = cudaMemcpyAsync(gm->scratch, host, index_bytes, cudaMemcpyHostToDevice, s);
-    if (err == cudaSuccess)
-        err = cudaMemcpyAsync(pix, pixels, Pz * PD * sizeof(float), cudaMemcpyHostToDevice, s);
+    // each part straight from the caller's memory (no gathering copy on the host)
+    size_t done = 0;
+    for (int i = 0; i < n_parts && err == cudaSuccess; i++) {
+        size_t n = (size_t)part_patches[i] * PD;
+        if (n) err = cudaMemcpyAsync((float *)pix + done, parts[i], n * sizeof(float), cudaMemcpyHostToDevice, s);
+        done += n;
+    }
     free(host);
     if (err != cudaSuccess) {
         maye_vision_layout_free(&lo);

@@ -1,0 +1,143 @@
+// The optimizer kernels of lib/kernels/cuda/adamw.cuh on the CPU emulator against optim/adamw.c: three
+// AdamW steps (adamw_kernel) with fp32 and bf16 gradients, weights and both moments, the bf16 weight copy
+// written in the same pass (exactly the rounded fp32 weight) or not wanted (NULL); global-norm clipping
+// (grad_sq_kernel partial sums over 65536-element chunks, grad_norm_finish_kernel, grad_scale_kernel) for
+// no elements, a few, and several chunks with a partial last one, clipped, unclipped, max_norm 0 and
+// negative (no scaling launch, as adamw.cu), and with a NaN that leaves the gradients alone. Launches as
+// adamw.cu; the element-wise kernels once more with 3 blocks so the grid-stride loops take several turns.
+// Dimension letters: N elements.
+#include "kernels/cuda/adamw.cuh"
+
+#include "cuda_emu_test.h"
+
+extern "C" {
+#include "optim/adamw.h"
+}
+
+// ----------------------------------------------------------------------------
+// AdamW
+
+static emu_stats adamw_st = {"adamw_kernel p, m, v", 1e-5};
+static emu_stats copy_st = {"adamw_kernel bf16 copy (exact)", 0};
+static emu_stats clip_f32 = {"grad_scale_kernel<float>", 1e-6};
+static emu_stats clip_bf16 = {"grad_scale_kernel<bf16>", 4e-3};
+static double norm_worst; // relative error of the grad norms
+
+// The constants of cuda_adamw_step (adamw.cu), computed on the host as there.
+static AdamWConsts adamw_consts(double lr, const maye_adamw_hparams &hp, int64_t step) {
+    const double t = (double)step;
+    AdamWConsts c;
+    c.decay = (float)(1.0 - lr * hp.weight_decay);
+    c.w1 = (float)(1.0 - hp.beta1), c.b2 = (float)hp.beta2, c.w2 = (float)(1.0 - hp.beta2);
+    c.neg_step_size = (float)(-(lr / (1.0 - pow(hp.beta1, t))));
+    c.bc2_sqrt = (float)sqrt(1.0 - pow(hp.beta2, t));
+    c.eps = (float)hp.eps;
+    return c;
+}
+
+template <typename G> static void test_adamw(int64_t N, bool with_copy, bool small) {
+    bool is_bf16 = sizeof(G) == 2;
+    std::string what = emu_what("adamw grads %s N %lld%s grid %s", is_bf16 ? "bf16" : "f32", (long long)N,
+                                with_copy ? "" : " no bf16 copy", small ? "3" : "adamw.cu");
+    maye_adamw_hparams hp = {0.9, 0.95, 1e-8, 0.1};
+    maye_optim_tensor t = {"w", 0, 0, N, true};
+    maye_adamw opt;
+    EXPECT_OK(maye_adamw_init(&opt, &hp, 1, &t));
+    std::vector<float> p = emu_randn((size_t)N, 1.0f);
+    emu_array<float> dp(N), dm(N), dv(N);
+    emu_array<bf16> dpb(N);
+    emu_array<G> dg(N);
+    dp.set(p), dm.set(std::vector<float>((size_t)N, 0.0f)), dv.set(std::vector<float>((size_t)N, 0.0f));
+    for (int step = 1; step <= 3; step++) {
+        std::vector<float> g = emu_randn((size_t)N, 0.01f);
+        if (is_bf16) emu_round_bf16(g);
+        double lr = 1e-3 * step;
+        maye_adamw_step(&opt, p.data(), g.data(), lr);
+        dg.set(g);
+        dpb.poison();
+        dim3 grid(small ? 3u : grid_for(N, 256, 8192));
+        cuda_emu_launch(adamw_kernel<G>, grid, dim3(256), 0, dp.data(), with_copy ? dpb.data() : nullptr,
+                        (const G *)dg.data(), dm.data(), dv.data(), N, adamw_consts(lr, hp, step));
+    }
+    std::vector<float> m(opt.m, opt.m + N), v(opt.v, opt.v + N), gp = dp.get();
+    emu_check(adamw_st, what + " params", gp, p);
+    emu_check(adamw_st, what + " m", dm.get(), m);
+    emu_check(adamw_st, what + " v", dv.get(), v);
+    if (with_copy) {
+        emu_round_bf16(gp); // the copy is exactly the rounded fp32 result
+        emu_check(copy_st, what + " bf16 copy", dpb.get(), gp);
+    } else {
+        bool untouched = true;
+        for (int64_t i = 0; i < N; i++) untouched = untouched && emu_is_poison(dpb.data()[i]);
+        EXPECT(untouched, "%s: the bf16 copy was written although not wanted", what.c_str());
+    }
+    EXPECT(dp.guards_intact() && dm.guards_intact() && dv.guards_intact() && dpb.guards_intact(),
+           "%s: an element outside the arrays was written", what.c_str());
+    maye_adamw_free(&opt);
+}
+
+// ----------------------------------------------------------------------------
+// clipping
+
+// cuda_grad_norm then cuda_grad_clip_scale (adamw.cu) on g (N).
+template <typename G> static void grad_norm_clip(G *g, int64_t N, double *norm, double max_norm, bool small) {
+    int64_t chunks = (N + CLIP_CHUNK - 1) / CLIP_CHUNK;
+    emu_array<double> partial(chunks > 0 ? chunks : 1);
+    if (chunks > 0)
+        cuda_emu_launch(grad_sq_kernel<G>, dim3((unsigned)chunks), dim3(CLIP_THREADS), 0, partial.data(), (const G *)g, N);
+    cuda_emu_launch(grad_norm_finish_kernel, dim3(1), dim3(1), 0, norm, (const double *)partial.data(), chunks);
+    EXPECT(partial.guards_intact(), "grad_norm N %lld: an element outside the partial sums was written", (long long)N);
+    if (N == 0 || max_norm <= 0) return;
+    cuda_emu_launch(grad_scale_kernel<G>, dim3(small ? 3u : grid_for(N, 256, 8192)), dim3(256), 0, g, N,
+                    (const double *)norm, (float)max_norm);
+}
+
+template <typename G> static void test_clip(int64_t N, double max_norm, bool nan, bool small) {
+    bool is_bf16 = sizeof(G) == 2;
+    std::string what = emu_what("grad_clip %s N %lld max_norm %g%s grid %s", is_bf16 ? "bf16" : "f32", (long long)N,
+                                max_norm, nan ? " with a NaN" : "", small ? "3" : "adamw.cu");
+    std::vector<float> g = emu_randn((size_t)N, 0.05f);
+    if (is_bf16) emu_round_bf16(g);
+    if (nan) g[(size_t)N / 2] = NAN;
+    maye_optim_tensor t = {"g", 0, 0, N, true};
+    std::vector<float> want = g;
+    double want_norm = maye_grad_clip(1, &t, want.data(), max_norm);
+    if (is_bf16) emu_round_bf16(want);
+    emu_array<G> dg(N);
+    emu_array<double> dnorm(1);
+    dg.set(g);
+    grad_norm_clip<G>(dg.data(), N, dnorm.data(), max_norm, small);
+    double got_norm = dnorm.data()[0];
+    if (nan) {
+        EXPECT(isnan(got_norm), "%s: norm %g, want NaN", what.c_str(), got_norm);
+    } else {
+        double rel = fabs(got_norm - want_norm) / fmax(want_norm, 1e-300);
+        norm_worst = fmax(norm_worst, want_norm > 0 ? rel : fabs(got_norm));
+        EXPECT(fabs(got_norm - want_norm) <= 1e-9 * want_norm, "%s: norm %.17g, want %.17g", what.c_str(), got_norm,
+               want_norm);
+    }
+    emu_check(is_bf16 ? clip_bf16 : clip_f32, what, dg.get(), want);
+    EXPECT(dg.guards_intact() && dnorm.guards_intact(), "%s: an element outside the arrays was written", what.c_str());
+}
+
+// ----------------------------------------------------------------------------
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    maye_rng_init(&emu_rng, 20240615, 4);
+    for (int64_t N : {(int64_t)1, (int64_t)1037, (int64_t)20011}) {
+        test_adamw<float>(N, true, false), test_adamw<bf16>(N, true, false);
+        test_adamw<float>(N, false, N == 1037);
+    }
+    test_adamw<bf16>(1037, true, true);
+    for (int64_t N : {(int64_t)0, (int64_t)5, (int64_t)200001})
+        for (double max_norm : {1.0, 1e9, 0.0, -1.0})
+            for (bool nan : {false, true}) {
+                if (nan && N == 0) continue;
+                test_clip<float>(N, max_norm, nan, false), test_clip<bf16>(N, max_norm, nan, false);
+            }
+    test_clip<float>(3001, 0.5, false, true), test_clip<bf16>(3001, 0.5, false, true);
+    for (const emu_stats *st : {&adamw_st, &copy_st, &clip_f32, &clip_bf16}) emu_stats_print(*st);
+    printf("%-34s worst relative error %.2e (tolerance 1e-09)\n", "grad_sq + grad_norm_finish norm", norm_worst);
+    return TEST_RESULT();
+}
