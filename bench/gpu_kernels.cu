@@ -254,7 +254,7 @@ static void bench_attention_backward(int B, int H, int KV, int D, int n) {
     CK(cudaMemcpy(hkv.data() + B, s.vp, sizeof(void *) * B, cudaMemcpyDeviceToHost));
     void **dd = (void **)dalloc(sizeof(void *) * 2 * B);
     CK(cudaMemcpy(dd, hd.data(), sizeof(void *) * 2 * B, cudaMemcpyHostToDevice));
-    size_t fws_bytes = cuda_attention_backward_flash_workspace_bytes((int)T, H, D);
+    size_t fws_bytes = cuda_attention_backward_flash_workspace_bytes((int)T, (int)TK, H, D);
     size_t gws_bytes = cuda_attention_backward_workspace_bytes(CUDA_BF16, H, KV, D, n, n);
     void *fws = dalloc(fws_bytes), *gws = dalloc(gws_bytes);
     int64_t HD = (int64_t)H * D, KVD = (int64_t)KV * D;
@@ -263,7 +263,8 @@ static void bench_attention_backward(int B, int H, int KV, int D, int n) {
     ms[0] = time_ms(
         [&] {
             OK(cuda_attention_backward_flash(ctx, CUDA_BF16, dq, dd, dd + B, dout, HD, s.out, HD, s.q, HD, s.kp, s.vp,
-                                             KVD, s.lse, s.cu, s.nkd, B, (int)T, H, KV, D, 1, n, n, fws, fws_bytes, NULL));
+                                             KVD, s.lse, s.cu, s.cu, s.nkd, B, (int)T, (int)TK, H, KV, D, 1, n, n, fws,
+                                             fws_bytes, NULL));
         },
         10);
     ms[1] = time_ms(

@@ -264,25 +264,26 @@ static void attention_case(cuda_ctx *ctx, const BwdCase &c, cuda_dtype dt) {
         round_to(out, (int64_t)T * HD, dt);
         void *gout = dev_from_f32(out, (int64_t)T * HD, dt);
         int *dcu = (int *)dev_copy(cu.data(), sizeof(int) * (size_t)(B + 1));
+        int *dcuk = (int *)dev_copy(koff.data(), sizeof(int) * (size_t)(B + 1));
         int *dnk = (int *)dev_copy(c.nk.data(), sizeof(int) * (size_t)B);
         std::vector<const void *> kv(2 * B);
         std::vector<void *> dkv(2 * B);
         for (int b = 0; b < B; b++) kv[b] = pk[b], kv[B + b] = pv[b], dkv[b] = pdk[b], dkv[B + b] = pdv[b];
         const void **dkvp = (const void **)dev_copy(kv.data(), sizeof(void *) * kv.size());
         void **ddkv = (void **)dev_copy(dkv.data(), sizeof(void *) * dkv.size());
-        size_t fws_bytes = cuda_attention_backward_flash_workspace_bytes(T, H, D);
+        size_t fws_bytes = cuda_attention_backward_flash_workspace_bytes(T, TK, H, D);
         void *fws = dev_alloc(fws_bytes);
         dev_poison(gdq, (size_t)T * HD * es), dev_poison(gdk, ((size_t)TK * KVD + 1) * es), dev_poison(gdv, ((size_t)TK * KVD + 1) * es);
         EXPECT_GPU_OK(cuda_attention_backward_flash(ctx, dt, gdq, ddkv, ddkv + B, gdo, HD, gout, HD, gq, HD, dkvp, dkvp + B,
-                                                    KVD, glse, dcu, dnk, B, T, H, KV, D, c.causal, max_nq, max_nk, fws,
-                                                    fws_bytes, NULL));
+                                                    KVD, glse, dcu, dcuk, dnk, B, T, TK, H, KV, D, c.causal, max_nq,
+                                                    max_nk, fws, fws_bytes, NULL));
         got_q = dev_to_f32(gdq, (int64_t)T * HD, dt), got_k = dev_to_f32(gdk, (int64_t)TK * KVD, dt);
         got_v = dev_to_f32(gdv, (int64_t)TK * KVD, dt);
         expect_close(what("attention_backward_flash dq %s", c.name), got_q, dq, (int64_t)T * HD, tol);
         expect_close(what("attention_backward_flash dk %s", c.name), got_k, dk, (int64_t)TK * KVD, tol);
         expect_close(what("attention_backward_flash dv %s", c.name), got_v, dv, (int64_t)TK * KVD, tol);
         free(got_q), free(got_k), free(got_v);
-        dev_free(gout), dev_free(dcu), dev_free(dnk), dev_free((void *)dkvp), dev_free(ddkv), dev_free(fws);
+        dev_free(gout), dev_free(dcu), dev_free(dcuk), dev_free(dnk), dev_free((void *)dkvp), dev_free(ddkv), dev_free(fws);
     }
     free(q), free(k), free(v), free(dout), free(out), free(lse), free(dq), free(dk), free(dv);
     dev_free(gq), dev_free(gk), dev_free(gv), dev_free(gdo), dev_free(gdq), dev_free(gdk), dev_free(gdv), dev_free(glse),

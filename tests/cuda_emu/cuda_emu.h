@@ -16,9 +16,11 @@
 //   - launch limits (block size, grid size, 227 KiB of dynamic shared memory per block).
 // The dynamic shared memory is filled with 0xFF bytes (NaN in fp32 and bf16) before every block and ends at an
 // inaccessible page, so reads of unwritten shared memory show up as NaN and overruns as a reported fault.
-// Function-static __shared__ variables are the block's static shared memory (blocks run one at a time), kept
-// in one linker section that is poisoned the same way before every block. No timing, no memory-model races (a thread sees every store other threads made before it resumed),
-// no concurrency between blocks, no preemption (a spin-wait on another thread hangs). A cp.async poisons its
+// Function-static __shared__ variables are the block's static shared memory (blocks run one at a time); those
+// of non-template kernels sit in one linker section that is poisoned the same way before every block (g++
+// ignores the section of a template's statics: they are not poisoned and keep values between blocks). No
+// timing, no memory-model races (a thread sees every store other threads made before it resumed), no
+// concurrency between blocks, no preemption (a spin-wait on another thread hangs). A cp.async poisons its
 // destination when issued and lands at the cp.async.wait that retires its group (the latest moment the PTX
 // allows), so a read before that wait, or a refill of a buffer other warps still read, shows up as NaN.
 #pragma once
@@ -56,7 +58,7 @@
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 // Function-static __shared__ variables land in one section, which is poisoned like the dynamic shared memory
-// before every block (cuda_emu_static_smem_poison).
+// before every block (cuda_emu_static_smem_poison); g++ drops the attribute in templates (comdat statics).
 #define __shared__ static __attribute__((section("cuda_emu_static_smem")))
 
 // Dynamic shared memory above this fails the launch (what an sm_90 block may opt into).
@@ -416,6 +418,8 @@ inline void cuda_emu_on_fault(int sig, siginfo_t *info, void *) {
     for (size_t i = 0; i < rt.threads.size(); i++)
         if (a >= (uintptr_t)rt.threads[i]->map && a < (uintptr_t)rt.threads[i]->map + page)
             snprintf(where, sizeof where, ": stack overflow of thread %zu (raise CUDA_EMU_STACK_BYTES)", i);
+    if (sig == SIGSEGV && info->si_code == SI_KERNEL) // x86-64 #GP: no address
+        snprintf(where, sizeof where, " (general protection: a 16-byte vector access at a misaligned address?)");
     if (rt.in_launch && rt.cur >= 0)
         fprintf(stderr, "cuda_emu: block (%u,%u,%u) thread (%u,%u,%u): %s at address %p%s\n", blockIdx.x, blockIdx.y,
                 blockIdx.z, threadIdx.x, threadIdx.y, threadIdx.z, sig == SIGBUS ? "bus error" : "segmentation fault",

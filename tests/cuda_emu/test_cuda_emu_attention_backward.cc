@@ -1,5 +1,5 @@
 // The flash-style attention backward of lib/kernels/cuda/attention_backward.cuh (attn_bwd_prep_kernel,
-// attn_bwd_mma_kernel for D 64/80/128, attn_bwd_dq_kernel) on the CPU emulator against a double-precision
+// attn_bwd_mma_kernel for D 64/80/128, attn_bwd_dq_kernel, attn_bwd_dkv_kernel) on the CPU emulator against a double-precision
 // backward of the reference forward, launched with attention.cu's grids. Inputs (q, k, v, dO and the forward
 // output O) are bf16; lse is the reference's. Cases: packed causal segments across several 64-key and
 // 64-query tiles, causal with cached keys (nk > nq) and with nk < nq (rows that see no key), bidirectional,
@@ -61,16 +61,21 @@ static void backward_reference(const emu_attn_problem &p, const std::vector<floa
 // ----------------------------------------------------------------------------
 // running the kernels
 
+// attention.cu's launches: prep, the tensor-core kernel and the key/value sums (when there are keys), dQ.
 template <int D>
 static void launch_backward(const emu_attn_problem &p, const AttnBwdArgs &a, const __nv_bfloat16 *out,
-                            __nv_bfloat16 *dq) {
+                            __nv_bfloat16 *dq, __nv_bfloat16 *const *dk, __nv_bfloat16 *const *dv) {
     dim3 rows((unsigned)max(p.max_nq, 1), (unsigned)p.B);
     cuda_emu_launch(attn_bwd_prep_kernel, rows, dim3(BWD_THREADS), 0, (float *)a.delta, a.dq_acc, a.dout, a.ldo, out,
                     p.ldo, p.cu_q.data(), p.c.H, D);
-    if (p.max_nk > 0)
-        cuda_emu_launch(attn_bwd_mma_kernel<D>, dim3((unsigned)((p.max_nk + BWD_BN - 1) / BWD_BN), (unsigned)p.c.KV,
+    if (p.max_nk > 0) {
+        cuda_emu_launch(attn_bwd_mma_kernel<D>, dim3((unsigned)((p.max_nk + BWD_BN - 1) / BWD_BN), (unsigned)p.c.H,
                                                       (unsigned)p.B),
                         dim3(BWD_THREADS), attn_bwd_smem_bytes<D>(), a);
+        cuda_emu_launch(attn_bwd_dkv_kernel, dim3((unsigned)p.max_nk, (unsigned)p.B), dim3(BWD_THREADS), 0, dk, dv,
+                        p.ldkv, (const float *)a.dk_part, (const float *)a.dv_part, p.kv_off.data(), p.c.nk.data(),
+                        p.c.H, p.c.KV, D, p.scale);
+    }
     cuda_emu_launch(attn_bwd_dq_kernel, rows, dim3(BWD_THREADS), 0, dq, p.ldq, (const float *)a.dq_acc, p.cu_q.data(),
                     p.c.H * D, p.scale);
 }
@@ -110,14 +115,15 @@ static void run_case(const emu_attn_case &c) {
     for (int b = 0; b < p.B; b++)
         dkp[b] = dk_base + (size_t)p.kv_off[b] * p.ldkv, dvp[b] = dv_base + (size_t)p.kv_off[b] * p.ldkv;
     std::vector<float> dq_acc((size_t)max(p.T, 1) * HD), delta((size_t)max(p.T, 1) * H);
-    emu_poison(dq_acc), emu_poison(delta);
-    AttnBwdArgs a = {dkp.data(), dvp.data(), p.kph.data(), p.vph.data(), p.ldkv,      p.qh.data(),
-                     p.ldq,      douth.data(), p.ldo,      lse.data(),  delta.data(), dq_acc.data(),
-                     p.cu_q.data(), c.nk.data(), p.B,     H,           KV,           c.causal,
-                     p.scale};
-    if (D == 64) launch_backward<64>(p, a, outh.data(), dq.data());
-    else if (D == 80) launch_backward<80>(p, a, outh.data(), dq.data());
-    else launch_backward<128>(p, a, outh.data(), dq.data());
+    std::vector<float> dk_part((size_t)max(p.TK, 1) * HD), dv_part((size_t)max(p.TK, 1) * HD);
+    emu_poison(dq_acc), emu_poison(delta), emu_poison(dk_part), emu_poison(dv_part);
+    AttnBwdArgs a = {p.kph.data(), p.vph.data(), p.ldkv,       p.qh.data(),    p.ldq,          douth.data(),
+                     p.ldo,        lse.data(),   delta.data(), dq_acc.data(),  dk_part.data(), dv_part.data(),
+                     p.cu_q.data(), p.kv_off.data(), c.nk.data(), p.B,       H,              KV,
+                     c.causal,     p.scale};
+    if (D == 64) launch_backward<64>(p, a, outh.data(), dq.data(), dkp.data(), dvp.data());
+    else if (D == 80) launch_backward<80>(p, a, outh.data(), dq.data(), dkp.data(), dvp.data());
+    else launch_backward<128>(p, a, outh.data(), dq.data(), dkp.data(), dvp.data());
 
     std::vector<double> rdq, rdk, rdv;
     backward_reference(p, dout, ref_lse, rdq, rdk, rdv);

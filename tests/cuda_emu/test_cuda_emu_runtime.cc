@@ -2,9 +2,13 @@
 // its indices, __syncthreads orders shared-memory traffic, shuffles follow the PTX lane rules (segments of
 // width, own value out of range), dynamic shared memory starts poisoned, cp.async copies are undefined in
 // flight and land at the wait that retires their group, a missing barrier between warps shows up in both
-// warp orders, bf16 rounding is round-to-nearest-even, and misuse aborts with a message that names it (each
-// misuse runs in a forked child whose stderr is captured).
+// warp orders, bf16 rounding is round-to-nearest-even, __match_any_sync and the bit intrinsics, the CUB
+// block reduce/scan stand-ins, the poisoning of a non-template kernel's static shared memory, and misuse
+// aborts with a message that names it (each misuse runs in a forked child whose stderr is captured).
 #include "kernels/cuda/mma.cuh"
+
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
 
 #include "cuda_emu_test.h"
 
@@ -75,6 +79,41 @@ __global__ void missing_barrier_kernel(float *out) {
     int t = (int)threadIdx.x, n = (int)blockDim.x;
     s[t] = (float)t;
     out[blockIdx.x * n + t] = s[(t + 32) % n];
+}
+
+// out (n): each lane's __match_any_sync mask over the values (lane * 7) % 5 of its warp.
+__global__ void match_any_kernel(unsigned *out) {
+    int t = (int)threadIdx.x;
+    out[t] = __match_any_sync(0xffffffffu, (unsigned)((t % 32) * 7 % 5));
+}
+
+// out (5, n): per thread BlockReduce Sum and max of x, then (after a barrier) BlockScan ExclusiveSum of k and
+// its block aggregate; 128 threads.
+__global__ void cub_kernel(float *out, const float *x, const unsigned *k) {
+    typedef cub::BlockReduce<float, 128> Reduce;
+    typedef cub::BlockScan<unsigned, 128> Scan;
+    __shared__ union {
+        Reduce::TempStorage r;
+        Scan::TempStorage s;
+    } tmp;
+    int t = (int)threadIdx.x;
+    out[t] = Reduce(tmp.r).Sum(x[t]);
+    __syncthreads();
+    out[128 + t] = Reduce(tmp.r).Reduce(x[t], [](float a, float b) { return fmaxf(a, b); });
+    __syncthreads();
+    unsigned prefix, total;
+    Scan(tmp.s).ExclusiveSum(k[t], prefix, total);
+    out[256 + t] = (float)prefix, out[384 + t] = (float)total;
+}
+
+// out (blocks): a static __shared__ word as each block finds it (block 0 writes it, later blocks must see the
+// poison).
+__global__ void static_smem_kernel(uint32_t *out) {
+    __shared__ uint32_t word;
+    if (threadIdx.x == 0) {
+        out[blockIdx.x] = word;
+        word = 0x12345678u;
+    }
 }
 
 // Misuse: a barrier that the lower half of the block reaches after the upper half has returned.
@@ -179,6 +218,52 @@ static void test_missing_barrier() {
     }
 }
 
+static void test_match_and_bits() {
+    std::vector<unsigned> out(64);
+    cuda_emu_launch(match_any_kernel, dim3(1), dim3(64), 0, out.data());
+    for (int t = 0; t < 64; t++) {
+        unsigned want = 0;
+        for (int j = 0; j < 32; j++)
+            if (j * 7 % 5 == (t % 32) * 7 % 5) want |= 1u << j;
+        EXPECT(out[t] == want, "__match_any_sync thread %d: 0x%08x, want 0x%08x", t, out[t], want);
+    }
+    EXPECT(__popc(0xf0f0f0f1u) == 17 && __popc(0) == 0, "__popc");
+    EXPECT(__ffs(0) == 0 && __ffs(1) == 1 && __ffs((int)0x80000000u) == 32 && __ffs(12) == 3, "__ffs");
+    EXPECT(__umulhi(0xffffffffu, 0xffffffffu) == 0xfffffffeu && __umulhi(0x10000u, 0x10000u) == 1u, "__umulhi");
+}
+
+static void test_cub() {
+    std::vector<float> x(128), out(5 * 128);
+    std::vector<unsigned> k(128);
+    double sum = 0;
+    float mx = -INFINITY;
+    for (int t = 0; t < 128; t++) {
+        x[t] = (float)((t * 37) % 101) - 50.0f, k[t] = (unsigned)(t * 13 % 7);
+        sum += x[t], mx = fmaxf(mx, x[t]);
+    }
+    cuda_emu_launch(cub_kernel, dim3(2), dim3(128), 0, out.data(), (const float *)x.data(), (const unsigned *)k.data());
+    EXPECT(out[0] == (float)sum && out[128] == mx, "BlockReduce thread 0: sum %g max %g, want %g %g", out[0], out[128],
+           sum, mx);
+    unsigned run = 0, total = 0;
+    for (int t = 0; t < 128; t++) total += k[t];
+    for (int t = 0; t < 128; t++) {
+        if (t > 0)
+            EXPECT(isnan(out[t]) && isnan(out[128 + t]), "BlockReduce thread %d: got %g and %g, want the poison (only "
+                   "thread 0 has the aggregate)", t, out[t], out[128 + t]);
+        EXPECT(out[256 + t] == (float)run && out[384 + t] == (float)total,
+               "BlockScan thread %d: prefix %g total %g, want %u %u", t, out[256 + t], out[384 + t], run, total);
+        run += k[t];
+    }
+}
+
+static void test_static_smem_poison() {
+    std::vector<uint32_t> out(3);
+    cuda_emu_launch(static_smem_kernel, dim3(3), dim3(32), 0, out.data());
+    for (int b = 0; b < 3; b++)
+        EXPECT(out[b] == 0xffffffffu, "static __shared__ word in block %d: 0x%08x before any write, want the poison", b,
+               out[b]);
+}
+
 static void test_bf16_rounding() {
     struct {
         uint32_t f;
@@ -249,6 +334,10 @@ static void test_misuse() {
     expect_abort("shared-memory overrun", "past the end of the 100 bytes of dynamic shared memory",
                  [] { cuda_emu_launch(smem_overrun_kernel, dim3(1), dim3(32), 100, 1); });
     expect_abort("device function outside a launch", "outside a kernel launch", [] { __syncthreads(); });
+    expect_abort("CUB block size", "for 128 threads in a block of (64,1,1)", [&] {
+        cuda_emu_launch(cub_kernel, dim3(1), dim3(64), 0, out.data(), (const float *)out.data(),
+                        (const unsigned *)iout.data());
+    });
 }
 
 int main(void) {
@@ -258,6 +347,9 @@ int main(void) {
     test_shuffles();
     test_cp_async();
     test_missing_barrier();
+    test_match_and_bits();
+    test_cub();
+    test_static_smem_poison();
     test_bf16_rounding();
     test_misuse();
     return TEST_RESULT();

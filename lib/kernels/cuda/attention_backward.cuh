@@ -1,18 +1,21 @@
-// Flash-style attention backward on the tensor cores (bf16, D in {64, 80, 128}) over packed variable-length
+// Flash-style attention backward on the tensor cores (bf16, D 64, 80 or 128) over packed variable-length
 // segments, the gradients of attention.cuh's forward without a score matrix in global memory. With
 // S = scale Q K^T, P = exp(S - lse) (masked as in the forward), delta = rowsum(dO * O):
 //   dV = P^T dO, dS = P (dO V^T - delta), dK = scale dS^T Q, dQ = scale dS K.
 //   attn_bwd_prep_kernel  delta (T, H) from dO and the forward's output O; zeroes the fp32 dQ accumulator.
-//   attn_bwd_mma_kernel   one block per (64-key tile, key/value head, segment), 16 keys per warp: for each of
-//                         the G query heads of the key/value head and each 64-query tile that sees the keys,
-//                         S^T and dP^T (keys x queries) on the tensor cores, then dV and dK accumulate in
-//                         registers (the accumulator layout of S^T is the A layout of P^T, so no shuffles),
-//                         dS goes to shared memory query-major and dQ += dS K is added to the fp32
-//                         accumulator with atomics. dK, dV are written once, complete, at the end.
+//   attn_bwd_mma_kernel   one block per (64-key tile, query head, segment), 16 keys per warp: for each 64-query
+//                         tile that sees the keys, S^T and dP^T (keys x queries) on the tensor cores, then dV
+//                         and dK accumulate in registers (the accumulator layout of S^T is the A layout of
+//                         P^T, so no shuffles), dS goes to shared memory query-major and dQ += dS K is added to
+//                         the fp32 accumulator with atomics. The head's dK, dV of the tile are written once, in
+//                         fp32, at the end. One block per query head (not per key/value head) keeps the
+//                         grid many waves deep, so the causal blocks' unequal work evens out.
 //   attn_bwd_dq_kernel    dQ = scale * accumulator, in the storage type, into the query-gradient rows.
-// Shapes: T packed query rows, H query heads, KV key/value heads (G = H / KV), head dim D; segment b owns
-// query rows [cu_q[b], cu_q[b+1]) (nq) and keys k[b], v[b] (nk[b] rows); query i of a causal segment sees keys
-// j <= nk[b] - nq + i.
+//   attn_bwd_dkv_kernel   dK = scale * (sum of the G query heads' partials), dV = their sum, into the key and
+//                         value gradient rows.
+// Shapes: T packed query rows, TK packed key rows, H query heads, KV key/value heads (G = H / KV), head dim D;
+// segment b owns query rows [cu_q[b], cu_q[b+1]) (nq), keys k[b], v[b] (nk[b] rows, packed rows [cu_k[b],
+// cu_k[b+1]) of the partials); query i of a causal segment sees keys j <= nk[b] - nq + i.
 #pragma once
 #include "kernels/cuda/attention.cuh"
 
@@ -21,9 +24,8 @@
 #define BWD_THREADS 128
 
 struct AttnBwdArgs {
-    bf16 *const *dk;     // (B) device pointers to (nk[b], KV*D) rows of stride ldkv: written
-    bf16 *const *dv;     // (B) likewise
-    const bf16 *const *k, *const *v;
+    const bf16 *const *k; // (B) device pointers to (nk[b], KV*D) rows of stride ldkv
+    const bf16 *const *v; // (B) likewise
     int64_t ldkv;
     const bf16 *q;       // (T, H*D) row stride ldq
     int64_t ldq;
@@ -32,7 +34,10 @@ struct AttnBwdArgs {
     const float *lse;    // (T, H) the forward's log-sum-exp
     const float *delta;  // (T, H) rowsum(dO * O)
     float *dq_acc;       // (T, H*D) fp32, zeroed by the prep kernel; += dS K (unscaled)
+    float *dk_part;      // (TK, H*D) fp32: each query head's dS^T Q (unscaled), written
+    float *dv_part;      // (TK, H*D) fp32: each query head's P^T dO, written
     const int *cu_q;     // (B+1)
+    const int *cu_k;     // (B+1) prefix sums of nk
     const int *nk;       // (B)
     int B, H, KV, causal;
     float scale;         // 1 / sqrt(D)
@@ -79,6 +84,26 @@ __global__ void __launch_bounds__(BWD_THREADS)
     for (int c = threadIdx.x; c < HD; c += BWD_THREADS) dq[t * ldq + c] = __float2bfloat16_rn(dq_acc[t * HD + c] * scale);
 }
 
+// grid (max_nk, B), BWD_THREADS threads: key row j of segment b gets dK = scale * sum of its G query heads'
+// partials and dV = the sum of theirs.
+__global__ void __launch_bounds__(BWD_THREADS)
+    attn_bwd_dkv_kernel(bf16 *const *dk, bf16 *const *dv, int64_t ldkv, const float *dk_part, const float *dv_part,
+                        const int *cu_k, const int *nk, int H, int KV, int D, float scale) {
+    int b = blockIdx.y, j = blockIdx.x, G = H / KV;
+    if (j >= nk[b]) return;
+    int64_t row = (int64_t)(cu_k[b] + j) * H * D;
+    for (int c = threadIdx.x; c < KV * D; c += BWD_THREADS) {
+        int kvh = c / D, d = c % D;
+        float sk = 0.0f, sv = 0.0f;
+        for (int hh = 0; hh < G; hh++) {
+            int64_t at = row + (int64_t)(kvh * G + hh) * D + d;
+            sk += dk_part[at], sv += dv_part[at];
+        }
+        dk[b][(int64_t)j * ldkv + c] = __float2bfloat16_rn(sk * scale);
+        dv[b][(int64_t)j * ldkv + c] = __float2bfloat16_rn(sv);
+    }
+}
+
 // ----------------------------------------------------------------------------
 // the tensor-core kernel
 
@@ -87,8 +112,8 @@ template <int D> constexpr size_t attn_bwd_smem_bytes() {
            sizeof(float) * 2 * BWD_BM;
 }
 
-// grid (ceil(max_nk / BWD_BN), KV, B), BWD_THREADS threads. q, dout rows and the k, v, dk, dv rows are
-// 16-byte aligned (checked by the launcher: aligned bases, strides multiple of 8).
+// grid (ceil(max_nk / BWD_BN), H, B), BWD_THREADS threads. q, dout rows and the k, v rows are 16-byte
+// aligned (checked by the launcher: aligned bases, strides multiple of 8).
 template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_mma_kernel(AttnBwdArgs p) {
     constexpr int LD = D + 8, LDS = BWD_BN + 8, KSTEPS = D / 16, DT = D / 8;
     DYNAMIC_SMEM(bwd_smem);
@@ -99,10 +124,10 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_mma_ker
     bf16 *dSs = dOs + BWD_BM * LD;                  // (BWD_BM, LDS) dS of the tile, query-major
     float *lse_s = reinterpret_cast<float *>(dSs + BWD_BM * LDS); // (BWD_BM) lse in log2 units
     float *delta_s = lse_s + BWD_BM;                // (BWD_BM)
-    int b = blockIdx.z, kvh = blockIdx.y, n0 = blockIdx.x * BWD_BN;
+    int b = blockIdx.z, h = blockIdx.y, n0 = blockIdx.x * BWD_BN;
     int n_k = p.nk[b];
     if (n0 >= n_k) return;
-    int q0 = p.cu_q[b], nq = p.cu_q[b + 1] - q0, off = n_k - nq, G = p.H / p.KV;
+    int q0 = p.cu_q[b], nq = p.cu_q[b + 1] - q0, off = n_k - nq, kvh = h / (p.H / p.KV);
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
 
     int64_t kv_off = (int64_t)n0 * p.ldkv + (int64_t)kvh * D;
@@ -120,108 +145,104 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_mma_ker
     // the first query tile holding a query that sees a key of this block (causal: query n0 - off)
     const int m_first = p.causal ? max(0, n0 - off) / BWD_BM * BWD_BM : 0;
 
-    for (int hh = 0; hh < G; hh++) {
-        const int h = kvh * G + hh;
-        for (int m0 = m_first; m0 < nq; m0 += BWD_BM) {
-            const int rows = min(BWD_BM, nq - m0);
-            // (no barrier needed here: the previous tile's last reads of Qs, dOs, lse_s and delta_s came before
-            // its dS barrier, and dSs is rewritten only after the barrier below)
-            load_rows_bf16<D, BWD_BM>(Qs, p.q + (int64_t)(q0 + m0) * p.ldq + (int64_t)h * D, p.ldq, rows, true);
-            load_rows_bf16<D, BWD_BM>(dOs, p.dout + (int64_t)(q0 + m0) * p.ldo + (int64_t)h * D, p.ldo, rows, true);
-            cp_async_commit();
-            for (int r = threadIdx.x; r < BWD_BM; r += BWD_THREADS) {
-                int64_t row = (int64_t)(q0 + m0 + r) * p.H + h;
-                lse_s[r] = r < rows ? p.lse[row] * ATTN_LOG2E : 0.0f;
-                delta_s[r] = r < rows ? p.delta[row] : 0.0f;
-            }
-            cp_async_wait<0>();
-            __syncthreads();
+    for (int m0 = m_first; m0 < nq; m0 += BWD_BM) {
+        const int rows = min(BWD_BM, nq - m0);
+        // (no barrier needed here: the previous tile's last reads of Qs, dOs, lse_s and delta_s came before
+        // its dS barrier, and dSs is rewritten only after the barrier below)
+        load_rows_bf16<D, BWD_BM>(Qs, p.q + (int64_t)(q0 + m0) * p.ldq + (int64_t)h * D, p.ldq, rows, true);
+        load_rows_bf16<D, BWD_BM>(dOs, p.dout + (int64_t)(q0 + m0) * p.ldo + (int64_t)h * D, p.ldo, rows, true);
+        cp_async_commit();
+        for (int r = threadIdx.x; r < BWD_BM; r += BWD_THREADS) {
+            int64_t row = (int64_t)(q0 + m0 + r) * p.H + h;
+            lse_s[r] = r < rows ? p.lse[row] * ATTN_LOG2E : 0.0f;
+            delta_s[r] = r < rows ? p.delta[row] : 0.0f;
+        }
+        cp_async_wait<0>();
+        __syncthreads();
 
-            // S^T = K Q^T and dP^T = V dO^T: this warp's 16 keys x the tile's 64 queries (8 tiles of 8)
-            float s[8][4], dp[8][4];
+        // S^T = K Q^T and dP^T = V dO^T: this warp's 16 keys x the tile's 64 queries (8 tiles of 8)
+        float s[8][4], dp[8][4];
 #pragma unroll
-            for (int nt = 0; nt < 8; nt++)
+        for (int nt = 0; nt < 8; nt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.0f;
+            for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.0f;
 #pragma unroll
-            for (int kk = 0; kk < KSTEPS; kk++) {
-                uint32_t ka[4], va[4];
-                load_a_fragment(ka, Ks + warp * 16 * LD + kk * 16, LD);
-                load_a_fragment(va, Vs + warp * 16 * LD + kk * 16, LD);
+        for (int kk = 0; kk < KSTEPS; kk++) {
+            uint32_t ka[4], va[4];
+            load_a_fragment(ka, Ks + warp * 16 * LD + kk * 16, LD);
+            load_a_fragment(va, Vs + warp * 16 * LD + kk * 16, LD);
 #pragma unroll
-                for (int nt = 0; nt < 8; nt += 2) {
-                    uint32_t qf[2][2], of[2][2];
-                    load_b_fragments(qf, Qs + nt * 8 * LD + kk * 16, LD);
-                    load_b_fragments(of, dOs + nt * 8 * LD + kk * 16, LD);
+            for (int nt = 0; nt < 8; nt += 2) {
+                uint32_t qf[2][2], of[2][2];
+                load_b_fragments(qf, Qs + nt * 8 * LD + kk * 16, LD);
+                load_b_fragments(of, dOs + nt * 8 * LD + kk * 16, LD);
 #pragma unroll
-                    for (int j = 0; j < 2; j++) {
-                        mma_bf16_16816(s[nt + j], ka, qf[j][0], qf[j][1]);
-                        mma_bf16_16816(dp[nt + j], va, of[j][0], of[j][1]);
-                    }
+                for (int j = 0; j < 2; j++) {
+                    mma_bf16_16816(s[nt + j], ka, qf[j][0], qf[j][1]);
+                    mma_bf16_16816(dp[nt + j], va, of[j][0], of[j][1]);
                 }
             }
-            // P^T and dS^T in place (0 for masked pairs, padding queries and padding keys)
+        }
+        // P^T and dS^T in place (0 for masked pairs, padding queries and padding keys)
 #pragma unroll
-            for (int nt = 0; nt < 8; nt++) {
+        for (int nt = 0; nt < 8; nt++) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int key = key0 + (e >> 1) * 8, col = nt * 8 + 2 * t4 + (e & 1);
-                    bool seen = key < n_k && col < rows && (!p.causal || key <= off + m0 + col);
-                    float pr = seen ? exp2f(s[nt][e] * scale_log2 - lse_s[col]) : 0.0f;
-                    s[nt][e] = pr;
-                    dp[nt][e] = pr * (dp[nt][e] - delta_s[col]);
-                }
+            for (int e = 0; e < 4; e++) {
+                int key = key0 + (e >> 1) * 8, col = nt * 8 + 2 * t4 + (e & 1);
+                bool seen = key < n_k && col < rows && (!p.causal || key <= off + m0 + col);
+                float pr = seen ? exp2f(s[nt][e] * scale_log2 - lse_s[col]) : 0.0f;
+                s[nt][e] = pr;
+                dp[nt][e] = pr * (dp[nt][e] - delta_s[col]);
             }
-            // dV += P^T dO, dK += dS^T Q (16 queries per step)
+        }
+        // dV += P^T dO, dK += dS^T Q (16 queries per step)
 #pragma unroll
-            for (int ks = 0; ks < 4; ks++) {
-                pv_accumulate<D>(dv, s[2 * ks], s[2 * ks + 1], dOs + ks * 16 * LD);
-                pv_accumulate<D>(dk, dp[2 * ks], dp[2 * ks + 1], Qs + ks * 16 * LD);
-            }
-            // dS query-major for dQ
+        for (int ks = 0; ks < 4; ks++) {
+            pv_accumulate<D>(dv, s[2 * ks], s[2 * ks + 1], dOs + ks * 16 * LD);
+            pv_accumulate<D>(dk, dp[2 * ks], dp[2 * ks + 1], Qs + ks * 16 * LD);
+        }
+        // dS query-major for dQ
 #pragma unroll
-            for (int nt = 0; nt < 8; nt++)
+        for (int nt = 0; nt < 8; nt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++)
-                    dSs[(nt * 8 + 2 * t4 + (e & 1)) * LDS + warp * 16 + g + (e >> 1) * 8] =
-                        __float2bfloat16_rn(dp[nt][e]);
-            __syncthreads();
+            for (int e = 0; e < 4; e++)
+                dSs[(nt * 8 + 2 * t4 + (e & 1)) * LDS + warp * 16 + g + (e >> 1) * 8] =
+                    __float2bfloat16_rn(dp[nt][e]);
+        __syncthreads();
 
-            // dQ rows [16 warp, 16 warp + 16) of the tile += dS (16 x 64 keys) K (64 keys x D)
-            float dq[DT][4];
+        // dQ rows [16 warp, 16 warp + 16) of the tile += dS (16 x 64 keys) K (64 keys x D)
+        float dq[DT][4];
 #pragma unroll
-            for (int dt = 0; dt < DT; dt++)
+        for (int dt = 0; dt < DT; dt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) dq[dt][e] = 0.0f;
+            for (int e = 0; e < 4; e++) dq[dt][e] = 0.0f;
 #pragma unroll
-            for (int ks = 0; ks < 4; ks++) {
-                uint32_t a[4];
-                load_a_fragment(a, dSs + warp * 16 * LDS + ks * 16, LDS);
-                mma_rows_accumulate<D>(dq, a, Ks + ks * 16 * LD);
-            }
+        for (int ks = 0; ks < 4; ks++) {
+            uint32_t a[4];
+            load_a_fragment(a, dSs + warp * 16 * LDS + ks * 16, LDS);
+            mma_rows_accumulate<D>(dq, a, Ks + ks * 16 * LD);
+        }
 #pragma unroll
-            for (int r = 0; r < 2; r++) {
-                int row = warp * 16 + g + 8 * r;
-                if (row >= rows) continue;
-                float *acc = p.dq_acc + (int64_t)(q0 + m0 + row) * p.H * D + (int64_t)h * D + 2 * t4;
+        for (int r = 0; r < 2; r++) {
+            int row = warp * 16 + g + 8 * r;
+            if (row >= rows) continue;
+            float *acc = p.dq_acc + (int64_t)(q0 + m0 + row) * p.H * D + (int64_t)h * D + 2 * t4;
 #pragma unroll
-                for (int dt = 0; dt < DT; dt++) atomic_add2(acc + dt * 8, dq[dt][2 * r], dq[dt][2 * r + 1]);
-            }
+            for (int dt = 0; dt < DT; dt++) atomic_add2(acc + dt * 8, dq[dt][2 * r], dq[dt][2 * r + 1]);
         }
     }
     cp_async_wait<0>(); // no copy is left in flight (a segment without queries never waited)
 
-    // dK = scale dS^T Q and dV, this warp's 16 keys
+    // this head's dS^T Q and P^T dO for this warp's 16 keys (attn_bwd_dkv_kernel sums the heads)
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         int key = key0 + 8 * r;
         if (key >= n_k) continue;
-        bf16 *dkr = p.dk[b] + (int64_t)key * p.ldkv + (int64_t)kvh * D + 2 * t4;
-        bf16 *dvr = p.dv[b] + (int64_t)key * p.ldkv + (int64_t)kvh * D + 2 * t4;
+        int64_t at = ((int64_t)(p.cu_k[b] + key) * p.H + h) * D + 2 * t4;
 #pragma unroll
         for (int dt = 0; dt < DT; dt++) {
-            *reinterpret_cast<uint32_t *>(dkr + dt * 8) = pack_bf16x2(dk[dt][2 * r] * p.scale, dk[dt][2 * r + 1] * p.scale);
-            *reinterpret_cast<uint32_t *>(dvr + dt * 8) = pack_bf16x2(dv[dt][2 * r], dv[dt][2 * r + 1]);
+            *reinterpret_cast<float2 *>(p.dk_part + at + dt * 8) = make_float2(dk[dt][2 * r], dk[dt][2 * r + 1]);
+            *reinterpret_cast<float2 *>(p.dv_part + at + dt * 8) = make_float2(dv[dt][2 * r], dv[dt][2 * r + 1]);
         }
     }
 }

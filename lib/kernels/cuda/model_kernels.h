@@ -88,20 +88,22 @@ int cuda_attention_backward(cuda_ctx *ctx, cuda_dtype dt, void *dq, void *const 
 
 // The same gradients with the flash-style tensor-core kernels of attention_backward.cuh, for bf16 with head dim
 // 64, 80 or 128 (cuda_attention_backward_flash_supported): no score matrix in memory, one launch over all
-// segments. As in cuda_attention_forward, cu_q (B+1), nk (B) and the pointer arrays k, v, dk, dv (B each) are
-// device arrays; out (T, H*D) (row stride ld_out) is the forward's output (for rowsum(dO * O)), T the packed
-// rows (cu_q[B]), max_nq / max_nk bound the segments. dq, q, dout and every key/value row must be 16-byte
-// aligned (strides multiples of 8). dK and dV rows of every key are written (zeros for keys no query sees);
-// dq rows outside every segment are untouched. workspace: cuda_attention_backward_flash_workspace_bytes(T,
-// H, D) (an fp32 dQ accumulator and the row deltas).
+// segments and query heads. As in cuda_attention_forward, cu_q (B+1), nk (B) and the pointer arrays k, v, dk,
+// dv (B each) are device arrays; cu_k (B+1, device) holds the prefix sums of nk (the segments' rows in the
+// workspace's key partials; TK = cu_k[B]); out (T, H*D) (row stride ld_out) is the forward's output (for
+// rowsum(dO * O)), T the packed query rows (cu_q[B]), max_nq / max_nk bound the segments. q, dout and every
+// key/value row must be 16-byte aligned (strides multiples of 8). dK and dV rows of every key are written
+// (zeros for keys no query sees); dq rows outside every segment are untouched. workspace:
+// cuda_attention_backward_flash_workspace_bytes(T, TK, H, D) (fp32: the dQ accumulator, the row deltas and
+// each query head's key and value gradients, summed over the heads of a key/value head at the end).
 int cuda_attention_backward_flash_supported(cuda_dtype dt, int D);
-size_t cuda_attention_backward_flash_workspace_bytes(int T, int H, int D);
+size_t cuda_attention_backward_flash_workspace_bytes(int T, int TK, int H, int D);
 int cuda_attention_backward_flash(cuda_ctx *ctx, cuda_dtype dt, void *dq, void *const *dk, void *const *dv,
                                   const void *dout, int64_t ldo, const void *out, int64_t ld_out, const void *q,
                                   int64_t ldq, const void *const *k, const void *const *v, int64_t ldkv,
-                                  const float *lse, const int *cu_q, const int *nk, int B, int T, int H, int KV, int D,
-                                  int causal, int max_nq, int max_nk, void *workspace, size_t workspace_bytes,
-                                  cuda_stream stream);
+                                  const float *lse, const int *cu_q, const int *cu_k, const int *nk, int B, int T,
+                                  int TK, int H, int KV, int D, int causal, int max_nq, int max_nk, void *workspace,
+                                  size_t workspace_bytes, cuda_stream stream);
 
 // Gradients of cuda_logprobs_forward's logprob (same temperature) weighted by dlogprob (N): dhidden (N, C) fp32
 // is written, dwte (V, C) fp32 += (may be NULL); logprob (N) are the forward's values (with each target's

@@ -1,7 +1,7 @@
 // The language model's backward on the GPU (model/cuda/backward.h), in the order of model/backward.c:
 //   dL/dlogprob -> chunked log-softmax backward of the gathered rows (lm_head gradient) -> final RMSNorm ->
 //   per layer, last to first: down_proj, SiLU gate, gate|up_proj, RMSNorm, o_proj, attention (the flash-style
-//   tensor-core kernels in bf16 with head dim 64/80/128, else per-segment GEMMs over materialised scores;
+//   tensor-core kernels in bf16 with head dim 64/128, else per-segment GEMMs over materialised scores;
 //   cuda_ctx_set_attention_backward), rotary, fused q|k|v_proj with bias, RMSNorm -> embedding rows of text
 //   tokens.
 // Weight gradients accumulate in fp32 through cuBLASLt's beta = 1 (bf16 inputs, fp32 output); the column
@@ -170,8 +170,8 @@ static int layer_backward(cuda_model *gm, cuda_llm_train *tr, int l, const Layer
     if (attn_flash(gm)) {
         AttnPlan ap = llm_packed_plan(gm, a, l);
         TRY(cuda_attention_backward_flash(ctx, dt, tr->dqkv, tr->attn_dkv, tr->attn_dkv + B, tr->datt, HD, la.att, HD,
-                                          la.qkv, QKV, ap.kv, ap.kv + B, QKV, la.lse, a->cu, a->seqlen, B, T, H, KV, D,
-                                          1, a->max_len, a->max_len, tr->attn_ws, tr->attn_ws_bytes, s));
+                                          la.qkv, QKV, ap.kv, ap.kv + B, QKV, la.lse, a->cu, a->cu, a->seqlen, B, T, T,
+                                          H, KV, D, 1, a->max_len, a->max_len, tr->attn_ws, tr->attn_ws_bytes, s));
     } else {
         const int *cu = a->h_cu;
         int *nk = (int *)xmalloc(sizeof(int) * (size_t)B);
@@ -258,7 +258,8 @@ static int upload_rows(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch 
 // Grows the attention workspace to the batch (flash: its rows; GEMMs: its longest sequence).
 static int attn_workspace(cuda_model *gm, cuda_llm_train *tr) {
     const maye_model_config *c = &gm->cfg;
-    size_t need = attn_flash(gm) ? cuda_attention_backward_flash_workspace_bytes(tr->acts.T, c->heads, c->head_dim)
+    size_t need = attn_flash(gm) ? cuda_attention_backward_flash_workspace_bytes(tr->acts.T, tr->acts.T, c->heads,
+                                                                                 c->head_dim)
                                  : cuda_attention_backward_workspace_bytes(gm->dt, c->heads, c->kv_heads, c->head_dim,
                                                                            tr->acts.max_len, tr->acts.max_len);
     if (need <= tr->attn_ws_bytes) return 0;
