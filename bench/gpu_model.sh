@@ -2,16 +2,17 @@
 # The GPU model check in one command: every CUDA test (the model's first: tests/cuda/test_cuda_model*, then the
 # kernel layer's), the end-to-end benchmarks of a Qwen2-VL-2B-shaped model (bench/gpu_model.cu: rollout and
 # update), the PyTorch / transformers baseline of the same jobs (bench/gpu_model_baseline.py, when torch sees
-# the GPU) with the ratios, and compute-sanitizer's memcheck on the model kernels' test. About 2-3 minutes on
-# an H100/H200 (the baseline's generate() is most of it).
+# the GPU) with the ratios, a checkpoint trained on the GPU (bf16, then fp32) loaded in transformers
+# (bench/gpu_checkpoint_parity.sh), and compute-sanitizer's memcheck on the model kernels' test. About 3-4
+# minutes on an H100/H200 (the baseline's generate() is most of it).
 #
 #   sh bench/gpu_model.sh                  build in $BUILD (default build) with make CUDA=1, then run
 #   sh bench/gpu_model.sh --no-build       run the binaries already in $BUILD
 #   sh bench/gpu_model.sh --bundle B       run a bundle made by `make CUDA=1 gpu-bundle` (the directory or its
 #                                          .tar.gz); its fixtures/ serve as $MAYE_FIXTURES unless that is set
 #
-# Logs go to $OUT when set (3 files, plus device.txt unless bench/gpu.sh wrote it there: model_tests.log,
-# model_bench.jsonl, model_torch.jsonl), else to $BUILD/gpu-logs. Exit status: 0 when every test passed (or
+# Logs go to $OUT when set (4 files, plus device.txt unless bench/gpu.sh wrote it there: model_tests.log,
+# model_bench.jsonl, model_torch.jsonl, checkpoint_parity.jsonl), else to $BUILD/gpu-logs. Exit status: 0 when every test passed (or
 # skipped without a GPU), 1 otherwise. GPU_SANITIZE=0 skips the memcheck, GPU_BASELINE=0 the PyTorch baseline,
 # GPU_MODEL_TESTS_ONLY=1 runs only the tests/cuda/test_cuda_model* tests.
 set -u
@@ -79,6 +80,26 @@ if [ $skip -eq 0 ] && [ -x "$BENCH" ]; then
     cat "$LOGS/model_torch.jsonl"
   fi
   rm -f "$cfg"
+fi
+
+# ----------------------------------------------------------------------------
+# a checkpoint maye-update wrote on the GPU, in transformers
+
+if [ $skip -eq 0 ]; then
+  MAYE_STAGES=$( [ "$mode" = bundle ] && echo "$BIN" || echo "$BUILD/bin" )
+  : >"$LOGS/checkpoint_parity.jsonl"
+  for dtype in bf16 fp32; do
+    DEVICE=cuda DTYPE=$dtype timeout 120 sh "$here/gpu_checkpoint_parity.sh" "$MAYE_STAGES" \
+      >>"$LOGS/checkpoint_parity.jsonl" 2>>"$LOG"
+    rc=$?
+    case $rc in
+      0) echo "PASS  checkpoint parity with transformers ($dtype)"; pass=$((pass+1)) ;;
+      77) echo "SKIP  checkpoint parity with transformers ($dtype): no torch/transformers" ;;
+      *) echo "FAIL  checkpoint parity with transformers ($dtype, exit $rc; model_tests.log)"; fail=$((fail+1))
+         failed="$failed checkpoint_parity_$dtype" ;;
+    esac
+  done
+  cat "$LOGS/checkpoint_parity.jsonl"
 fi
 
 # ----------------------------------------------------------------------------

@@ -1,0 +1,205 @@
+// The kernels of model_kernels.cu (launched there, with the grids and dtype dispatch of the C API in
+// model_kernels.h): dtype conversion, Philox normal fills, row gathers/scatters, the MLP activation over fused
+// gate|up rows and its backward, the column sums behind the weight and bias gradients, the RMSNorm, rotary and
+// embedding backwards. In a header so the CPU emulator (tests/cuda_emu) runs them too.
+#pragma once
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/philox.cuh"
+
+#define COL_ROWS 64       // rows per partial column sum
+#define COL_THREADS 256   // columns per block of the partial sums
+
+// ----------------------------------------------------------------------------
+// conversion and fills
+
+template <typename TD, typename TS> __global__ void convert_kernel(TD *dst, const TS *src, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = from_f32<TD>(to_f32(src[i]));
+}
+
+// Element i: Box-Muller on words 0 and 1 of the Philox block (index i / 2, stream), cos for even i, sin for odd.
+template <typename T> __global__ void fill_normal_kernel(T *out, int64_t n, float std, uint64_t seed, uint64_t stream) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        uint64_t pair = (uint64_t)i / 2;
+        uint32_t c[4] = {(uint32_t)pair, (uint32_t)(pair >> 32), (uint32_t)stream, (uint32_t)(stream >> 32)};
+        philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));
+        float u1 = ((float)(c[0] >> 8) + 1.0f) * (1.0f / 16777216.0f), u2 = (float)(c[1] >> 8) * (1.0f / 16777216.0f);
+        float rad = sqrtf(-2.0f * logf(u1)), a = 6.2831853071795865f * u2;
+        out[i] = from_f32<T>(std * rad * ((i & 1) ? sinf(a) : cosf(a)));
+    }
+}
+
+template <typename T> __global__ void fill_value_kernel(T *out, int64_t n, float value) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = from_f32<T>(value);
+}
+
+// ----------------------------------------------------------------------------
+// rows
+
+// One block per row (grid-stride over rows), threads over the W columns.
+template <typename TD, typename TS>
+__global__ void copy_rows_kernel(TD *dst, int64_t ldd, const int *dst_rows, const TS *src, int64_t lds,
+                                 const int *src_rows, int n, int W, int accumulate) {
+    for (int i = blockIdx.x; i < n; i += gridDim.x) {
+        TD *d = dst + (int64_t)(dst_rows ? dst_rows[i] : i) * ldd;
+        const TS *s = src + (int64_t)(src_rows ? src_rows[i] : i) * lds;
+        for (int c = threadIdx.x; c < W; c += blockDim.x) {
+            float x = to_f32(s[c]);
+            if (accumulate) x += to_f32(d[c]);
+            d[c] = from_f32<TD>(x);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// MLP activation over fused gate|up rows
+
+// d act(x) / dx, as act_grad_one in kernels/cpu/activation.c.
+__device__ __forceinline__ float act_grad_apply(float x, act_kind act) {
+    switch (act) {
+    case ACT_SILU: {
+        float s = 1.0f / (1.0f + expf(-x));
+        return s * (1.0f + x * (1.0f - s));
+    }
+    case ACT_GELU:
+        return 0.5f * (1.0f + erff(x * 0.70710678118654752f)) + x * 0.39894228040143268f * expf(-0.5f * x * x);
+    case ACT_GELU_TANH: {
+        const float k = 0.7978845608028654f;
+        float th = tanhf(k * (x + 0.044715f * x * x * x));
+        return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * k * (1.0f + 3.0f * 0.044715f * x * x);
+    }
+    case ACT_QUICK_GELU: {
+        float s = 1.0f / (1.0f + expf(-1.702f * x));
+        return s * (1.0f + 1.702f * x * (1.0f - s));
+    }
+    }
+    return 1.0f;
+}
+
+// One block per row (grid-stride), threads over the I columns.
+template <typename T> __global__ void gated_rows_kernel(T *out, const T *gu, int rows, int I, act_kind act) {
+    for (int t = blockIdx.x; t < rows; t += gridDim.x) {
+        const T *g = gu + (int64_t)t * 2 * I, *u = g + I;
+        T *o = out + (int64_t)t * I;
+        for (int i = threadIdx.x; i < I; i += blockDim.x) o[i] = from_f32<T>(act_apply(to_f32(g[i]), act) * to_f32(u[i]));
+    }
+}
+
+template <typename T>
+__global__ void gated_rows_backward_kernel(T *dgu, const T *dout, const T *gu, int rows, int I, act_kind act) {
+    for (int t = blockIdx.x; t < rows; t += gridDim.x) {
+        const T *g = gu + (int64_t)t * 2 * I, *u = g + I, *d = dout + (int64_t)t * I;
+        T *dg = dgu + (int64_t)t * 2 * I, *du = dg + I;
+        for (int i = threadIdx.x; i < I; i += blockDim.x) {
+            float x = to_f32(g[i]), y = to_f32(u[i]), dy = to_f32(d[i]);
+            dg[i] = from_f32<T>(act_grad_apply(x, act) * y * dy);
+            du[i] = from_f32<T>(act_apply(x, act) * dy);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// column sums (weight and bias gradients)
+
+// grid (ceil(C / COL_THREADS), chunks): partial[chunk][c] = sum over the chunk's COL_ROWS rows t of a[t, c],
+// times b[t, c] * rowscale[t] when b is given.
+template <typename T>
+__global__ void __launch_bounds__(COL_THREADS)
+    column_partial_kernel(float *partial, const T *a, int64_t lda, const T *b, int64_t ldb, const float *rowscale,
+                          int rows, int C) {
+    int c = blockIdx.x * COL_THREADS + threadIdx.x, chunk = blockIdx.y;
+    if (c >= C) return;
+    int t0 = chunk * COL_ROWS, t1 = min(rows, t0 + COL_ROWS);
+    float s = 0.0f;
+    for (int t = t0; t < t1; t++) {
+        float v = to_f32(a[(int64_t)t * lda + c]);
+        if (b) v *= to_f32(b[(int64_t)t * ldb + c]) * rowscale[t];
+        s += v;
+    }
+    partial[(int64_t)chunk * C + c] = s;
+}
+
+// out[c] += sum over the chunks, in order, of partial[chunk][c].
+__global__ void column_finish_kernel(float *out, const float *partial, int chunks, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float s = 0.0f;
+    for (int k = 0; k < chunks; k++) s += partial[(int64_t)k * C + c];
+    out[c] += s;
+}
+
+// ----------------------------------------------------------------------------
+// RMSNorm backward
+
+// One warp per row: dx += r * (w * dy) - x * r^3 / C * sum(w * dy * x), the sum in double (as the CPU).
+template <typename T, int W>
+__global__ void __launch_bounds__(128)
+    rmsnorm_backward_kernel(T *dinp, const T *dout, const T *inp, const float *weight, const float *rstd, int rows,
+                            int C) {
+    int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const T *x = inp + (int64_t)row * C, *d = dout + (int64_t)row * C;
+    T *dx = dinp + (int64_t)row * C;
+    double s = 0;
+    for (int i = lane * W; i < C; i += 32 * W) {
+        float u[W], g[W], w[W];
+        load_f32<T, W>(u, x + i);
+        load_f32<T, W>(g, d + i);
+        load_fp32<W>(w, weight + i);
+#pragma unroll
+        for (int k = 0; k < W; k++) s += (double)g[k] * w[k] * u[k];
+    }
+    s = warp_sum_f64(s);
+    float r = rstd[row], kk = (float)(s * r * r * r / C);
+    for (int i = lane * W; i < C; i += 32 * W) {
+        float u[W], g[W], w[W], o[W];
+        load_f32<T, W>(u, x + i);
+        load_f32<T, W>(g, d + i);
+        load_fp32<W>(w, weight + i);
+        load_f32<T, W>(o, dx + i);
+#pragma unroll
+        for (int k = 0; k < W; k++) o[k] += r * (w[k] * g[k]) - kk * u[k];
+        store_f32<T, W>(dx + i, o);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// rotary backward
+
+// (g[i], g[i + D/2]) <- (a c + b s, b c - a s): the rotation by the opposite angle, one thread per pair.
+template <typename T>
+__global__ void rope_backward_kernel(T *x, const float *cos_t, const float *sin_t, int rows, int NH, int D, int64_t ld) {
+    int half = D / 2;
+    int64_t n = (int64_t)rows * NH * half;
+    for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
+        int i = (int)(idx % half);
+        int64_t th = idx / half;
+        int h = (int)(th % NH);
+        int64_t t = th / NH;
+        T *v = x + t * ld + (int64_t)h * D;
+        float c = cos_t[t * half + i], s = sin_t[t * half + i];
+        float a = to_f32(v[i]), b = to_f32(v[i + half]);
+        v[i] = from_f32<T>(a * c + b * s);
+        v[i + half] = from_f32<T>(b * c - a * s);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// embedding backward
+
+// One block per distinct id (grid-stride), threads over the C columns; each column sums its rows in order.
+template <typename T>
+__global__ void embedding_backward_kernel(float *dtable, const int64_t *ids, const int *starts, const int *rows, int U,
+                                          const T *dout, int C) {
+    for (int u = blockIdx.x; u < U; u += gridDim.x) {
+        float *d = dtable + ids[u] * (int64_t)C;
+        int r0 = starts[u], r1 = starts[u + 1];
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float s = 0.0f;
+            for (int r = r0; r < r1; r++) s += to_f32(dout[(int64_t)rows[r] * C + c]);
+            d[c] += s;
+        }
+    }
+}
