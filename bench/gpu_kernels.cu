@@ -441,7 +441,7 @@ static void bench_elementwise(void) {
     void *pb = dalloc(2 * (size_t)N);
     CK(cudaMemset(m, 0, sizeof(float) * N));
     CK(cudaMemset(v, 0, sizeof(float) * N));
-    ms = time_ms([&] { OK(cuda_adamw_step(p, pb, gr, CUDA_F32, m, v, N, 1e-6, 0.9, 0.999, 1e-8, 0.0, 1, NULL)); }, 5);
+    ms = time_ms([&] { OK(cuda_adamw_step(p, pb, gr, CUDA_F32, m, v, N, 1e-6, 0.9, 0.999, 1e-8, 0.0, 1, NULL, NULL)); }, 5);
     gb = 30.0 * N / 1e9; // read p, m, v, g; write p, m, v, bf16 copy
     emit("adamw", "256M params, fp32 grads + bf16 copy", ms, "\"gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f",
          gb / (ms * 1e-3), gb / (ms * 1e-3) / copy_gbps);

@@ -1,7 +1,8 @@
 // The optimizer kernels against optim/adamw.c: three AdamW steps with fp32 and bf16 gradients (weights, both
 // moments, and the bf16 weight copy written in the same pass), and global-norm clipping (the norm, clipped,
 // unclipped, max_norm 0, and a non-finite norm that leaves the gradients alone) over sizes that are not
-// multiples of the 65536-element chunks. Exits 77 without a GPU.
+// multiples of the 65536-element chunks; AdamW applying the clipping coefficient itself (cuda_grad_clip_coef)
+// equal to the bit to clipping in place first. Exits 77 without a GPU.
 #include "cuda_test.h"
 
 extern "C" {
@@ -29,7 +30,7 @@ static void test_adamw(void) {
                 dev_store_f32(dg, g, N, gdt);
                 dev_poison(dpb, sizeof(uint16_t) * (size_t)N);
                 EXPECT_GPU_OK(cuda_adamw_step(dp, dpb, dg, gdt, dm, dv, N, lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay,
-                                              step, NULL));
+                                              step, NULL, NULL));
                 free(g);
             }
             float *gp = dev_to_f32(dp, N, CUDA_F32), *gm = dev_to_f32(dm, N, CUDA_F32), *gv = dev_to_f32(dv, N, CUDA_F32);
@@ -82,11 +83,54 @@ static void test_clip(void) {
     }
 }
 
+// clip in place + AdamW against AdamW with the coefficient: the same weights, moments and bf16 copy, bit for bit
+static void test_clip_in_adamw(void) {
+    for (cuda_dtype gdt : {CUDA_F32, CUDA_BF16})
+        for (double max_norm : {0.5, 1e9, 0.0})
+            for (int poison : {0, 1}) {
+                int64_t N = 70001;
+                float *g = host_randn(N, 0.05f), *p = host_randn(N, 1), *mv = host_randn(N, 0.01f);
+                round_to(g, N, gdt);
+                if (poison) g[N / 3] = INFINITY;
+                for (int64_t i = 0; i < N; i++) mv[i] = fabsf(mv[i]);
+                float *res[2][4];
+                for (int fused = 0; fused < 2; fused++) {
+                    void *dg = dev_from_f32(g, N, gdt), *scr = dev_alloc(cuda_grad_norm_scratch_bytes(N));
+                    float *dp = (float *)dev_from_f32(p, N, CUDA_F32), *dm = (float *)dev_from_f32(mv, N, CUDA_F32);
+                    float *dv = (float *)dev_from_f32(mv, N, CUDA_F32), *coef = (float *)dev_alloc(sizeof(float));
+                    void *dpb = dev_alloc(sizeof(uint16_t) * (size_t)N);
+                    double *dnorm = (double *)dev_alloc(sizeof(double));
+                    EXPECT_GPU_OK(cuda_grad_norm(dnorm, dg, gdt, N, scr, NULL));
+                    if (fused) {
+                        EXPECT_GPU_OK(cuda_grad_clip_coef(coef, dnorm, max_norm, NULL));
+                    } else {
+                        EXPECT_GPU_OK(cuda_grad_clip_scale(dg, gdt, N, dnorm, max_norm, NULL));
+                    }
+                    EXPECT_GPU_OK(cuda_adamw_step(dp, dpb, dg, gdt, dm, dv, N, 1e-3, 0.9, 0.95, 1e-8, 0.1, 2,
+                                                  fused ? coef : NULL, NULL));
+                    res[fused][0] = dev_to_f32(dp, N, CUDA_F32), res[fused][1] = dev_to_f32(dm, N, CUDA_F32);
+                    res[fused][2] = dev_to_f32(dv, N, CUDA_F32), res[fused][3] = dev_to_f32(dpb, N, CUDA_BF16);
+                    dev_free(dg), dev_free(scr), dev_free(dp), dev_free(dm), dev_free(dv), dev_free(coef), dev_free(dpb),
+                        dev_free(dnorm);
+                }
+                const char *names[4] = {"weights", "m", "v", "bf16 copy"};
+                for (int k = 0; k < 4; k++) {
+                    int64_t bad = 0;
+                    for (int64_t i = 0; i < N; i++) bad += memcmp(&res[0][k][i], &res[1][k][i], sizeof(float)) != 0;
+                    EXPECT(bad == 0, "adamw with the clip coefficient (%s, max_norm %g, inf %d): %lld %s differ from "
+                           "clip + adamw", dt_name(gdt), max_norm, poison, (long long)bad, names[k]);
+                    free(res[0][k]), free(res[1][k]);
+                }
+                free(g), free(p), free(mv);
+            }
+}
+
 int main(void) {
     cuda_ctx *ctx = cuda_test_start("test_cuda_adamw");
     maye_rng_init(&test_rng, 77, 5);
     test_adamw();
     test_clip();
+    test_clip_in_adamw();
     cuda_ctx_free(ctx);
     return TEST_RESULT();
 }

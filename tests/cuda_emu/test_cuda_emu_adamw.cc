@@ -5,6 +5,8 @@
 // no elements, a few, and several chunks with a partial last one, clipped, unclipped, max_norm 0 and
 // negative (no scaling launch, as adamw.cu), and with a NaN that leaves the gradients alone. Launches as
 // adamw.cu; the element-wise kernels once more with 3 blocks so the grid-stride loops take several turns.
+// AdamW applying the clipping coefficient itself (grad_clip_coef_kernel) equal to the bit to clipping in
+// place first, clipped, unclipped and max_norm 0, with and without an infinite gradient.
 // Dimension letters: N elements.
 #include "kernels/cuda/adamw.cuh"
 
@@ -57,7 +59,8 @@ template <typename G> static void test_adamw(int64_t N, bool with_copy, bool sma
         dpb.poison();
         dim3 grid(small ? 3u : grid_for(N, 256, 8192));
         cuda_emu_launch(adamw_kernel<G>, grid, dim3(256), 0, dp.data(), with_copy ? dpb.data() : nullptr,
-                        (const G *)dg.data(), dm.data(), dv.data(), N, adamw_consts(lr, hp, step));
+                        (const G *)dg.data(), dm.data(), dv.data(), N, adamw_consts(lr, hp, step),
+                        (const float *)nullptr);
     }
     std::vector<float> m(opt.m, opt.m + N), v(opt.v, opt.v + N), gp = dp.get();
     emu_check(adamw_st, what + " params", gp, p);
@@ -122,6 +125,49 @@ template <typename G> static void test_clip(int64_t N, double max_norm, bool nan
 
 // ----------------------------------------------------------------------------
 
+// AdamW applying the clipping coefficient itself (grad_clip_coef_kernel, then adamw_kernel with coef) against
+// grad_scale_kernel in place followed by the plain AdamW pass: equal to the bit.
+template <typename G> static void test_clip_in_adamw(double max_norm, bool inf) {
+    int64_t N = 5003;
+    maye_adamw_hparams hp = {0.9, 0.95, 1e-8, 0.1};
+    std::vector<float> g = emu_randn((size_t)N, 0.05f), p = emu_randn((size_t)N, 1.0f), mv = emu_randn((size_t)N, 0.01f);
+    if (sizeof(G) == 2) emu_round_bf16(g);
+    if (inf) g[(size_t)N / 3] = INFINITY;
+    for (float &x : mv) x = fabsf(x);
+    std::vector<float> out[2][3];
+    std::vector<bf16> copy[2];
+    for (int fused = 0; fused < 2; fused++) {
+        std::vector<G> dg((size_t)N);
+        for (int64_t i = 0; i < N; i++) dg[(size_t)i] = from_f32<G>(g[(size_t)i]);
+        std::vector<float> dp = p, dm = mv, dv = mv;
+        std::vector<bf16> dpb((size_t)N);
+        double norm = 0;
+        float coef = 0;
+        int64_t chunks = (N + CLIP_CHUNK - 1) / CLIP_CHUNK;
+        std::vector<double> partial((size_t)chunks);
+        cuda_emu_launch(grad_sq_kernel<G>, dim3((unsigned)chunks), dim3(CLIP_THREADS), 0, partial.data(),
+                        (const G *)dg.data(), N);
+        cuda_emu_launch(grad_norm_finish_kernel, dim3(1), dim3(1), 0, &norm, (const double *)partial.data(), chunks);
+        if (fused)
+            cuda_emu_launch(grad_clip_coef_kernel, dim3(1), dim3(1), 0, &coef, (const double *)&norm, (float)max_norm);
+        else if (max_norm > 0)
+            cuda_emu_launch(grad_scale_kernel<G>, dim3(grid_for(N, 256, 8192)), dim3(256), 0, dg.data(), N,
+                            (const double *)&norm, (float)max_norm);
+        cuda_emu_launch(adamw_kernel<G>, dim3(grid_for(N, 256, 8192)), dim3(256), 0, dp.data(), dpb.data(),
+                        (const G *)dg.data(), dm.data(), dv.data(), N, adamw_consts(1e-3, hp, 2),
+                        fused ? (const float *)&coef : (const float *)nullptr);
+        out[fused][0] = dp, out[fused][1] = dm, out[fused][2] = dv, copy[fused] = dpb;
+    }
+    const char *names[3] = {"weights", "m", "v"};
+    for (int k = 0; k < 3; k++)
+        EXPECT(!memcmp(out[0][k].data(), out[1][k].data(), sizeof(float) * (size_t)N),
+               "adamw with the clip coefficient (%s grads, max_norm %g, inf %d): %s differ from clip + adamw",
+               sizeof(G) == 2 ? "bf16" : "f32", max_norm, inf, names[k]);
+    EXPECT(!memcmp(copy[0].data(), copy[1].data(), sizeof(bf16) * (size_t)N),
+           "adamw with the clip coefficient (%s grads, max_norm %g, inf %d): the bf16 copies differ",
+           sizeof(G) == 2 ? "bf16" : "f32", max_norm, inf);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     maye_rng_init(&emu_rng, 20240615, 4);
@@ -137,6 +183,8 @@ int main(void) {
                 test_clip<float>(N, max_norm, nan, false), test_clip<bf16>(N, max_norm, nan, false);
             }
     test_clip<float>(3001, 0.5, false, true), test_clip<bf16>(3001, 0.5, false, true);
+    for (double max_norm : {0.5, 1e9, 0.0})
+        for (bool inf : {false, true}) test_clip_in_adamw<float>(max_norm, inf), test_clip_in_adamw<bf16>(max_norm, inf);
     for (const emu_stats *st : {&adamw_st, &copy_st, &clip_f32, &clip_bf16}) emu_stats_print(*st);
     printf("%-34s worst relative error %.2e (tolerance 1e-09)\n", "grad_sq + grad_norm_finish norm", norm_worst);
     return TEST_RESULT();

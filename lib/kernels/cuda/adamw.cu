@@ -3,7 +3,7 @@
 
 extern "C" int cuda_adamw_step(float *params, void *params_bf16, const void *grads, cuda_dtype gdt, float *m, float *v,
                                int64_t N, double lr, double beta1, double beta2, double eps, double weight_decay,
-                               int64_t step, cuda_stream stream) {
+                               int64_t step, const float *grad_coef, cuda_stream stream) {
     CHECK_OR_FAIL(dtype_valid(gdt), "adamw_step: unknown gradient dtype %d", (int)gdt);
     CHECK_OR_FAIL(N >= 0 && step >= 1, "adamw_step: bad size %lld or step %lld (steps count from 1)", (long long)N,
                   (long long)step);
@@ -17,9 +17,11 @@ extern "C" int cuda_adamw_step(float *params, void *params_bf16, const void *gra
     c.eps = (float)eps;
     unsigned grid = grid_for(N, 256, 8192);
     if (gdt == CUDA_BF16)
-        adamw_kernel<bf16><<<grid, 256, 0, stream>>>(params, (bf16 *)params_bf16, (const bf16 *)grads, m, v, N, c);
+        adamw_kernel<bf16><<<grid, 256, 0, stream>>>(params, (bf16 *)params_bf16, (const bf16 *)grads, m, v, N, c,
+                                                      grad_coef);
     else
-        adamw_kernel<float><<<grid, 256, 0, stream>>>(params, (bf16 *)params_bf16, (const float *)grads, m, v, N, c);
+        adamw_kernel<float><<<grid, 256, 0, stream>>>(params, (bf16 *)params_bf16, (const float *)grads, m, v, N, c,
+                                                       grad_coef);
     CUDA_LAUNCHED("adamw_step over %lld elements", (long long)N);
     return 0;
 }
@@ -57,5 +59,11 @@ extern "C" int cuda_grad_clip_scale(void *grads, cuda_dtype gdt, int64_t N, cons
     if (gdt == CUDA_BF16) grad_scale_kernel<bf16><<<grid, 256, 0, stream>>>((bf16 *)grads, N, norm, (float)max_norm);
     else grad_scale_kernel<float><<<grid, 256, 0, stream>>>((float *)grads, N, norm, (float)max_norm);
     CUDA_LAUNCHED("grad_clip_scale over %lld elements", (long long)N);
+    return 0;
+}
+
+extern "C" int cuda_grad_clip_coef(float *coef, const double *norm, double max_norm, cuda_stream stream) {
+    grad_clip_coef_kernel<<<1, 1, 0, stream>>>(coef, norm, (float)max_norm);
+    CUDA_LAUNCHED("grad_clip_coef");
     return 0;
 }

@@ -1,7 +1,8 @@
 // The optimizer kernels: one fused AdamW pass (fp32 master weights and moments, fp32 or bf16 gradients, the
-// bf16 copy of the updated weights written in the same pass) and global-norm clipping in two passes
-// (partial sums of squares in double over fixed 65536-element chunks, then one block sums them in order and
-// the scaling kernel reads the norm from device memory). Element updates run in fp32 in the order of
+// bf16 copy of the updated weights written in the same pass, optionally the clipping coefficient applied to
+// each gradient as it is read) and global-norm clipping (partial sums of squares in double over fixed
+// 65536-element chunks, then one block sums them in order; the coefficient from the norm in device memory,
+// applied in place by grad_scale_kernel or inside the AdamW pass). Element updates run in fp32 in the order of
 // maye_adamw_step (optim/adamw.c).
 #pragma once
 #include "kernels/cuda/common.cuh"
@@ -18,10 +19,22 @@ struct AdamWConsts {
     float eps;
 };
 
+// The clipping coefficient min(1, max_norm / (norm + 1e-6)) in fp32 (as maye_grad_clip); 1 when the norm
+// is not finite or max_norm <= 0 (no clipping).
+__device__ __forceinline__ float clip_coef(double norm, float max_norm) {
+    if (!isfinite(norm) || !(max_norm > 0.0f)) return 1.0f;
+    float coef = max_norm / ((float)norm + 1e-6f);
+    return coef > 1.0f ? 1.0f : coef;
+}
+
+// coef (NULL: none): each gradient is first scaled as grad_scale_kernel would have (same rounding).
 template <typename G>
-__global__ void adamw_kernel(float *p, bf16 *p_bf16, const G *g, float *m, float *v, int64_t n, AdamWConsts c) {
+__global__ void adamw_kernel(float *p, bf16 *p_bf16, const G *g, float *m, float *v, int64_t n, AdamWConsts c,
+                             const float *coef) {
+    const float k = coef ? *coef : 1.0f;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float gi = to_f32(g[i]);
+        if (coef) gi = to_f32(from_f32<G>(gi * k));
         float pi = p[i] * c.decay;
         float mi = m[i] + c.w1 * (gi - m[i]);
         float vi = v[i] * c.b2;
@@ -59,12 +72,16 @@ __global__ void grad_norm_finish_kernel(double *norm, const double *partial, int
     *norm = sqrt(t);
 }
 
+// One thread: *coef = clip_coef(*norm, max_norm).
+__global__ void grad_clip_coef_kernel(float *coef, const double *norm, float max_norm) {
+    *coef = clip_coef(*norm, max_norm);
+}
+
 // g *= min(1, max_norm / (norm + 1e-6)) in fp32 (as maye_grad_clip); nothing when the norm is not finite.
 template <typename G> __global__ void grad_scale_kernel(G *g, int64_t n, const double *norm, float max_norm) {
     double nv = *norm;
     if (!isfinite(nv)) return;
-    float coef = max_norm / ((float)nv + 1e-6f);
-    if (coef > 1.0f) coef = 1.0f;
+    float coef = clip_coef(nv, max_norm);
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         g[i] = from_f32<G>(to_f32(g[i]) * coef);
 }

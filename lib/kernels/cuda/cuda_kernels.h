@@ -216,10 +216,12 @@ int cuda_sample_forward(int64_t *tokens, float *logprob, const float *logits, in
 
 // One AdamW step (torch.optim.AdamW) over N elements: params, m, v (N) fp32 (master weights and state),
 // grads (N) of dtype gdt; params_bf16 (N) (may be NULL) receives the updated weights rounded to bf16 in the
-// same pass. step is the step number counting from 1 (after the increment maye_adamw_step does).
+// same pass. step is the step number counting from 1 (after the increment maye_adamw_step does). grad_coef
+// (one device float, may be NULL) scales each gradient as it is read, rounded as cuda_grad_clip_scale would
+// have stored it: clipping without a pass of its own (cuda_grad_clip_coef).
 int cuda_adamw_step(float *params, void *params_bf16, const void *grads, cuda_dtype gdt, float *m, float *v,
                     int64_t N, double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step,
-                    cuda_stream stream);
+                    const float *grad_coef, cuda_stream stream);
 
 // Global-norm clipping in two passes, as maye_grad_clip: cuda_grad_norm writes sqrt(sum g^2) (summed in
 // double over fixed chunks of 65536 elements, then the chunks in order) to *norm (a device double);
@@ -230,6 +232,9 @@ size_t cuda_grad_norm_scratch_bytes(int64_t N);
 int cuda_grad_norm(double *norm, const void *grads, cuda_dtype gdt, int64_t N, void *scratch, cuda_stream stream);
 int cuda_grad_clip_scale(void *grads, cuda_dtype gdt, int64_t N, const double *norm, double max_norm,
                          cuda_stream stream);
+// *coef (one device float) = the coefficient cuda_grad_clip_scale would multiply by: min(1, max_norm / (norm +
+// 1e-6)), or 1 when the norm is not finite or max_norm <= 0. For cuda_adamw_step's grad_coef.
+int cuda_grad_clip_coef(float *coef, const double *norm, double max_norm, cuda_stream stream);
 
 #ifdef __cplusplus
 }

@@ -5,8 +5,8 @@
 //   cuda_ctx_set_attention_backward), rotary, fused q|k|v_proj with bias, RMSNorm -> embedding rows of text
 //   tokens.
 // Weight gradients accumulate in fp32 through cuBLASLt's beta = 1 (bf16 inputs, fp32 output); the column
-// sums (norm weights, biases) and the embedding rows go in a fixed order. Then the clipping and AdamW passes
-// over the whole gradient range. Dimension letters as in model/cuda/model.h.
+// sums (norm weights, biases) and the embedding rows go in a fixed order. Then the norm and AdamW passes over
+// the whole gradient range (the clipping coefficient is applied inside the AdamW pass). Dimension letters as in model/cuda/model.h.
 #include "model/cuda/backward.h"
 #include "model/cuda/internal.cuh"
 
@@ -60,10 +60,11 @@ int cuda_llm_train_init(cuda_llm_train *tr, cuda_model *gm, int T_cap, int B_cap
 
     // gradients, moments, norm, clipping scratch
     tr->n = gm->group_len[MAYE_PARAM_LLM];
-    DevRegion s[5] = {DEV_REGION(tr->grads, tr->n * sizeof(float)), DEV_REGION(tr->m, tr->n * sizeof(float)),
+    DevRegion s[6] = {DEV_REGION(tr->grads, tr->n * sizeof(float)), DEV_REGION(tr->m, tr->n * sizeof(float)),
                       DEV_REGION(tr->v, tr->n * sizeof(float)), DEV_REGION(tr->norm, sizeof(double)),
+                      DEV_REGION(tr->clip_coef, sizeof(float)),
                       DEV_REGION(tr->clip_scratch, cuda_grad_norm_scratch_bytes((int64_t)tr->n))};
-    if (dev_alloc_table(s, 5, &tr->state, &tr->state_bytes, "the gradients and AdamW moments") < 0) {
+    if (dev_alloc_table(s, 6, &tr->state, &tr->state_bytes, "the gradients and AdamW moments") < 0) {
         cuda_llm_train_free(tr);
         return -1;
     }
@@ -125,6 +126,7 @@ size_t cuda_llm_train_bytes(const cuda_llm_train *tr) {
 }
 
 int cuda_llm_train_zero(cuda_model *gm, cuda_llm_train *tr) {
+    tr->clipped = false;
     CUDA_TRY(cudaMemsetAsync(tr->grads, 0, tr->n * sizeof(float), gm->stream), "zeroing the gradients");
     return 0;
 }
@@ -331,7 +333,8 @@ int cuda_llm_backward(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch *
 
 int cuda_llm_clip(cuda_model *gm, cuda_llm_train *tr, double max_norm, double *norm) {
     TRY(cuda_grad_norm(tr->norm, tr->grads, CUDA_F32, (int64_t)tr->n, tr->clip_scratch, gm->stream));
-    TRY(cuda_grad_clip_scale(tr->grads, CUDA_F32, (int64_t)tr->n, tr->norm, max_norm, gm->stream));
+    TRY(cuda_grad_clip_coef(tr->clip_coef, tr->norm, max_norm, gm->stream)); // applied by cuda_llm_adamw
+    tr->clipped = true;
     CUDA_TRY(cudaMemcpyAsync(norm, tr->norm, sizeof(double), cudaMemcpyDeviceToHost, gm->stream),
              "reading the gradient norm");
     return cuda_model_sync(gm);
@@ -342,6 +345,8 @@ int cuda_llm_adamw(cuda_model *gm, cuda_llm_train *tr, const maye_adamw_hparams 
     void *llm = gm_at(gm, gm->weights, gm->group_off[MAYE_PARAM_LLM]);
     float *params = gm->master ? gm->master : (float *)llm;
     void *params_bf16 = gm->master ? llm : NULL;
+    const float *coef = tr->clipped ? tr->clip_coef : NULL;
+    tr->clipped = false;
     return cuda_adamw_step(params, params_bf16, tr->grads, CUDA_F32, tr->m, tr->v, (int64_t)tr->n, lr, hp->beta1,
-                           hp->beta2, hp->eps, hp->weight_decay, tr->step, gm->stream);
+                           hp->beta2, hp->eps, hp->weight_decay, tr->step, coef, gm->stream);
 }

@@ -40,6 +40,8 @@ typedef struct {
     float *m, *v;         // (N) AdamW moments
     int64_t step;         // optimizer steps taken
     double *norm;         // (1) device: the last gradient norm
+    float *clip_coef;     // (1) device: the clipping coefficient of that norm
+    bool clipped;         // cuda_llm_clip ran since the last zero / AdamW step: AdamW applies clip_coef
     void *clip_scratch;   // cuda_grad_norm_scratch_bytes(N)
     void *state;          // grads, moments, norm and the clipping scratch: one allocation
     size_t state_bytes;
@@ -81,8 +83,10 @@ int cuda_llm_train_zero(cuda_model *gm, cuda_llm_train *tr);
 // if the activations do not hold that forward.
 int cuda_llm_backward(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch *b, const int64_t *targets,
                       float temperature, const float *logprobs, const float *dlogprobs);
-// *norm = the global L2 norm of the gradients (waits for it); scales them to max_norm when it is finite and
-// larger (max_norm <= 0: no clipping), as maye_grad_clip.
+// *norm = the global L2 norm of the gradients (waits for it); the next cuda_llm_adamw sees them scaled to
+// max_norm when the norm is finite and larger (max_norm <= 0: no clipping), as maye_grad_clip. The scaling
+// happens inside the AdamW pass (bit for bit what scaling in place would give): the gradients in memory stay
+// unscaled.
 int cuda_llm_clip(cuda_model *gm, cuda_llm_train *tr, double max_norm, double *norm);
 // One AdamW step with learning rate lr on the fp32 weights (the master copy in bf16 mode, whose update is
 // also written to the model's bf16 weights in the same pass).
