@@ -2,16 +2,19 @@
 # The GPU check in one command: builds the CUDA layer and the stages with their CUDA backend (make CUDA=1
 # gpu-bins), runs every CUDA test (tests/cuda, against the CPU reference; test_stages_cuda runs the four
 # stages with model.device=cuda against model.device=cpu), the kernel benchmarks (bench/gpu_kernels.cu), the
-# PyTorch baseline (bench/gpu_torch_baseline.py) when torch sees the GPU, and last compute-sanitizer's
-# memcheck on the attention test when the tool exists. About 2-4 minutes on an H100/H200.
+# PyTorch baseline (bench/gpu_torch_baseline.py) when torch sees the GPU, then bench/gpu_model.sh without
+# its tests (the 2B-shaped rollout and update against transformers / PyTorch, and a GPU-trained checkpoint
+# in transformers; GPU_MODEL=0 skips it), and last compute-sanitizer's memcheck on the attention test when
+# the tool exists. About 5-7 minutes on an H100/H200.
 #
 #   sh bench/gpu.sh                    build in $BUILD (default build) with make CUDA=1, then run
 #   sh bench/gpu.sh --no-build         run the binaries already in $BUILD
 #   sh bench/gpu.sh --bundle B         run a bundle made elsewhere by `make CUDA=1 gpu-bundle`: the directory
 #                                      (B/bin, B/lib) or its .tar.gz
 #
-# Logs go to $OUT when set (at most 5 files: device.txt, tests.log, sanitizer.log, bench.jsonl,
-# torch.jsonl), else to $BUILD/gpu-logs. Exit status: 0 when every test passed (or skipped without a GPU),
+# Logs go to $OUT when set (device.txt, tests.log, sanitizer.log, bench.jsonl, torch.jsonl, and
+# gpu_model.sh's model_tests.log, model_bench.jsonl, model_torch.jsonl, checkpoint_parity.jsonl), else to
+# $BUILD/gpu-logs. Exit status: 0 when every test passed (or skipped without a GPU),
 # 1 otherwise. GPU_SANITIZE=0 skips the sanitizer.
 set -u
 BUILD=${BUILD:-build}
@@ -69,6 +72,15 @@ if [ $skip -eq 0 ] && command -v python3 >/dev/null && python3 -c "import torch;
   PYTHONUNBUFFERED=1 timeout 120 python3 "$here/gpu_torch_baseline.py" >"$LOGS/torch.jsonl" 2>>"$LOGS/tests.log" ||
     echo "gpu.sh: the torch baseline exited with $? (see tests.log)"
   cat "$LOGS/torch.jsonl"
+fi
+
+# ----------------------------------------------------------------------------
+# the model: end-to-end benchmarks and their baseline, the checkpoint check (its tests ran above)
+
+if [ "${GPU_MODEL:-1}" != 0 ] && [ $skip -eq 0 ]; then
+  if [ "$mode" = bundle ]; then model_args="--bundle $bundle"; else model_args="--no-build"; fi
+  OUT="$LOGS" BUILD="$BUILD" GPU_MODEL_NO_TESTS=1 sh "$here/gpu_model.sh" $model_args ||
+    { fail=$((fail+1)); failed="$failed gpu_model.sh"; }
 fi
 
 # ----------------------------------------------------------------------------

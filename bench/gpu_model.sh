@@ -12,9 +12,11 @@
 #                                          .tar.gz); its fixtures/ serve as $MAYE_FIXTURES unless that is set
 #
 # Logs go to $OUT when set (4 files, plus device.txt unless bench/gpu.sh wrote it there: model_tests.log,
-# model_bench.jsonl, model_torch.jsonl, checkpoint_parity.jsonl), else to $BUILD/gpu-logs. Exit status: 0 when every test passed (or
-# skipped without a GPU), 1 otherwise. GPU_SANITIZE=0 skips the memcheck, GPU_BASELINE=0 the PyTorch baseline,
-# GPU_MODEL_TESTS_ONLY=1 runs only the tests/cuda/test_cuda_model* tests.
+# model_bench.jsonl, model_torch.jsonl, checkpoint_parity.jsonl), else to $BUILD/gpu-logs. Exit status: 0
+# when every test and check passed (or skipped without a GPU), 1 otherwise. GPU_SANITIZE=0 skips the memcheck,
+# GPU_BASELINE=0 the PyTorch baseline, GPU_MODEL_TESTS_ONLY=1 runs only the tests/cuda/test_cuda_model*
+# tests, GPU_MODEL_NO_TESTS=1 none of the tests (the benchmarks, the baseline and the checkpoint check only:
+# bench/gpu.sh runs it so, after its own tests).
 set -u
 BUILD=${BUILD:-build}
 PROG=gpu_model.sh
@@ -59,8 +61,14 @@ echo "gpu_model.sh: $(sed -n 2p "$LOGS/device.txt")"
 # tests
 
 # the model's tests first, the kernel layer's after the benchmarks
-gpu_run_tests "$LOG" grep $(echo "$TESTS" | tr ' ' '\n' | grep /test_cuda_model)
-echo "model tests: $pass passed, $fail failed, $skip skipped"
+NO_TESTS=${GPU_MODEL_NO_TESTS:-0}
+if [ "$NO_TESTS" = 1 ] && ! nvidia-smi -L >/dev/null 2>&1; then
+  echo "gpu_model.sh: no GPU (nvidia-smi -L failed): nothing to run"; exit 0
+fi
+if [ "$NO_TESTS" != 1 ]; then
+  gpu_run_tests "$LOG" grep $(echo "$TESTS" | tr ' ' '\n' | grep /test_cuda_model)
+  echo "model tests: $pass passed, $fail failed, $skip skipped"
+fi
 
 # ----------------------------------------------------------------------------
 # benchmarks: ours, then PyTorch's on the same config with the ratios
@@ -105,14 +113,17 @@ fi
 # ----------------------------------------------------------------------------
 # the kernel layer's tests
 
-gpu_run_tests "$LOG" grep $(echo "$TESTS" | tr ' ' '\n' | grep -v /test_cuda_model)
-echo "tests: $pass passed, $fail failed, $skip skipped"
+if [ "$NO_TESTS" != 1 ]; then
+  gpu_run_tests "$LOG" grep $(echo "$TESTS" | tr ' ' '\n' | grep -v /test_cuda_model)
+  echo "tests: $pass passed, $fail failed, $skip skipped"
+fi
 
 # ----------------------------------------------------------------------------
 # memory checker on the model kernels' test, last, when the run is still short
 
 elapsed=$(( $(date +%s) - start ))
-if [ "${GPU_SANITIZE:-1}" != 0 ] && [ $skip -eq 0 ] && [ $elapsed -lt 170 ] && command -v compute-sanitizer >/dev/null; then
+if [ "${GPU_SANITIZE:-1}" != 0 ] && [ "$NO_TESTS" != 1 ] && [ $skip -eq 0 ] && [ $elapsed -lt 170 ] &&
+   command -v compute-sanitizer >/dev/null; then
   t=$(echo "$TESTS" | tr ' ' '\n' | grep "/test_cuda_model_kernels\$" | head -n 1)
   if [ -n "$t" ]; then
     echo "==== memcheck test_cuda_model_kernels" >>"$LOG"
