@@ -185,7 +185,7 @@ $(filter-out %/maye-batch,$(BINS)): $(LIBMAYE_CUDA)
 $(BUILD)/bin/maye-batch: BACKEND_LIBS :=
 $(BUILD)/bin/maye-batch: BACKEND_SYSLIBS :=
 
-$(BUILD)/obj/%.o: %.cu
+$(BUILD)/obj/%.o: %.cu $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -MMD -MP -MF $(@:.o=.d) -c $< -o $@
 

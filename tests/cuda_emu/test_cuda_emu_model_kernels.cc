@@ -342,8 +342,10 @@ template <typename T> static void run_dtype(void) {
     test_bias_backward<T>(130, 300, 307);
     test_bias_backward<T>(37, 13, 13);
 
-    for (bool small : {false, true}) test_rope_backward<T>(11, 5, 10, 57, small);
+    // the GPU test's shape, the Qwen2 head dim, and 2240 pairs (3 turns of 3 blocks)
+    test_rope_backward<T>(11, 5, 10, 57, false);
     test_rope_backward<T>(3, 2, 128, 300, false);
+    for (bool small : {false, true}) test_rope_backward<T>(40, 7, 16, 117, small);
 
     for (bool small : {false, true}) test_embedding_backward<T>(17, 19, 50, small);
     test_embedding_backward<T>(9, 300, 20, false);
