@@ -1,11 +1,12 @@
 // The flash-style attention backward of lib/kernels/cuda/attention_backward.cuh (attn_bwd_prep_kernel,
-// attn_bwd_mma_kernel for D 64/80/128, attn_bwd_dq_kernel, attn_bwd_dkv_kernel) on the CPU emulator against a double-precision
+// attn_bwd_dkv_mma_kernel and attn_bwd_dq_mma_kernel for D 64/80/128, attn_bwd_dkv_kernel) on the CPU emulator against a double-precision
 // backward of the reference forward, launched with attention.cu's grids. Inputs (q, k, v, dO and the forward
 // output O) are bf16; lse is the reference's. Cases: packed causal segments across several 64-key and
 // 64-query tiles, causal with cached keys (nk > nq) and with nk < nq (rows that see no key), bidirectional,
 // GQA ratios 1, 2, 6, 7, strided rows, an empty segment, a segment with keys but no queries (its key and value
-// gradients are zeros) and one with queries but no keys (zero query gradients). Outputs are poisoned with
-// NaN beforehand; the row padding must stay untouched.
+// gradients are zeros), one with queries but no keys (zero query gradients), and key/value rows that are not
+// 16-byte aligned (plain loads instead of cp.async). Outputs are poisoned with NaN beforehand; the row
+// padding must stay untouched. Run twice, the outputs must be equal to the bit (no atomics).
 #include "kernels/cuda/attention_backward.cuh"
 
 #include "attention_ref.h"
@@ -61,23 +62,26 @@ static void backward_reference(const emu_attn_problem &p, const std::vector<floa
 // ----------------------------------------------------------------------------
 // running the kernels
 
-// attention.cu's launches: prep, the tensor-core kernel and the key/value sums (when there are keys), dQ.
+// attention.cu's launches: prep, the key-major kernel and the key/value sums (when there are keys), the
+// query-major kernel (when there are queries).
 template <int D>
 static void launch_backward(const emu_attn_problem &p, const AttnBwdArgs &a, const __nv_bfloat16 *out,
-                            __nv_bfloat16 *dq, __nv_bfloat16 *const *dk, __nv_bfloat16 *const *dv) {
-    dim3 rows((unsigned)max(p.max_nq, 1), (unsigned)p.B);
-    cuda_emu_launch(attn_bwd_prep_kernel, rows, dim3(BWD_THREADS), 0, (float *)a.delta, a.dq_acc, a.dout, a.ldo, out,
-                    p.ldo, p.cu_q.data(), p.c.H, D);
+                            __nv_bfloat16 *const *dk, __nv_bfloat16 *const *dv) {
+    if (p.max_nq > 0)
+        cuda_emu_launch(attn_bwd_prep_kernel, dim3((unsigned)p.max_nq, (unsigned)p.B), dim3(BWD_THREADS), 0,
+                        (float *)a.delta, a.dout, a.ldo, out, p.ldo, p.cu_q.data(), p.c.H, D);
     if (p.max_nk > 0) {
-        cuda_emu_launch(attn_bwd_mma_kernel<D>, dim3((unsigned)((p.max_nk + BWD_BN - 1) / BWD_BN), (unsigned)p.c.H,
-                                                      (unsigned)p.B),
-                        dim3(BWD_THREADS), attn_bwd_smem_bytes<D>(), a);
+        cuda_emu_launch(attn_bwd_dkv_mma_kernel<D>, dim3((unsigned)((p.max_nk + BWD_BN - 1) / BWD_BN), (unsigned)p.c.H,
+                                                          (unsigned)p.B),
+                        dim3(BWD_THREADS), attn_bwd_dkv_smem_bytes<D>(), a);
         cuda_emu_launch(attn_bwd_dkv_kernel, dim3((unsigned)p.max_nk, (unsigned)p.B), dim3(BWD_THREADS), 0, dk, dv,
                         p.ldkv, (const float *)a.dk_part, (const float *)a.dv_part, p.kv_off.data(), p.c.nk.data(),
                         p.c.H, p.c.KV, D, p.scale);
     }
-    cuda_emu_launch(attn_bwd_dq_kernel, rows, dim3(BWD_THREADS), 0, dq, p.ldq, (const float *)a.dq_acc, p.cu_q.data(),
-                    p.c.H * D, p.scale);
+    if (p.max_nq > 0)
+        cuda_emu_launch(attn_bwd_dq_mma_kernel<D>, dim3((unsigned)((p.max_nq + BWD_BM - 1) / BWD_BM), (unsigned)p.c.H,
+                                                         (unsigned)p.B),
+                        dim3(BWD_THREADS), attn_bwd_dq_smem_bytes<D>(), a);
 }
 
 // The rows' first HD values of x (rows of stride ld) into a packed vector; the padding must stay poisoned.
@@ -108,22 +112,30 @@ static void run_case(const emu_attn_case &c) {
     emu_round_bf16(dout);
     std::vector<__nv_bfloat16> outh = emu_to_bf16(out), douth = emu_to_bf16(dout);
 
-    std::vector<__nv_bfloat16> dq((size_t)p.T * p.ldq), dkv(2 * ((size_t)p.TK * p.ldkv + 1));
-    emu_poison(dq), emu_poison(dkv);
-    __nv_bfloat16 *dk_base = dkv.data(), *dv_base = dkv.data() + (size_t)p.TK * p.ldkv + 1;
-    std::vector<__nv_bfloat16 *> dkp(p.B), dvp(p.B);
-    for (int b = 0; b < p.B; b++)
-        dkp[b] = dk_base + (size_t)p.kv_off[b] * p.ldkv, dvp[b] = dv_base + (size_t)p.kv_off[b] * p.ldkv;
-    std::vector<float> dq_acc((size_t)max(p.T, 1) * HD), delta((size_t)max(p.T, 1) * H);
-    std::vector<float> dk_part((size_t)max(p.TK, 1) * HD), dv_part((size_t)max(p.TK, 1) * HD);
-    emu_poison(dq_acc), emu_poison(delta), emu_poison(dk_part), emu_poison(dv_part);
-    AttnBwdArgs a = {p.kph.data(), p.vph.data(), p.ldkv,       p.qh.data(),    p.ldq,          douth.data(),
-                     p.ldo,        lse.data(),   delta.data(), dq_acc.data(),  dk_part.data(), dv_part.data(),
-                     p.cu_q.data(), p.kv_off.data(), c.nk.data(), p.B,       H,              KV,
-                     c.causal,     p.scale};
-    if (D == 64) launch_backward<64>(p, a, outh.data(), dq.data(), dkp.data(), dvp.data());
-    else if (D == 80) launch_backward<80>(p, a, outh.data(), dq.data(), dkp.data(), dvp.data());
-    else launch_backward<128>(p, a, outh.data(), dq.data(), dkp.data(), dvp.data());
+    // two runs on fresh, poisoned outputs and workspace: the second must repeat the first to the bit
+    std::vector<__nv_bfloat16> dq, dkv, first_dq, first_dkv;
+    for (int run = 0; run < 2; run++) {
+        dq.assign((size_t)p.T * p.ldq, __nv_bfloat16()), dkv.assign(2 * ((size_t)p.TK * p.ldkv + 1), __nv_bfloat16());
+        emu_poison(dq), emu_poison(dkv);
+        __nv_bfloat16 *dk_base = dkv.data(), *dv_base = dkv.data() + (size_t)p.TK * p.ldkv + 1;
+        std::vector<__nv_bfloat16 *> dkp(p.B), dvp(p.B);
+        for (int b = 0; b < p.B; b++)
+            dkp[b] = dk_base + (size_t)p.kv_off[b] * p.ldkv, dvp[b] = dv_base + (size_t)p.kv_off[b] * p.ldkv;
+        std::vector<float> delta((size_t)max(p.T, 1) * H);
+        std::vector<float> dk_part((size_t)max(p.TK, 1) * HD), dv_part((size_t)max(p.TK, 1) * HD);
+        emu_poison(delta), emu_poison(dk_part), emu_poison(dv_part);
+        AttnBwdArgs a = {p.kph.data(),  p.vph.data(),  p.ldkv,        p.qh.data(),     p.ldq,          douth.data(),
+                         p.ldo,         dq.data(),     lse.data(),    delta.data(),    dk_part.data(), dv_part.data(),
+                         p.cu_q.data(), p.kv_off.data(), c.nk.data(), p.B,             H,              KV,
+                         c.causal,      p.scale};
+        if (D == 64) launch_backward<64>(p, a, outh.data(), dkp.data(), dvp.data());
+        else if (D == 80) launch_backward<80>(p, a, outh.data(), dkp.data(), dvp.data());
+        else launch_backward<128>(p, a, outh.data(), dkp.data(), dvp.data());
+        if (run == 0) first_dq = dq, first_dkv = dkv;
+    }
+    EXPECT(!memcmp(dq.data(), first_dq.data(), sizeof(__nv_bfloat16) * dq.size()) &&
+               !memcmp(dkv.data(), first_dkv.data(), sizeof(__nv_bfloat16) * dkv.size()),
+           "attn_bwd %s: a second run gave other bits", c.name);
 
     std::vector<double> rdq, rdk, rdv;
     backward_reference(p, dout, ref_lse, rdq, rdk, rdv);
@@ -140,7 +152,7 @@ static void run_case(const emu_attn_case &c) {
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     maye_rng_init(&emu_rng, 20261126, 5);
-    // name, nq, nk, H, KV, D, causal, pad_q, pad_kv, misalign (0: the flash kernels need aligned rows)
+    // name, nq, nk, H, KV, D, causal, pad_q, pad_kv, misalign (of the key/value rows)
     std::vector<emu_attn_case> cases = {
         {"causal packed G6, empty segment", {1, 17, 64, 130, 0}, {1, 17, 64, 130, 0}, 6, 1, 128, 1, 0, 0, 0},
         {"causal cached keys G2 strided", {9, 70}, {75, 131}, 4, 2, 64, 1, 8, 16, 0},
@@ -148,6 +160,8 @@ int main(void) {
         {"bidirectional G7", {31, 7, 66}, {90, 1, 66}, 7, 1, 80, 0, 0, 0, 0},
         {"keys without queries, queries without keys G2", {0, 5, 20}, {40, 0, 20}, 4, 2, 80, 1, 0, 8, 0},
         {"causal long G6 (qwen2-vl-2b heads)", {200}, {200}, 12, 2, 128, 1, 0, 0, 0},
+        {"causal cached keys G3, misaligned keys", {20, 45}, {70, 45}, 6, 2, 64, 1, 0, 0, 1},
+        {"bidirectional G16 one key, nq 1 long keys", {5, 1}, {1, 300}, 16, 1, 80, 0, 0, 0, 0},
     };
     for (const emu_attn_case &c : cases) run_case(c);
     for (const emu_stats *st : {&st_dq, &st_dk, &st_dv}) emu_stats_print(*st);

@@ -1,6 +1,6 @@
 // C API of the attention kernels (attention.cuh, attention_backward.cuh): argument checks, the choice between
 // the tensor-core prefill, tensor-core split-K decode and SIMT kernels, the split count, the flash-style
-// backward's three launches, and the shared-memory limits.
+// backward's four launches, and the shared-memory limits.
 #include "kernels/cuda/attention_backward.cuh"
 #include "kernels/cuda/model_kernels.h"
 #include "kernels/cuda/context.cuh"
@@ -24,9 +24,12 @@ int attention_kernels_init(const cuda_ctx *ctx) {
     TRY(raise_smem_limit(ctx, attn_decode_kernel<64>, attn_decode_smem_bytes<64>(), "tensor-core decode"));
     TRY(raise_smem_limit(ctx, attn_decode_kernel<80>, attn_decode_smem_bytes<80>(), "tensor-core decode"));
     TRY(raise_smem_limit(ctx, attn_decode_kernel<128>, attn_decode_smem_bytes<128>(), "tensor-core decode"));
-    TRY(raise_smem_limit(ctx, attn_bwd_mma_kernel<64>, attn_bwd_smem_bytes<64>(), "tensor-core backward"));
-    TRY(raise_smem_limit(ctx, attn_bwd_mma_kernel<80>, attn_bwd_smem_bytes<80>(), "tensor-core backward"));
-    TRY(raise_smem_limit(ctx, attn_bwd_mma_kernel<128>, attn_bwd_smem_bytes<128>(), "tensor-core backward"));
+    TRY(raise_smem_limit(ctx, attn_bwd_dkv_mma_kernel<64>, attn_bwd_dkv_smem_bytes<64>(), "tensor-core backward"));
+    TRY(raise_smem_limit(ctx, attn_bwd_dkv_mma_kernel<80>, attn_bwd_dkv_smem_bytes<80>(), "tensor-core backward"));
+    TRY(raise_smem_limit(ctx, attn_bwd_dkv_mma_kernel<128>, attn_bwd_dkv_smem_bytes<128>(), "tensor-core backward"));
+    TRY(raise_smem_limit(ctx, attn_bwd_dq_mma_kernel<64>, attn_bwd_dq_smem_bytes<64>(), "tensor-core backward"));
+    TRY(raise_smem_limit(ctx, attn_bwd_dq_mma_kernel<80>, attn_bwd_dq_smem_bytes<80>(), "tensor-core backward"));
+    TRY(raise_smem_limit(ctx, attn_bwd_dq_mma_kernel<128>, attn_bwd_dq_smem_bytes<128>(), "tensor-core backward"));
     return 0;
 }
 
@@ -166,31 +169,42 @@ extern "C" int cuda_attention_backward_flash_supported(cuda_dtype dt, int D) {
     return dt == CUDA_BF16 && (D == 64 || D == 80 || D == 128);
 }
 
-// The workspace's regions: the dQ accumulator (T, H*D), the row deltas (T, H), the per-head key and value
-// gradient partials (TK, H*D) each, all fp32.
-static size_t flash_workspace(int T, int TK, int H, int D, void *base, float **dq_acc, float **delta, float **dk_part,
+// The workspace's regions: the row deltas (T, H), the per-head key and value gradient partials (TK, H*D)
+// each, all fp32.
+static size_t flash_workspace(int T, int TK, int H, int D, void *base, float **delta, float **dk_part,
                               float **dv_part) {
-    size_t sizes[4] = {sizeof(float) * (size_t)T * H * D, sizeof(float) * (size_t)T * H,
-                       sizeof(float) * (size_t)TK * H * D, sizeof(float) * (size_t)TK * H * D};
-    float **slots[4] = {dq_acc, delta, dk_part, dv_part};
+    size_t sizes[3] = {sizeof(float) * (size_t)T * H, sizeof(float) * (size_t)TK * H * D,
+                       sizeof(float) * (size_t)TK * H * D};
+    float **slots[3] = {delta, dk_part, dv_part};
     size_t off = 0;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 3; i++) {
         if (base) *slots[i] = (float *)((char *)base + off);
-        off += round256(sizes[i]);
+        off += round256(sizes[i] > 0 ? sizes[i] : 1);
     }
     return off;
 }
 
 extern "C" size_t cuda_attention_backward_flash_workspace_bytes(int T, int TK, int H, int D) {
-    if (T <= 0 || H <= 0 || D <= 0) return 0;
-    return flash_workspace(T, TK > 0 ? TK : 0, H, D, NULL, NULL, NULL, NULL, NULL);
+    if (H <= 0 || D <= 0) return 0;
+    return flash_workspace(T > 0 ? T : 0, TK > 0 ? TK : 0, H, D, NULL, NULL, NULL, NULL);
 }
 
-template <int D> static int bwd_mma_launch(const cuda_ctx *ctx, const AttnBwdArgs &a, int max_nk, cudaStream_t s) {
-    constexpr size_t smem = attn_bwd_smem_bytes<D>();
-    TRY(smem_check(ctx, smem, "tensor-core backward"));
-    dim3 grid((unsigned)((max_nk + BWD_BN - 1) / BWD_BN), (unsigned)a.H, (unsigned)a.B);
-    attn_bwd_mma_kernel<D><<<grid, BWD_THREADS, smem, s>>>(a);
+template <int D> static int bwd_launch(const cuda_ctx *ctx, const AttnBwdArgs &a, int max_nq, int max_nk,
+                                       cudaStream_t s) {
+    constexpr size_t dkv_smem = attn_bwd_dkv_smem_bytes<D>(), dq_smem = attn_bwd_dq_smem_bytes<D>();
+    TRY(smem_check(ctx, dkv_smem > dq_smem ? dkv_smem : dq_smem, "tensor-core backward"));
+    if (max_nk > 0) {
+        dim3 grid((unsigned)((max_nk + BWD_BN - 1) / BWD_BN), (unsigned)a.H, (unsigned)a.B);
+        attn_bwd_dkv_mma_kernel<D><<<grid, BWD_THREADS, dkv_smem, s>>>(a);
+        CUDA_LAUNCHED("attention_backward_flash: key/value kernel (B %d, H %d, KV %d, D %d, causal %d, max_nk %d)",
+                      a.B, a.H, a.KV, D, a.causal, max_nk);
+    }
+    if (max_nq > 0) {
+        dim3 grid((unsigned)((max_nq + BWD_BM - 1) / BWD_BM), (unsigned)a.H, (unsigned)a.B);
+        attn_bwd_dq_mma_kernel<D><<<grid, BWD_THREADS, dq_smem, s>>>(a);
+        CUDA_LAUNCHED("attention_backward_flash: query kernel (B %d, H %d, KV %d, D %d, causal %d, max_nq %d)", a.B,
+                      a.H, a.KV, D, a.causal, max_nq);
+    }
     return 0;
 }
 
@@ -205,49 +219,41 @@ extern "C" int cuda_attention_backward_flash(cuda_ctx *ctx, cuda_dtype dt, void 
                   "attention_backward_flash: %s with head dim %d is not supported (bf16 with D 64, 80 or 128 is)",
                   dtype_name(dt), D);
     CHECK_OR_FAIL(B >= 0 && B <= 65535 && H >= 1 && H <= 65535 && KV >= 1 && H % KV == 0,
-                  "attention_backward_flash: bad heads or segments (B %d, H %d, KV %d): KV must divide H", B, H, KV);
+                  "attention_backward_flash: bad heads or segments (B %d, H %d, KV %d): B and H must be at most "
+                  "65535, KV at least 1 and a divisor of H", B, H, KV);
     CHECK_OR_FAIL(ldq >= (int64_t)H * D && ldo >= (int64_t)H * D && ld_out >= (int64_t)H * D && ldkv >= (int64_t)KV * D,
                   "attention_backward_flash: row strides ldq %lld, ldo %lld, ld_out %lld, ldkv %lld are below H*D %d / "
                   "KV*D %d", (long long)ldq, (long long)ldo, (long long)ld_out, (long long)ldkv, H * D, KV * D);
-    CHECK_OR_FAIL(aligned16(q) && aligned16(dout) && ldq % 8 == 0 && ldo % 8 == 0 && ldkv % 8 == 0,
-                  "attention_backward_flash: q and dout must be 16-byte aligned and the strides ldq %lld, ldo %lld, "
-                  "ldkv %lld multiples of 8 (the segments' key/value rows too)", (long long)ldq, (long long)ldo,
-                  (long long)ldkv);
+    CHECK_OR_FAIL(aligned16(q) && aligned16(dout) && aligned16(dq) && ldq % 8 == 0 && ldo % 8 == 0,
+                  "attention_backward_flash: q, dout and dq must be 16-byte aligned and the strides ldq %lld, ldo %lld "
+                  "multiples of 8", (long long)ldq, (long long)ldo);
     CHECK_OR_FAIL(T >= 0 && TK >= 0 && max_nq >= 0 && max_nk >= 0,
                   "attention_backward_flash: negative T %d, TK %d, max_nq %d or max_nk %d", T, TK, max_nq, max_nk);
     if (B == 0 || (T == 0 && TK == 0)) return 0;
-    size_t need = cuda_attention_backward_flash_workspace_bytes(T > 0 ? T : 1, TK, H, D);
-    CHECK_OR_FAIL(workspace && workspace_bytes >= need,
-                  "attention_backward_flash: %d query and %d key rows need %zu bytes of workspace, %zu given", T, TK,
-                  need, workspace_bytes);
-    float *dq_acc, *delta, *dk_part, *dv_part;
-    flash_workspace(T > 0 ? T : 1, TK, H, D, workspace, &dq_acc, &delta, &dk_part, &dv_part);
+    size_t need = cuda_attention_backward_flash_workspace_bytes(T, TK, H, D);
+    CHECK_OR_FAIL(workspace && aligned16(workspace) && workspace_bytes >= need,
+                  "attention_backward_flash: %d query and %d key rows need %zu bytes of 16-byte aligned workspace, "
+                  "%zu given", T, TK, need, workspace_bytes);
+    float *delta, *dk_part, *dv_part;
+    flash_workspace(T, TK, H, D, workspace, &delta, &dk_part, &dv_part);
     cudaStream_t s = stream;
     float scale = 1.0f / sqrtf((float)D);
     if (max_nq > 0) {
         dim3 rows_grid((unsigned)max_nq, (unsigned)B);
-        attn_bwd_prep_kernel<<<rows_grid, BWD_THREADS, 0, s>>>(delta, dq_acc, (const bf16 *)dout, ldo,
-                                                               (const bf16 *)out, ld_out, cu_q, H, D);
+        attn_bwd_prep_kernel<<<rows_grid, BWD_THREADS, 0, s>>>(delta, (const bf16 *)dout, ldo, (const bf16 *)out,
+                                                               ld_out, cu_q, H, D);
         CUDA_LAUNCHED("attention_backward_flash: delta (B %d, H %d, D %d, max_nq %d)", B, H, D, max_nq);
     }
+    AttnBwdArgs a = {(const bf16 *const *)k, (const bf16 *const *)v, ldkv, (const bf16 *)q, ldq, (const bf16 *)dout,
+                     ldo, (bf16 *)dq, lse, delta, dk_part, dv_part, cu_q, cu_k, nk, B, H, KV, causal, scale};
+    TRY(D == 64 ? bwd_launch<64>(ctx, a, max_nq, max_nk, s) : D == 80 ? bwd_launch<80>(ctx, a, max_nq, max_nk, s)
+                                                                      : bwd_launch<128>(ctx, a, max_nq, max_nk, s));
     if (max_nk > 0) {
-        AttnBwdArgs a = {(const bf16 *const *)k, (const bf16 *const *)v, ldkv, (const bf16 *)q, ldq,
-                         (const bf16 *)dout, ldo, lse, delta, dq_acc, dk_part, dv_part, cu_q, cu_k, nk, B, H, KV,
-                         causal, scale};
-        TRY(D == 64 ? bwd_mma_launch<64>(ctx, a, max_nk, s) : D == 80 ? bwd_mma_launch<80>(ctx, a, max_nk, s)
-                                                                      : bwd_mma_launch<128>(ctx, a, max_nk, s));
-        CUDA_LAUNCHED("attention_backward_flash: tensor-core kernel (B %d, H %d, KV %d, D %d, causal %d, max_nk %d)", B,
-                      H, KV, D, causal, max_nk);
         dim3 keys_grid((unsigned)max_nk, (unsigned)B);
         attn_bwd_dkv_kernel<<<keys_grid, BWD_THREADS, 0, s>>>((bf16 *const *)dk, (bf16 *const *)dv, ldkv, dk_part,
                                                               dv_part, cu_k, nk, H, KV, D, scale);
         CUDA_LAUNCHED("attention_backward_flash: key and value gradients (B %d, KV %d, D %d, max_nk %d)", B, KV, D,
                       max_nk);
-    }
-    if (max_nq > 0) {
-        dim3 rows_grid((unsigned)max_nq, (unsigned)B);
-        attn_bwd_dq_kernel<<<rows_grid, BWD_THREADS, 0, s>>>((bf16 *)dq, ldq, dq_acc, cu_q, H * D, scale);
-        CUDA_LAUNCHED("attention_backward_flash: query gradients (B %d, H %d, D %d, max_nq %d)", B, H, D, max_nq);
     }
     return 0;
 }

@@ -87,15 +87,16 @@ int cuda_attention_backward(cuda_ctx *ctx, cuda_dtype dt, void *dq, void *const 
                             int causal, void *workspace, size_t workspace_bytes, cuda_stream stream);
 
 // The same gradients with the flash-style tensor-core kernels of attention_backward.cuh, for bf16 with head dim
-// 64, 80 or 128 (cuda_attention_backward_flash_supported): no score matrix in memory, one launch over all
-// segments and query heads. As in cuda_attention_forward, cu_q (B+1), nk (B) and the pointer arrays k, v, dk,
-// dv (B each) are device arrays; cu_k (B+1, device) holds the prefix sums of nk (the segments' rows in the
-// workspace's key partials; TK = cu_k[B]); out (T, H*D) (row stride ld_out) is the forward's output (for
-// rowsum(dO * O)), T the packed query rows (cu_q[B]), max_nq / max_nk bound the segments. q, dout and every
-// key/value row must be 16-byte aligned (strides multiples of 8). dK and dV rows of every key are written
-// (zeros for keys no query sees); dq rows outside every segment are untouched. workspace:
-// cuda_attention_backward_flash_workspace_bytes(T, TK, H, D) (fp32: the dQ accumulator, the row deltas and
-// each query head's key and value gradients, summed over the heads of a key/value head at the end).
+// 64, 80 or 128 (cuda_attention_backward_flash_supported): no score matrix in memory and no atomics (the same
+// inputs give the same bits), one launch per kernel over all segments and query heads. As in
+// cuda_attention_forward, cu_q (B+1), nk (B) and the pointer arrays k, v, dk, dv (B each) are device arrays;
+// cu_k (B+1, device) holds the prefix sums of nk (the segments' rows in the workspace's key partials; TK =
+// cu_k[B]); out (T, H*D) (row stride ld_out) is the forward's output (for rowsum(dO * O)), T the packed query
+// rows (cu_q[B]), max_nq / max_nk bound the segments. q, dout and dq must be 16-byte aligned with strides
+// ldq, ldo multiples of 8 (key/value rows may be anywhere). dQ rows of every query and dK, dV rows of every
+// key are written (zeros where nothing is seen); dq rows outside every segment are untouched. workspace
+// (16-byte aligned): cuda_attention_backward_flash_workspace_bytes(T, TK, H, D) (fp32: the row deltas and each
+// query head's key and value gradients, summed over the heads of a key/value head at the end).
 int cuda_attention_backward_flash_supported(cuda_dtype dt, int D);
 size_t cuda_attention_backward_flash_workspace_bytes(int T, int TK, int H, int D);
 int cuda_attention_backward_flash(cuda_ctx *ctx, cuda_dtype dt, void *dq, void *const *dk, void *const *dv,

@@ -1,12 +1,13 @@
 // The language model's backward on the GPU (model/cuda/backward.h), in the order of model/backward.c:
 //   dL/dlogprob -> chunked log-softmax backward of the gathered rows (lm_head gradient) -> final RMSNorm ->
 //   per layer, last to first: down_proj, SiLU gate, gate|up_proj, RMSNorm, o_proj, attention (the flash-style
-//   tensor-core kernels in bf16 with head dim 64/128, else per-segment GEMMs over materialised scores;
+//   tensor-core kernels in bf16 with head dim 64/80/128, else per-segment GEMMs over materialised scores;
 //   cuda_ctx_set_attention_backward), rotary, fused q|k|v_proj with bias, RMSNorm -> embedding rows of text
 //   tokens.
 // Weight gradients accumulate in fp32 through cuBLASLt's beta = 1 (bf16 inputs, fp32 output); the column
 // sums (norm weights, biases) and the embedding rows go in a fixed order. Then the norm and AdamW passes over
-// the whole gradient range (the clipping coefficient is applied inside the AdamW pass). Dimension letters as in model/cuda/model.h.
+// the whole gradient range (the clipping coefficient is applied inside the AdamW pass). Dimension letters as
+// in model/cuda/model.h.
 #include "model/cuda/backward.h"
 #include "model/cuda/internal.cuh"
 
