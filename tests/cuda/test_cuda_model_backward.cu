@@ -4,13 +4,15 @@
 // dL/dlogprob (some rows zero): in fp32 every gradient of the language model within 1e-3 of the tensor's max
 // magnitude, recomputation bit-identical to kept activations, a second micro-batch doubling the gradients;
 // clipping and AdamW from the same gradients give the CPU's norm and updated weights; in bf16 (fp32 master
-// weights) the gradients' relative L2 error stays small and the bf16 weights are the rounded master weights
-// after a step. Exits 77 without a GPU.
+// weights) the gradients' relative L2 error stays small with both attention backwards (flash-style kernels for
+// the tensor-core head dims, per-segment GEMMs), a second step gives the same gradient bits, and the bf16
+// weights are the rounded master weights after a step. Exits 77 without a GPU.
 #include "test_cuda_model_common.h"
 
 extern "C" {
 #include "model/backward.h"
 }
+#include "kernels/cuda/model_kernels.h"
 #include "model/cuda/backward.h"
 
 #define GRAD_TOL 1e-3
@@ -193,11 +195,28 @@ static void bf16_case(cuda_ctx *ctx, const char *what, const maye_model *m, cons
     cuda_llm_train tr;
     EXPECT_OK(cuda_llm_train_init(&tr, &gm, b.T, b.B, false));
     gpu_backward(&gm, &tr, k, d_emb, 1);
-    maye_grads got, master, weights;
+    maye_grads got, again, gemm, master, weights;
     download_grads(&gm, &tr, m, &got);
     double err = rel_l2(m, &got.g, &want.g);
     EXPECT(err < BF16_GRAD_L2, "%s: bf16 gradients' relative L2 error %.4g (limit %g)", what, err, BF16_GRAD_L2);
-    printf("%-48s bf16 gradients: rel L2 to CPU %.2e\n", what, err);
+    // the same step again gives the same bits (no atomics anywhere, the flash attention backward included)
+    gpu_backward(&gm, &tr, k, d_emb, 1);
+    download_grads(&gm, &tr, m, &again);
+    EXPECT(!memcmp(again.memory, got.memory, sizeof(float) * got.n_floats), "%s: a second bf16 backward gave other "
+           "gradient bits", what);
+    // the per-segment GEMM attention backward: as close to the CPU
+    cuda_ctx_set_attention_backward(ctx, CUDA_ATTN_BWD_GEMM);
+    gpu_backward(&gm, &tr, k, d_emb, 1);
+    cuda_ctx_set_attention_backward(ctx, CUDA_ATTN_BWD_AUTO);
+    download_grads(&gm, &tr, m, &gemm);
+    double err_gemm = rel_l2(m, &gemm.g, &want.g);
+    EXPECT(err_gemm < BF16_GRAD_L2, "%s: bf16 gradients with the GEMM attention backward: relative L2 error %.4g "
+           "(limit %g)", what, err_gemm, BF16_GRAD_L2);
+    bool flash = cuda_attention_backward_flash_supported(CUDA_BF16, m->cfg.head_dim);
+    printf("%-48s bf16 gradients: rel L2 to CPU %.2e (%s attention backward), %.2e (GEMM attention backward)\n",
+           what, err, flash ? "flash" : "GEMM", err_gemm);
+    // the optimizer from the first step's gradients
+    gpu_backward(&gm, &tr, k, d_emb, 1);
     maye_adamw_hparams hp = {0.9, 0.95, 1e-3, 0.01};
     double norm = 0;
     EXPECT_OK(cuda_llm_clip(&gm, &tr, 1.0, &norm));
@@ -209,7 +228,8 @@ static void bf16_case(cuda_ctx *ctx, const char *what, const maye_model *m, cons
     for (size_t i = 0; i < master.n_floats; i++)
         bad += weights.memory[i] != maye_bf16_to_f32(maye_f32_to_bf16(master.memory[i]));
     EXPECT(bad == 0, "%s: %lld bf16 weights differ from their rounded fp32 master after AdamW", what, (long long)bad);
-    maye_grads_free(&want), maye_grads_free(&got), maye_grads_free(&master), maye_grads_free(&weights);
+    maye_grads_free(&want), maye_grads_free(&got), maye_grads_free(&again), maye_grads_free(&gemm);
+    maye_grads_free(&master), maye_grads_free(&weights);
     cuda_llm_train_free(&tr);
     dev_free(d_emb);
     cuda_model_free(&gm);
