@@ -59,7 +59,7 @@ template <typename T> static void run_simt(const emu_attn_case &c) {
 }
 
 template <int D> static void launch_mma(const emu_attn_problem &p, __nv_bfloat16 *out, float *lse) {
-    dim3 grid((unsigned)((p.max_nq + MMA_BM - 1) / MMA_BM), (unsigned)p.c.H, (unsigned)p.B);
+    dim3 grid((unsigned)p.c.H, (unsigned)p.B, (unsigned)((p.max_nq + MMA_BM - 1) / MMA_BM));
     cuda_emu_launch(attn_mma_kernel<D>, grid, dim3(128), attn_mma_smem_bytes<D>(), emu_attn_args(p, out, lse));
 }
 

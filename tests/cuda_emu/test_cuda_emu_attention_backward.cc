@@ -71,16 +71,16 @@ static void launch_backward(const emu_attn_problem &p, const AttnBwdArgs &a, con
         cuda_emu_launch(attn_bwd_prep_kernel, dim3((unsigned)p.max_nq, (unsigned)p.B), dim3(BWD_THREADS), 0,
                         (float *)a.delta, a.dout, a.ldo, out, p.ldo, p.cu_q.data(), p.c.H, D);
     if (p.max_nk > 0) {
-        cuda_emu_launch(attn_bwd_dkv_mma_kernel<D>, dim3((unsigned)((p.max_nk + BWD_BN - 1) / BWD_BN), (unsigned)p.c.H,
-                                                          (unsigned)p.B),
+        cuda_emu_launch(attn_bwd_dkv_mma_kernel<D>, dim3((unsigned)p.c.H, (unsigned)p.B,
+                                                          (unsigned)((p.max_nk + BWD_BN - 1) / BWD_BN)),
                         dim3(BWD_THREADS), attn_bwd_dkv_smem_bytes<D>(), a);
         cuda_emu_launch(attn_bwd_dkv_kernel, dim3((unsigned)p.max_nk, (unsigned)p.B), dim3(BWD_THREADS), 0, dk, dv,
                         p.ldkv, (const float *)a.dk_part, (const float *)a.dv_part, p.kv_off.data(), p.c.nk.data(),
                         p.c.H, p.c.KV, D, p.scale);
     }
     if (p.max_nq > 0)
-        cuda_emu_launch(attn_bwd_dq_mma_kernel<D>, dim3((unsigned)((p.max_nq + BWD_BM - 1) / BWD_BM), (unsigned)p.c.H,
-                                                         (unsigned)p.B),
+        cuda_emu_launch(attn_bwd_dq_mma_kernel<D>, dim3((unsigned)p.c.H, (unsigned)p.B,
+                                                         (unsigned)((p.max_nq + BWD_BM - 1) / BWD_BM)),
                         dim3(BWD_THREADS), attn_bwd_dq_smem_bytes<D>(), a);
 }
 

@@ -62,7 +62,9 @@ template <typename T> static int simt_dispatch(const cuda_ctx *ctx, const AttnAr
 template <int D> static int mma_launch(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int max_nq, cudaStream_t s) {
     constexpr size_t smem = attn_mma_smem_bytes<D>();
     TRY(smem_check(ctx, smem, "tensor-core prefill"));
-    dim3 grid((unsigned)((max_nq + MMA_BM - 1) / MMA_BM), (unsigned)a.H, (unsigned)a.B);
+    CHECK_OR_FAIL((max_nq + MMA_BM - 1) / MMA_BM <= 65535, "attention_forward: %d query rows in one segment are more "
+                  "than the tensor-core prefill kernel's grid holds (65535 tiles of %d)", max_nq, MMA_BM);
+    dim3 grid((unsigned)a.H, (unsigned)a.B, (unsigned)((max_nq + MMA_BM - 1) / MMA_BM));
     attn_mma_kernel<D><<<grid, 128, smem, s>>>(a);
     return 0;
 }
@@ -193,14 +195,17 @@ template <int D> static int bwd_launch(const cuda_ctx *ctx, const AttnBwdArgs &a
                                        cudaStream_t s) {
     constexpr size_t dkv_smem = attn_bwd_dkv_smem_bytes<D>(), dq_smem = attn_bwd_dq_smem_bytes<D>();
     TRY(smem_check(ctx, dkv_smem > dq_smem ? dkv_smem : dq_smem, "tensor-core backward"));
+    CHECK_OR_FAIL((max_nq + BWD_BM - 1) / BWD_BM <= 65535 && (max_nk + BWD_BN - 1) / BWD_BN <= 65535,
+                  "attention_backward_flash: segments of %d queries / %d keys are more than the grid holds (65535 "
+                  "tiles of %d)", max_nq, max_nk, BWD_BM);
     if (max_nk > 0) {
-        dim3 grid((unsigned)((max_nk + BWD_BN - 1) / BWD_BN), (unsigned)a.H, (unsigned)a.B);
+        dim3 grid((unsigned)a.H, (unsigned)a.B, (unsigned)((max_nk + BWD_BN - 1) / BWD_BN));
         attn_bwd_dkv_mma_kernel<D><<<grid, BWD_THREADS, dkv_smem, s>>>(a);
         CUDA_LAUNCHED("attention_backward_flash: key/value kernel (B %d, H %d, KV %d, D %d, causal %d, max_nk %d)",
                       a.B, a.H, a.KV, D, a.causal, max_nk);
     }
     if (max_nq > 0) {
-        dim3 grid((unsigned)((max_nq + BWD_BM - 1) / BWD_BM), (unsigned)a.H, (unsigned)a.B);
+        dim3 grid((unsigned)a.H, (unsigned)a.B, (unsigned)((max_nq + BWD_BM - 1) / BWD_BM));
         attn_bwd_dq_mma_kernel<D><<<grid, BWD_THREADS, dq_smem, s>>>(a);
         CUDA_LAUNCHED("attention_backward_flash: query kernel (B %d, H %d, KV %d, D %d, causal %d, max_nq %d)", a.B,
                       a.H, a.KV, D, a.causal, max_nq);

@@ -242,14 +242,16 @@ __device__ __forceinline__ void pv_accumulate(float o[D / 8][4], const float s0[
 
 template <int D> constexpr size_t attn_mma_smem_bytes() { return sizeof(bf16) * (size_t)(MMA_BM + 4 * MMA_BN) * (D + 8); }
 
-// grid (ceil(max_nq / MMA_BM), H, B), 128 threads.
+// grid (H, B, ceil(max_nq / MMA_BM)), 128 threads. The query tiles run last to first (blockIdx.z = 0 is the
+// last tile): blocks start in grid order, so the causal tiles with the most keys start first and the short
+// ones fill the tail.
 template <int D> __global__ void __launch_bounds__(128) attn_mma_kernel(AttnArgs<bf16> p) {
     constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8;
     DYNAMIC_SMEM(mma_smem);
     bf16 *Qs = reinterpret_cast<bf16 *>(mma_smem); // (MMA_BM, LD)
     bf16 *Ks = Qs + MMA_BM * LD;                    // (2, MMA_BN, LD) two stages
     bf16 *Vs = Ks + 2 * MMA_BN * LD;                // (2, MMA_BN, LD)
-    int b = blockIdx.z, h = blockIdx.y, m0 = blockIdx.x * MMA_BM;
+    int h = blockIdx.x, b = blockIdx.y, m0 = (gridDim.z - 1 - blockIdx.z) * MMA_BM;
     int q0 = p.cu_q[b], nq = p.cu_q[b + 1] - q0;
     if (m0 >= nq) return;
     int n_k = p.nk[b], off = n_k - nq, rows = min(MMA_BM, nq - m0);

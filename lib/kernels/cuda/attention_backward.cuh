@@ -93,7 +93,8 @@ template <int D> constexpr size_t attn_bwd_dkv_smem_bytes() {
     return sizeof(bf16) * (size_t)(2 * BWD_BN + 2 * BWD_BM) * (D + 8) + sizeof(float) * 2 * BWD_BM;
 }
 
-// grid (ceil(max_nk / BWD_BN), H, B), BWD_THREADS threads. q and dout rows are 16-byte aligned (checked by the
+// grid (H, B, ceil(max_nk / BWD_BN)), BWD_THREADS threads; key tiles in grid order, so the causal tiles seen by
+// the most queries (the first ones) start first. q and dout rows are 16-byte aligned (checked by the
 // launcher); key/value rows are loaded asynchronously when aligned, else with plain loads.
 template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dkv_mma_kernel(AttnBwdArgs p) {
     constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8;
@@ -104,7 +105,7 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dkv_mma
     bf16 *dOs = Qs + BWD_BM * LD;                   // (BWD_BM, LD) its output gradients
     float *lse_s = reinterpret_cast<float *>(dOs + BWD_BM * LD); // (BWD_BM) lse in log2 units
     float *delta_s = lse_s + BWD_BM;                // (BWD_BM)
-    int b = blockIdx.z, h = blockIdx.y, n0 = blockIdx.x * BWD_BN;
+    int h = blockIdx.x, b = blockIdx.y, n0 = blockIdx.z * BWD_BN;
     int n_k = p.nk[b];
     if (n0 >= n_k) return;
     int q0 = p.cu_q[b], nq = p.cu_q[b + 1] - q0, off = n_k - nq, kvh = h / (p.H / p.KV);
@@ -206,8 +207,8 @@ template <int D> constexpr size_t attn_bwd_dq_smem_bytes() {
     return sizeof(bf16) * (size_t)(2 * BWD_BM + 4 * BWD_BN) * (D + 8);
 }
 
-// grid (ceil(max_nq / BWD_BM), H, B), BWD_THREADS threads; alignment as attn_bwd_dkv_mma_kernel, and the dq
-// rows 4-byte aligned (pairs are stored as one 32-bit word).
+// grid (H, B, ceil(max_nq / BWD_BM)), BWD_THREADS threads, query tiles last to first as in attn_mma_kernel;
+// alignment as attn_bwd_dkv_mma_kernel, and the dq rows 4-byte aligned (pairs are stored as one 32-bit word).
 template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dq_mma_kernel(AttnBwdArgs p) {
     constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8;
     DYNAMIC_SMEM(dq_smem);
@@ -215,7 +216,7 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dq_mma_
     bf16 *dOs = Qs + BWD_BM * LD;                  // (BWD_BM, LD) its output gradients
     bf16 *Ks = dOs + BWD_BM * LD;                  // (2, BWD_BN, LD) two stages
     bf16 *Vs = Ks + 2 * BWD_BN * LD;               // (2, BWD_BN, LD)
-    int b = blockIdx.z, h = blockIdx.y, m0 = blockIdx.x * BWD_BM;
+    int h = blockIdx.x, b = blockIdx.y, m0 = (gridDim.z - 1 - blockIdx.z) * BWD_BM;
     int q0 = p.cu_q[b], nq = p.cu_q[b + 1] - q0;
     if (m0 >= nq) return;
     int n_k = p.nk[b], off = n_k - nq, rows = min(BWD_BM, nq - m0);
