@@ -4,8 +4,9 @@
 # stages with model.device=cuda against model.device=cpu), the kernel benchmarks (bench/gpu_kernels.cu), the
 # PyTorch baseline (bench/gpu_torch_baseline.py) when torch sees the GPU, then bench/gpu_model.sh without
 # its tests (the 2B-shaped rollout and update against transformers / PyTorch, and a GPU-trained checkpoint
-# in transformers; GPU_MODEL=0 skips it), and last compute-sanitizer's memcheck on the attention test when
-# the tool exists. About 5-7 minutes on an H100/H200.
+# in transformers; GPU_MODEL=0 skips it), and last compute-sanitizer's memcheck on the attention and model
+# kernel tests (the forward and backward attention kernels) when the tool exists. About 5-7 minutes on an
+# H100/H200 without the memcheck, which adds up to 3 minutes (GPU_SANITIZE=0 skips it).
 #
 #   sh bench/gpu.sh                    build in $BUILD (default build) with make CUDA=1, then run
 #   sh bench/gpu.sh --no-build         run the binaries already in $BUILD
@@ -87,17 +88,20 @@ fi
 # memory checker, last (bad addresses and reads of unwritten device memory show up here, not in the results)
 
 if [ "${GPU_SANITIZE:-1}" != 0 ] && [ $skip -eq 0 ] && command -v compute-sanitizer >/dev/null; then
-  t=$(echo "$TESTS" | tr ' ' '\n' | grep "/test_cuda_attention\$" | head -n 1)
-  if [ -n "$t" ]; then
-    timeout 100 compute-sanitizer --tool memcheck --error-exitcode 99 "$t" >"$LOGS/sanitizer.log" 2>&1
+  : >"$LOGS/sanitizer.log"
+  for name in test_cuda_attention test_cuda_model_kernels; do # the attention forward; the backward kernels
+    t=$(echo "$TESTS" | tr ' ' '\n' | grep "/$name\$" | head -n 1)
+    [ -n "$t" ] || continue
+    echo "==== memcheck $name" >>"$LOGS/sanitizer.log"
+    timeout 100 compute-sanitizer --tool memcheck --error-exitcode 99 "$t" >>"$LOGS/sanitizer.log" 2>&1
     rc=$?
     case $rc in
-      0) echo "SANITIZER  test_cuda_attention: memcheck clean" ;;
-      124) echo "SANITIZER  test_cuda_attention: timed out after 100 s (not a failure)" ;;
-      *) echo "SANITIZER  test_cuda_attention: memcheck reported errors (exit $rc; sanitizer.log)"
-         fail=$((fail+1)); failed="$failed memcheck"; grep -m 10 "=========" "$LOGS/sanitizer.log" | sed 's/^/      /' ;;
+      0) echo "SANITIZER  $name: memcheck clean" ;;
+      124) echo "SANITIZER  $name: timed out after 100 s (not a failure)" ;;
+      *) echo "SANITIZER  $name: memcheck reported errors (exit $rc; sanitizer.log)"
+         fail=$((fail+1)); failed="$failed memcheck_$name"; grep -m 10 "=========" "$LOGS/sanitizer.log" | sed 's/^/      /' ;;
     esac
-  fi
+  done
 fi
 
 echo "gpu.sh: $pass passed, $fail failed, $skip skipped in $(( $(date +%s) - start )) s; logs in $LOGS"

@@ -205,9 +205,10 @@ static void bf16_case(cuda_ctx *ctx, const char *what, const maye_model *m, cons
     EXPECT(!memcmp(again.memory, got.memory, sizeof(float) * got.n_floats), "%s: a second bf16 backward gave other "
            "gradient bits", what);
     // the per-segment GEMM attention backward: as close to the CPU
+    cuda_attention_backward_kernel was = cuda_ctx_attention_backward(ctx);
     cuda_ctx_set_attention_backward(ctx, CUDA_ATTN_BWD_GEMM);
     gpu_backward(&gm, &tr, k, d_emb, 1);
-    cuda_ctx_set_attention_backward(ctx, CUDA_ATTN_BWD_AUTO);
+    cuda_ctx_set_attention_backward(ctx, was);
     download_grads(&gm, &tr, m, &gemm);
     double err_gemm = rel_l2(m, &gemm.g, &want.g);
     EXPECT(err_gemm < BF16_GRAD_L2, "%s: bf16 gradients with the GEMM attention backward: relative L2 error %.4g "

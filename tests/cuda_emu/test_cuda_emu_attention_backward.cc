@@ -1,12 +1,13 @@
 // The flash-style attention backward of lib/kernels/cuda/attention_backward.cuh (attn_bwd_prep_kernel,
-// attn_bwd_dkv_mma_kernel and attn_bwd_dq_mma_kernel for D 64/80/128, attn_bwd_dkv_kernel) on the CPU emulator against a double-precision
-// backward of the reference forward, launched with attention.cu's grids. Inputs (q, k, v, dO and the forward
-// output O) are bf16; lse is the reference's. Cases: packed causal segments across several 64-key and
-// 64-query tiles, causal with cached keys (nk > nq) and with nk < nq (rows that see no key), bidirectional,
-// GQA ratios 1, 2, 6, 7, strided rows, an empty segment, a segment with keys but no queries (its key and value
-// gradients are zeros), one with queries but no keys (zero query gradients), and key/value rows that are not
-// 16-byte aligned (plain loads instead of cp.async). Outputs are poisoned with NaN beforehand; the row
-// padding must stay untouched. Run twice, the outputs must be equal to the bit (no atomics).
+// attn_bwd_dkv_mma_kernel and attn_bwd_dq_mma_kernel for D 64/80/128, attn_bwd_dkv_kernel) on the CPU
+// emulator against a double-precision backward of the reference forward, launched with attention.cu's grids.
+// Inputs (q, k, v, dO and the forward output O) are bf16; lse is the reference's. Cases: packed causal
+// segments across several 64-key and 64-query tiles, causal with cached keys (nk > nq) and with nk < nq (rows
+// that see no key), bidirectional, GQA ratios 1, 2, 3, 6, 7, 16, strided rows, an empty segment, a segment with
+// keys but no queries (its key and value gradients are zeros), one with queries but no keys (zero query
+// gradients), and key/value rows that are not 16-byte aligned (a misaligned base, or a stride that is not a
+// multiple of 8: plain loads instead of cp.async). Outputs are poisoned with NaN beforehand; the row padding
+// must stay untouched. Run twice, the outputs must be equal to the bit (no atomics).
 #include "kernels/cuda/attention_backward.cuh"
 
 #include "attention_ref.h"
@@ -162,6 +163,7 @@ int main(void) {
         {"causal long G6 (qwen2-vl-2b heads)", {200}, {200}, 12, 2, 128, 1, 0, 0, 0},
         {"causal cached keys G3, misaligned keys", {20, 45}, {70, 45}, 6, 2, 64, 1, 0, 0, 1},
         {"bidirectional G16 one key, nq 1 long keys", {5, 1}, {1, 300}, 16, 1, 80, 0, 0, 0, 0},
+        {"causal key stride 68 (aligned base, misaligned rows)", {70, 9}, {70, 130}, 2, 1, 64, 1, 0, 4, 0},
     };
     for (const emu_attn_case &c : cases) run_case(c);
     for (const emu_stats *st : {&st_dq, &st_dk, &st_dv}) emu_stats_print(*st);

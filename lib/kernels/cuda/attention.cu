@@ -191,26 +191,25 @@ extern "C" size_t cuda_attention_backward_flash_workspace_bytes(int T, int TK, i
     return flash_workspace(T > 0 ? T : 0, TK > 0 ? TK : 0, H, D, NULL, NULL, NULL, NULL);
 }
 
-template <int D> static int bwd_launch(const cuda_ctx *ctx, const AttnBwdArgs &a, int max_nq, int max_nk,
-                                       cudaStream_t s) {
+// The checks that depend on D, before anything is launched.
+template <int D> static int bwd_check(const cuda_ctx *ctx, int max_nq, int max_nk) {
     constexpr size_t dkv_smem = attn_bwd_dkv_smem_bytes<D>(), dq_smem = attn_bwd_dq_smem_bytes<D>();
     TRY(smem_check(ctx, dkv_smem > dq_smem ? dkv_smem : dq_smem, "tensor-core backward"));
-    CHECK_OR_FAIL((max_nq + BWD_BM - 1) / BWD_BM <= 65535 && (max_nk + BWD_BN - 1) / BWD_BN <= 65535,
+    CHECK_OR_FAIL((int64_t)(max_nq + BWD_BM - 1) / BWD_BM <= 65535 && (int64_t)(max_nk + BWD_BN - 1) / BWD_BN <= 65535,
                   "attention_backward_flash: segments of %d queries / %d keys are more than the grid holds (65535 "
                   "tiles of %d)", max_nq, max_nk, BWD_BM);
+    return 0;
+}
+
+template <int D> static void bwd_launch(const AttnBwdArgs &a, int max_nq, int max_nk, cudaStream_t s) {
     if (max_nk > 0) {
         dim3 grid((unsigned)a.H, (unsigned)a.B, (unsigned)((max_nk + BWD_BN - 1) / BWD_BN));
-        attn_bwd_dkv_mma_kernel<D><<<grid, BWD_THREADS, dkv_smem, s>>>(a);
-        CUDA_LAUNCHED("attention_backward_flash: key/value kernel (B %d, H %d, KV %d, D %d, causal %d, max_nk %d)",
-                      a.B, a.H, a.KV, D, a.causal, max_nk);
+        attn_bwd_dkv_mma_kernel<D><<<grid, BWD_THREADS, attn_bwd_dkv_smem_bytes<D>(), s>>>(a);
     }
     if (max_nq > 0) {
         dim3 grid((unsigned)a.H, (unsigned)a.B, (unsigned)((max_nq + BWD_BM - 1) / BWD_BM));
-        attn_bwd_dq_mma_kernel<D><<<grid, BWD_THREADS, dq_smem, s>>>(a);
-        CUDA_LAUNCHED("attention_backward_flash: query kernel (B %d, H %d, KV %d, D %d, causal %d, max_nq %d)", a.B,
-                      a.H, a.KV, D, a.causal, max_nq);
+        attn_bwd_dq_mma_kernel<D><<<grid, BWD_THREADS, attn_bwd_dq_smem_bytes<D>(), s>>>(a);
     }
-    return 0;
 }
 
 extern "C" int cuda_attention_backward_flash(cuda_ctx *ctx, cuda_dtype dt, void *dq, void *const *dk, void *const *dv,
@@ -239,6 +238,8 @@ extern "C" int cuda_attention_backward_flash(cuda_ctx *ctx, cuda_dtype dt, void 
     CHECK_OR_FAIL(workspace && aligned16(workspace) && workspace_bytes >= need,
                   "attention_backward_flash: %d query and %d key rows need %zu bytes of 16-byte aligned workspace, "
                   "%zu given", T, TK, need, workspace_bytes);
+    TRY(D == 64 ? bwd_check<64>(ctx, max_nq, max_nk) : D == 80 ? bwd_check<80>(ctx, max_nq, max_nk)
+                                                             : bwd_check<128>(ctx, max_nq, max_nk));
     float *delta, *dk_part, *dv_part;
     flash_workspace(T, TK, H, D, workspace, &delta, &dk_part, &dv_part);
     cudaStream_t s = stream;
@@ -251,8 +252,11 @@ extern "C" int cuda_attention_backward_flash(cuda_ctx *ctx, cuda_dtype dt, void 
     }
     AttnBwdArgs a = {(const bf16 *const *)k, (const bf16 *const *)v, ldkv, (const bf16 *)q, ldq, (const bf16 *)dout,
                      ldo, (bf16 *)dq, lse, delta, dk_part, dv_part, cu_q, cu_k, nk, B, H, KV, causal, scale};
-    TRY(D == 64 ? bwd_launch<64>(ctx, a, max_nq, max_nk, s) : D == 80 ? bwd_launch<80>(ctx, a, max_nq, max_nk, s)
-                                                                      : bwd_launch<128>(ctx, a, max_nq, max_nk, s));
+    if (D == 64) bwd_launch<64>(a, max_nq, max_nk, s);
+    else if (D == 80) bwd_launch<80>(a, max_nq, max_nk, s);
+    else bwd_launch<128>(a, max_nq, max_nk, s);
+    CUDA_LAUNCHED("attention_backward_flash: tensor-core kernels (B %d, H %d, KV %d, D %d, causal %d, max_nq %d, "
+                  "max_nk %d)", B, H, KV, D, causal, max_nq, max_nk);
     if (max_nk > 0) {
         dim3 keys_grid((unsigned)max_nk, (unsigned)B);
         attn_bwd_dkv_kernel<<<keys_grid, BWD_THREADS, 0, s>>>((bf16 *const *)dk, (bf16 *const *)dv, ldkv, dk_part,

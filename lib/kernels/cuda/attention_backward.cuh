@@ -113,7 +113,7 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dkv_mma
 
     const bf16 *kb = p.k[b] + (int64_t)n0 * p.ldkv + (int64_t)kvh * D;
     const bf16 *vb = p.v[b] + (int64_t)n0 * p.ldkv + (int64_t)kvh * D;
-    bool kv_aligned = aligned16(kb) && aligned16(vb);
+    bool kv_aligned = aligned16(kb) && aligned16(vb) && p.ldkv % 8 == 0; // every row, not just the first
     load_rows_bf16<D, BWD_BN>(Ks, kb, p.ldkv, min(BWD_BN, n_k - n0), kv_aligned);
     load_rows_bf16<D, BWD_BN>(Vs, vb, p.ldkv, min(BWD_BN, n_k - n0), kv_aligned);
     cp_async_commit();
@@ -208,7 +208,7 @@ template <int D> constexpr size_t attn_bwd_dq_smem_bytes() {
 }
 
 // grid (H, B, ceil(max_nq / BWD_BM)), BWD_THREADS threads, query tiles last to first as in attn_mma_kernel;
-// alignment as attn_bwd_dkv_mma_kernel, and the dq rows 4-byte aligned (pairs are stored as one 32-bit word).
+// alignment as attn_bwd_dkv_mma_kernel (dq as q: pairs are stored as one 32-bit word).
 template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dq_mma_kernel(AttnBwdArgs p) {
     constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8;
     DYNAMIC_SMEM(dq_smem);
@@ -222,7 +222,7 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dq_mma_
     int n_k = p.nk[b], off = n_k - nq, rows = min(BWD_BM, nq - m0);
     int kvh = h / (p.H / p.KV);
     const bf16 *kb = p.k[b] + (int64_t)kvh * D, *vb = p.v[b] + (int64_t)kvh * D;
-    bool kv_aligned = aligned16(kb) && aligned16(vb);
+    bool kv_aligned = aligned16(kb) && aligned16(vb) && p.ldkv % 8 == 0; // every row, not just the first
     int kend = max(0, p.causal ? min(n_k, off + m0 + rows) : n_k); // keys any row of this tile sees
     int ntiles = (kend + BWD_BN - 1) / BWD_BN;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
@@ -317,6 +317,7 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dq_mma_
         bf16 *dst = p.dq + (int64_t)(q0 + i) * p.ldq + (int64_t)h * D + 2 * t4;
 #pragma unroll
         for (int dt = 0; dt < DT; dt++)
-            *reinterpret_cast<uint32_t *>(dst + dt * 8) = pack_bf16x2(dq[dt][2 * r] * p.scale, dq[dt][2 * r + 1] * p.scale);
+            *reinterpret_cast<uint32_t *>(dst + dt * 8) =
+                pack_bf16x2(dq[dt][2 * r] * p.scale, dq[dt][2 * r + 1] * p.scale);
     }
 }
