@@ -90,21 +90,37 @@ __global__ void __launch_bounds__(BWD_THREADS)
 // key-major kernel: dK, dV
 
 template <int D> constexpr size_t attn_bwd_dkv_smem_bytes() {
-    return sizeof(bf16) * (size_t)(2 * BWD_BN + 2 * BWD_BM) * (D + 8) + sizeof(float) * 2 * BWD_BM;
+    return sizeof(bf16) * (size_t)(2 * BWD_BN + 4 * BWD_BM) * (D + 8) + sizeof(float) * 4 * BWD_BM;
+}
+
+// Query tile m0 of head h into stage buffers: Q and dO rows asynchronously (rows >= nq - m0 zero), lse (in
+// log2 units) and delta with plain stores (0 past the segment).
+template <int D>
+__device__ __forceinline__ void bwd_load_query_tile(const AttnBwdArgs &p, bf16 *Qs, bf16 *dOs, float *lse_s,
+                                                    float *delta_s, int q0, int nq, int m0, int h) {
+    const int rows = min(BWD_BM, nq - m0);
+    load_rows_bf16<D, BWD_BM>(Qs, p.q + (int64_t)(q0 + m0) * p.ldq + (int64_t)h * D, p.ldq, rows, true);
+    load_rows_bf16<D, BWD_BM>(dOs, p.dout + (int64_t)(q0 + m0) * p.ldo + (int64_t)h * D, p.ldo, rows, true);
+    for (int r = threadIdx.x; r < BWD_BM; r += BWD_THREADS) {
+        int64_t row = (int64_t)(q0 + m0 + r) * p.H + h;
+        lse_s[r] = r < rows ? p.lse[row] * ATTN_LOG2E : 0.0f;
+        delta_s[r] = r < rows ? p.delta[row] : 0.0f;
+    }
 }
 
 // grid (H, B, ceil(max_nk / BWD_BN)), BWD_THREADS threads; key tiles in grid order, so the causal tiles seen by
-// the most queries (the first ones) start first. q and dout rows are 16-byte aligned (checked by the
-// launcher); key/value rows are loaded asynchronously when aligned, else with plain loads.
+// the most queries (the first ones) start first. The query tiles go through two stages: the next one loads
+// while this one is computed. q and dout rows are 16-byte aligned (checked by the launcher); key/value rows
+// are loaded asynchronously when aligned, else with plain loads.
 template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dkv_mma_kernel(AttnBwdArgs p) {
     constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8;
     DYNAMIC_SMEM(bwd_smem);
     bf16 *Ks = reinterpret_cast<bf16 *>(bwd_smem); // (BWD_BN, LD) this block's keys
     bf16 *Vs = Ks + BWD_BN * LD;                    // (BWD_BN, LD) values
-    bf16 *Qs = Vs + BWD_BN * LD;                    // (BWD_BM, LD) the query tile
-    bf16 *dOs = Qs + BWD_BM * LD;                   // (BWD_BM, LD) its output gradients
-    float *lse_s = reinterpret_cast<float *>(dOs + BWD_BM * LD); // (BWD_BM) lse in log2 units
-    float *delta_s = lse_s + BWD_BM;                // (BWD_BM)
+    bf16 *Qs2 = Vs + BWD_BN * LD;                   // (2, BWD_BM, LD) the query tile, two stages
+    bf16 *dOs2 = Qs2 + 2 * BWD_BM * LD;             // (2, BWD_BM, LD) its output gradients
+    float *lse2 = reinterpret_cast<float *>(dOs2 + 2 * BWD_BM * LD); // (2, BWD_BM) lse in log2 units
+    float *delta2 = lse2 + 2 * BWD_BM;              // (2, BWD_BM)
     int h = blockIdx.x, b = blockIdx.y, n0 = blockIdx.z * BWD_BN;
     int n_k = p.nk[b];
     if (n0 >= n_k) return;
@@ -116,7 +132,6 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dkv_mma
     bool kv_aligned = aligned16(kb) && aligned16(vb) && p.ldkv % 8 == 0; // every row, not just the first
     load_rows_bf16<D, BWD_BN>(Ks, kb, p.ldkv, min(BWD_BN, n_k - n0), kv_aligned);
     load_rows_bf16<D, BWD_BN>(Vs, vb, p.ldkv, min(BWD_BN, n_k - n0), kv_aligned);
-    cp_async_commit();
 
     float dk[DT][4], dv[DT][4];
 #pragma unroll
@@ -128,18 +143,18 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dkv_mma
     // the first query tile holding a query that sees a key of this block (causal: query n0 - off)
     const int m_first = p.causal ? max(0, n0 - off) / BWD_BM * BWD_BM : 0;
 
-    for (int m0 = m_first; m0 < nq; m0 += BWD_BM) {
-        const int rows = min(BWD_BM, nq - m0);
-        load_rows_bf16<D, BWD_BM>(Qs, p.q + (int64_t)(q0 + m0) * p.ldq + (int64_t)h * D, p.ldq, rows, true);
-        load_rows_bf16<D, BWD_BM>(dOs, p.dout + (int64_t)(q0 + m0) * p.ldo + (int64_t)h * D, p.ldo, rows, true);
+    if (m_first < nq) bwd_load_query_tile<D>(p, Qs2, dOs2, lse2, delta2, q0, nq, m_first, h);
+    cp_async_commit(); // one group: the keys, values and the first query tile
+    for (int m0 = m_first, it = 0; m0 < nq; m0 += BWD_BM, it++) {
+        const int rows = min(BWD_BM, nq - m0), st = it & 1;
+        if (m0 + BWD_BM < nq) // the other stage was freed by the barrier that ended the previous tile
+            bwd_load_query_tile<D>(p, Qs2 + (st ^ 1) * BWD_BM * LD, dOs2 + (st ^ 1) * BWD_BM * LD,
+                                   lse2 + (st ^ 1) * BWD_BM, delta2 + (st ^ 1) * BWD_BM, q0, nq, m0 + BWD_BM, h);
         cp_async_commit();
-        for (int r = threadIdx.x; r < BWD_BM; r += BWD_THREADS) {
-            int64_t row = (int64_t)(q0 + m0 + r) * p.H + h;
-            lse_s[r] = r < rows ? p.lse[row] * ATTN_LOG2E : 0.0f;
-            delta_s[r] = r < rows ? p.delta[row] : 0.0f;
-        }
-        cp_async_wait<0>();
+        cp_async_wait<1>(); // this tile has landed; only the next one may be in flight
         __syncthreads();
+        const bf16 *Qs = Qs2 + st * BWD_BM * LD, *dOs = dOs2 + st * BWD_BM * LD;
+        const float *lse_s = lse2 + st * BWD_BM, *delta_s = delta2 + st * BWD_BM;
 
         // S^T = K Q^T and dP^T = V dO^T: this warp's 16 keys x the tile's 64 queries (8 tiles of 8)
         float s[8][4], dp[8][4];
@@ -182,7 +197,7 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dkv_mma
             pv_accumulate<D>(dv, s[2 * ks], s[2 * ks + 1], dOs + ks * 16 * LD);
             pv_accumulate<D>(dk, dp[2 * ks], dp[2 * ks + 1], Qs + ks * 16 * LD);
         }
-        __syncthreads(); // every warp is done with Qs, dOs, lse_s, delta_s before the next tile refills them
+        __syncthreads(); // every warp is done with this stage before the tile after next refills it
     }
     cp_async_wait<0>(); // no copy is left in flight (a segment without queries never waited)
 
