@@ -174,6 +174,22 @@ __device__ __forceinline__ void load_rows_bf16(bf16 *smem, const bf16 *src, int6
     }
 }
 
+// ROWS keys and their values from row n1 on (kb, vb: row stride ld) into stage st of the double-buffered K and V
+// tiles (ROWS x (D + 8) each stage); rows >= nvalid become zeros. As load_rows_bf16.
+template <int D, int ROWS>
+__device__ __forceinline__ void load_kv_stage(bf16 *Ks, bf16 *Vs, int st, const bf16 *kb, const bf16 *vb, int64_t ld,
+                                              int n1, int nvalid, bool aligned) {
+    constexpr int LD = D + 8;
+    load_rows_bf16<D, ROWS>(Ks + st * ROWS * LD, kb + (int64_t)n1 * ld, ld, nvalid, aligned);
+    load_rows_bf16<D, ROWS>(Vs + st * ROWS * LD, vb + (int64_t)n1 * ld, ld, nvalid, aligned);
+}
+
+// Zeroes N accumulator tiles (16x8 fp32 fragments).
+template <int N> __device__ __forceinline__ void zero_tiles(float (&x)[N][4]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) x[i][0] = x[i][1] = x[i][2] = x[i][3] = 0.0f;
+}
+
 // The online-softmax update of one warp's two fragment rows (g and g + 8) for NT 8-key score tiles s (raw
 // dot products, -inf where masked): turns s into exp2 weights, rescales the output accumulators o (DT tiles)
 // and the per-thread partial row sums l. m holds the running max of the scaled scores (log2 units).
@@ -265,8 +281,7 @@ template <int D> __global__ void __launch_bounds__(128) attn_mma_kernel(AttnArgs
     load_rows_bf16<D, MMA_BM>(Qs, p.q + (int64_t)(q0 + m0) * p.ldq + (int64_t)h * D, p.ldq, rows, true);
     cp_async_commit();
     if (ntiles > 0) {
-        load_rows_bf16<D, MMA_BN>(Ks, kb, p.ldkv, min(MMA_BN, kend), kv_aligned);
-        load_rows_bf16<D, MMA_BN>(Vs, vb, p.ldkv, min(MMA_BN, kend), kv_aligned);
+        load_kv_stage<D, MMA_BN>(Ks, Vs, 0, kb, vb, p.ldkv, 0, min(MMA_BN, kend), kv_aligned);
     }
     cp_async_commit();
     cp_async_wait<1>(); // Q has landed
@@ -276,18 +291,14 @@ template <int D> __global__ void __launch_bounds__(128) attn_mma_kernel(AttnArgs
 #pragma unroll
     for (int kk = 0; kk < KSTEPS; kk++) load_a_fragment(qf[kk], Qs + warp * 16 * LD + kk * 16, LD);
     float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int dt = 0; dt < DT; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+    zero_tiles(o);
     const float scale_log2 = p.scale * ATTN_LOG2E;
     const int row0 = m0 + warp * 16 + g; // query index of fragment rows c0, c1 (c2, c3: row0 + 8)
 
     for (int j = 0; j < ntiles; j++) {
         if (j + 1 < ntiles) { // prefetch the next tile into the other stage (freed by the last barrier)
-            int n1 = (j + 1) * MMA_BN, st = (j + 1) & 1;
-            load_rows_bf16<D, MMA_BN>(Ks + st * MMA_BN * LD, kb + (int64_t)n1 * p.ldkv, p.ldkv, min(MMA_BN, kend - n1),
-                                      kv_aligned);
-            load_rows_bf16<D, MMA_BN>(Vs + st * MMA_BN * LD, vb + (int64_t)n1 * p.ldkv, p.ldkv, min(MMA_BN, kend - n1),
-                                      kv_aligned);
+            int n1 = (j + 1) * MMA_BN;
+            load_kv_stage<D, MMA_BN>(Ks, Vs, (j + 1) & 1, kb, vb, p.ldkv, n1, min(MMA_BN, kend - n1), kv_aligned);
         }
         cp_async_commit();
         cp_async_wait<1>(); // tile j has landed; only tile j + 1 may be in flight
@@ -295,8 +306,7 @@ template <int D> __global__ void __launch_bounds__(128) attn_mma_kernel(AttnArgs
         const bf16 *Kt = Ks + (j & 1) * MMA_BN * LD, *Vt = Vs + (j & 1) * MMA_BN * LD;
 
         float s[8][4];
-#pragma unroll
-        for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+        zero_tiles(s);
 #pragma unroll
         for (int kk = 0; kk < KSTEPS; kk++) {
 #pragma unroll
@@ -375,8 +385,7 @@ __global__ void __launch_bounds__(128) attn_decode_kernel(AttnArgs<bf16> p, int 
     load_rows_bf16<D, DEC_ROWS>(Qs, p.q + (int64_t)q0 * p.ldq + (int64_t)kvh * G * D, D, G, true);
     cp_async_commit();
     if (ntiles > 0) {
-        load_rows_bf16<D, MMA_BN>(Ks, kb, p.ldkv, min(MMA_BN, nkeys), kv_aligned);
-        load_rows_bf16<D, MMA_BN>(Vs, vb, p.ldkv, min(MMA_BN, nkeys), kv_aligned);
+        load_kv_stage<D, MMA_BN>(Ks, Vs, 0, kb, vb, p.ldkv, 0, min(MMA_BN, nkeys), kv_aligned);
     }
     cp_async_commit();
     cp_async_wait<1>();
@@ -386,17 +395,13 @@ __global__ void __launch_bounds__(128) attn_decode_kernel(AttnArgs<bf16> p, int 
 #pragma unroll
     for (int kk = 0; kk < KSTEPS; kk++) load_a_fragment(qf[kk], Qs + kk * 16, LD);
     float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int dt = 0; dt < DT; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+    zero_tiles(o);
     const float scale_log2 = p.scale * ATTN_LOG2E;
 
     for (int j = 0; j < ntiles; j++) {
         if (j + 1 < ntiles) {
-            int n1 = (j + 1) * MMA_BN, st = (j + 1) & 1;
-            load_rows_bf16<D, MMA_BN>(Ks + st * MMA_BN * LD, kb + (int64_t)n1 * p.ldkv, p.ldkv, min(MMA_BN, nkeys - n1),
-                                      kv_aligned);
-            load_rows_bf16<D, MMA_BN>(Vs + st * MMA_BN * LD, vb + (int64_t)n1 * p.ldkv, p.ldkv, min(MMA_BN, nkeys - n1),
-                                      kv_aligned);
+            int n1 = (j + 1) * MMA_BN;
+            load_kv_stage<D, MMA_BN>(Ks, Vs, (j + 1) & 1, kb, vb, p.ldkv, n1, min(MMA_BN, nkeys - n1), kv_aligned);
         }
         cp_async_commit();
         cp_async_wait<1>();
@@ -404,8 +409,7 @@ __global__ void __launch_bounds__(128) attn_decode_kernel(AttnArgs<bf16> p, int 
         const bf16 *Kt = Ks + (j & 1) * MMA_BN * LD + warp * 16 * LD; // this warp's 16 keys
         const bf16 *Vt = Vs + (j & 1) * MMA_BN * LD + warp * 16 * LD;
         float s[2][4];
-#pragma unroll
-        for (int nt = 0; nt < 2; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+        zero_tiles(s);
 #pragma unroll
         for (int kk = 0; kk < KSTEPS; kk++) {
             uint32_t kf[2][2];

@@ -130,14 +130,10 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dkv_mma
     const bf16 *kb = p.k[b] + (int64_t)n0 * p.ldkv + (int64_t)kvh * D;
     const bf16 *vb = p.v[b] + (int64_t)n0 * p.ldkv + (int64_t)kvh * D;
     bool kv_aligned = aligned16(kb) && aligned16(vb) && p.ldkv % 8 == 0; // every row, not just the first
-    load_rows_bf16<D, BWD_BN>(Ks, kb, p.ldkv, min(BWD_BN, n_k - n0), kv_aligned);
-    load_rows_bf16<D, BWD_BN>(Vs, vb, p.ldkv, min(BWD_BN, n_k - n0), kv_aligned);
+    load_kv_stage<D, BWD_BN>(Ks, Vs, 0, kb, vb, p.ldkv, 0, min(BWD_BN, n_k - n0), kv_aligned);
 
     float dk[DT][4], dv[DT][4];
-#pragma unroll
-    for (int dt = 0; dt < DT; dt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) dk[dt][e] = dv[dt][e] = 0.0f;
+    zero_tiles(dk), zero_tiles(dv);
     const float scale_log2 = p.scale * ATTN_LOG2E;
     const int key0 = n0 + warp * 16 + g; // key index of accumulator rows c0, c1 (c2, c3: key0 + 8)
     // the first query tile holding a query that sees a key of this block (causal: query n0 - off)
@@ -158,10 +154,7 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dkv_mma
 
         // S^T = K Q^T and dP^T = V dO^T: this warp's 16 keys x the tile's 64 queries (8 tiles of 8)
         float s[8][4], dp[8][4];
-#pragma unroll
-        for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.0f;
+        zero_tiles(s), zero_tiles(dp);
 #pragma unroll
         for (int kk = 0; kk < KSTEPS; kk++) {
             uint32_t ka[4], va[4];
@@ -246,8 +239,7 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dq_mma_
     load_rows_bf16<D, BWD_BM>(dOs, p.dout + (int64_t)(q0 + m0) * p.ldo + (int64_t)h * D, p.ldo, rows, true);
     cp_async_commit();
     if (ntiles > 0) {
-        load_rows_bf16<D, BWD_BN>(Ks, kb, p.ldkv, min(BWD_BN, kend), kv_aligned);
-        load_rows_bf16<D, BWD_BN>(Vs, vb, p.ldkv, min(BWD_BN, kend), kv_aligned);
+        load_kv_stage<D, BWD_BN>(Ks, Vs, 0, kb, vb, p.ldkv, 0, min(BWD_BN, kend), kv_aligned);
     }
     cp_async_commit();
     cp_async_wait<1>(); // Q and dO have landed
@@ -269,17 +261,13 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dq_mma_
         dlt[r] = i < nq ? p.delta[at] : 0.0f;
     }
     float dq[DT][4];
-#pragma unroll
-    for (int dt = 0; dt < DT; dt++) dq[dt][0] = dq[dt][1] = dq[dt][2] = dq[dt][3] = 0.0f;
+    zero_tiles(dq);
     const float scale_log2 = p.scale * ATTN_LOG2E;
 
     for (int j = 0; j < ntiles; j++) {
         if (j + 1 < ntiles) { // prefetch the next tile into the other stage (freed by the last barrier)
-            int n1 = (j + 1) * BWD_BN, st = (j + 1) & 1;
-            load_rows_bf16<D, BWD_BN>(Ks + st * BWD_BN * LD, kb + (int64_t)n1 * p.ldkv, p.ldkv, min(BWD_BN, kend - n1),
-                                      kv_aligned);
-            load_rows_bf16<D, BWD_BN>(Vs + st * BWD_BN * LD, vb + (int64_t)n1 * p.ldkv, p.ldkv, min(BWD_BN, kend - n1),
-                                      kv_aligned);
+            int n1 = (j + 1) * BWD_BN;
+            load_kv_stage<D, BWD_BN>(Ks, Vs, (j + 1) & 1, kb, vb, p.ldkv, n1, min(BWD_BN, kend - n1), kv_aligned);
         }
         cp_async_commit();
         cp_async_wait<1>(); // tile j has landed; only tile j + 1 may be in flight
@@ -288,10 +276,7 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dq_mma_
 
         // S = Q K^T and dP = dO V^T: this warp's 16 queries x the tile's 64 keys
         float s[8][4], dp[8][4];
-#pragma unroll
-        for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.0f;
+        zero_tiles(s), zero_tiles(dp);
 #pragma unroll
         for (int kk = 0; kk < KSTEPS; kk++) {
 #pragma unroll

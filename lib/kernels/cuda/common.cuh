@@ -143,6 +143,17 @@ __device__ __forceinline__ double warp_sum_f64(double x) {
 }
 
 // ----------------------------------------------------------------------------
+// rotary embeddings
+
+// Pair index idx of a rotation over rows of NH heads: row t, head h, half-dim i (idx = (t NH + h) half + i).
+__device__ __forceinline__ void rope_pair_index(int64_t idx, int half, int NH, int64_t *t, int *h, int *i) {
+    *i = (int)(idx % half);
+    int64_t th = idx / half;
+    *h = (int)(th % NH);
+    *t = th / NH;
+}
+
+// ----------------------------------------------------------------------------
 // launch sizing
 
 // Blocks for a grid-stride loop over n items with `threads` per block (at least 1, at most `cap`).

@@ -174,10 +174,9 @@ __global__ void rope_backward_kernel(T *x, const float *cos_t, const float *sin_
     int half = D / 2;
     int64_t n = (int64_t)rows * NH * half;
     for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
-        int i = (int)(idx % half);
-        int64_t th = idx / half;
-        int h = (int)(th % NH);
-        int64_t t = th / NH;
+        int64_t t;
+        int h, i;
+        rope_pair_index(idx, half, NH, &t, &h, &i);
         T *v = x + t * ld + (int64_t)h * D;
         float c = cos_t[t * half + i], s = sin_t[t * half + i];
         float a = to_f32(v[i]), b = to_f32(v[i + half]);

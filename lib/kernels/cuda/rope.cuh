@@ -54,10 +54,9 @@ __global__ void rope_kernel(T *x, const float *cos_t, const float *sin_t, int ro
     int half = D / 2;
     int64_t n = (int64_t)rows * NH * half;
     for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
-        int i = (int)(idx % half);
-        int64_t th = idx / half;
-        int h = (int)(th % NH);
-        int64_t t = th / NH;
+        int64_t t;
+        int h, i;
+        rope_pair_index(idx, half, NH, &t, &h, &i);
         T lo, hi;
         rope_pair(x + t * ld + (int64_t)h * D, i, half, cos_t[t * half + i], sin_t[t * half + i], &lo, &hi);
     }
@@ -74,10 +73,9 @@ __global__ void rope_cache_kernel(T *qkv, const float *cos_t, const float *sin_t
     int64_t n_rope = (int64_t)rows * NH * half, n = n_rope + (int64_t)rows * KVD;
     for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
         if (idx < n_rope) {
-            int i = (int)(idx % half);
-            int64_t th = idx / half;
-            int h = (int)(th % NH);
-            int64_t t = th / NH;
+            int64_t t;
+            int h, i;
+            rope_pair_index(idx, half, NH, &t, &h, &i);
             T lo, hi;
             rope_pair(qkv + t * ld + (int64_t)h * D, i, half, cos_t[t * half + i], sin_t[t * half + i], &lo, &hi);
             if (h >= H) {
