@@ -4,7 +4,8 @@
 //   copy         cudaMemcpy D2D, bytes read + written
 //   gemm         T = 8192 tokens through every linear layer of a 2B block (forward, and one weight gradient)
 //   attention    prefill 8 x 1024 causal (H 12, KV 2, D 128), vision 4 x 1024 bidirectional (H 16, D 80),
-//                decode 64 sequences x 512 keys over 28 layers' caches (plain launches and a CUDA graph);
+//                decode 64 sequences x 512 keys over 28 layers' caches (plain launches and a CUDA graph; the
+//                split-K decode also with 1/2/4/8 key tiles per block, for tuning its split heuristic);
 //                the SIMT kernel and the tensor-core prefill kernel on the same shapes for comparison;
 //                backward 8 x 1024 causal (H 12, KV 2, D 128): the flash-style kernels against the per-segment
 //                GEMMs
@@ -325,6 +326,30 @@ static void bench_decode(int B, int nk) {
              ms / L, B / (gms / L * 1e-3), gbps, gbps / copy_gbps);
     }
     cuda_ctx_set_attention_kernel(ctx, CUDA_ATTN_AUTO);
+    // the split-K decode with fixed keys per block (64-key tiles per split) against the heuristic above, in a
+    // CUDA graph: the data for tuning decode_splits
+    for (int tps : {1, 2, 4, 8}) {
+        cuda_ctx_set_decode_split_tiles(ctx, tps);
+        CK(cudaFree(s.ws));
+        s.ws_bytes = cuda_attention_workspace_bytes(ctx, B, H, D, nk);
+        s.ws = dalloc(s.ws_bytes);
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+        for (int l = 0; l < L; l++) attn_call(s, l, st);
+        CK(cudaStreamEndCapture(st, &graph));
+        CK(cudaGraphInstantiate(&exec, graph, 0));
+        double gms = time_ms([&] { CK(cudaGraphLaunch(exec, st)); }, 10, st);
+        CK(cudaGraphExecDestroy(exec));
+        CK(cudaGraphDestroy(graph));
+        char shape[160];
+        snprintf(shape, sizeof shape, "%d seqs x %d keys H%d KV%d D%d, %d layers (split-K, %d tiles per split)", B, nk,
+                 H, KV, D, L, tps);
+        double gbps = kv_bytes * L / (gms * 1e-3) / 1e9;
+        emit("attention_decode_split", shape, gms / L, "\"tiles_per_split\": %d, \"kv_gb_per_s\": %.1f, "
+             "\"vs_copy_bandwidth\": %.3f", tps, gbps, gbps / copy_gbps);
+    }
+    cuda_ctx_set_decode_split_tiles(ctx, 0);
     CK(cudaStreamDestroy(st));
     attn_free(s);
 }

@@ -69,13 +69,15 @@ template <int D> static int mma_launch(const cuda_ctx *ctx, const AttnArgs<bf16>
     return 0;
 }
 
-// The decode split: whole 64-key tiles per split, enough blocks (B * KV * splits) for about three per SM,
-// and no more splits than the workspace holds (splits * B * H * (D + 1) floats).
+// The decode split: whole 64-key tiles per split, enough blocks (B * KV * splits) for about three per SM (or
+// the context's fixed tiles per split, cuda_ctx_set_decode_split_tiles), and no more splits than the
+// workspace holds (splits * B * H * (D + 1) floats).
 static int decode_splits(const cuda_ctx *ctx, int B, int KV, int H, int D, int max_nk, size_t ws_bytes,
                          int *keys_per_split) {
     int tiles = (max_nk + MMA_BN - 1) / MMA_BN;
     if (tiles < 1) tiles = 1;
     int64_t want = (3 * (int64_t)ctx->sm_count + (int64_t)B * KV - 1) / ((int64_t)B * KV);
+    if (ctx->decode_split_tiles > 0) want = (tiles + ctx->decode_split_tiles - 1) / ctx->decode_split_tiles;
     int splits = (int)(want < 1 ? 1 : want > tiles ? tiles : want);
     for (;; splits--) {
         int kps = (tiles + splits - 1) / splits * MMA_BN;

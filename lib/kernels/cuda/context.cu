@@ -87,3 +87,7 @@ extern "C" void cuda_ctx_set_attention_backward(cuda_ctx *ctx, cuda_attention_ba
 extern "C" cuda_attention_backward_kernel cuda_ctx_attention_backward(const cuda_ctx *ctx) {
     return ctx->attention_backward;
 }
+
+extern "C" void cuda_ctx_set_decode_split_tiles(cuda_ctx *ctx, int tiles) {
+    ctx->decode_split_tiles = tiles > 0 ? tiles : 0;
+}

@@ -33,6 +33,7 @@ struct cuda_ctx {
     void *workspace;          // (CUDA_GEMM_WORKSPACE_BYTES) for cuBLASLt
     cuda_attention_kernel attention_kernel;
     cuda_attention_backward_kernel attention_backward;
+    int decode_split_tiles;   // 64-key tiles per split of the decode attention; 0: the occupancy heuristic
     cuda_gemm_cache_entry gemm_cache[CUDA_GEMM_CACHE]; // filled round robin
     int gemm_cache_next;
 };

@@ -64,6 +64,9 @@ int cuda_ctx_sm_count(const cuda_ctx *ctx);
 void cuda_ctx_set_attention_kernel(cuda_ctx *ctx, cuda_attention_kernel kernel);
 void cuda_ctx_set_attention_backward(cuda_ctx *ctx, cuda_attention_backward_kernel kernel);
 cuda_attention_backward_kernel cuda_ctx_attention_backward(const cuda_ctx *ctx);
+// The split-K decode attention's keys per block in 64-key tiles (0, the default: enough blocks for about three
+// per SM). For tuning: cuda_attention_workspace_bytes follows it, so size the workspace after setting it.
+void cuda_ctx_set_decode_split_tiles(cuda_ctx *ctx, int tiles);
 
 // ----------------------------------------------------------------------------
 // matmul, embedding, residual
