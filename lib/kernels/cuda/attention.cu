@@ -167,8 +167,6 @@ extern "C" int cuda_attention_forward(cuda_ctx *ctx, cuda_dtype dt, void *out, i
 // ----------------------------------------------------------------------------
 // flash-style backward
 
-static size_t round256(size_t n) { return (n + 255) / 256 * 256; }
-
 extern "C" int cuda_attention_backward_flash_supported(cuda_dtype dt, int D) {
     return dt == CUDA_BF16 && (D == 64 || D == 80 || D == 128);
 }
@@ -179,13 +177,8 @@ static size_t flash_workspace(int T, int TK, int H, int D, void *base, float **d
                               float **dv_part) {
     size_t sizes[3] = {sizeof(float) * (size_t)T * H, sizeof(float) * (size_t)TK * H * D,
                        sizeof(float) * (size_t)TK * H * D};
-    float **slots[3] = {delta, dk_part, dv_part};
-    size_t off = 0;
-    for (int i = 0; i < 3; i++) {
-        if (base) *slots[i] = (float *)((char *)base + off);
-        off += round256(sizes[i] > 0 ? sizes[i] : 1);
-    }
-    return off;
+    void **slots[3] = {(void **)delta, (void **)dk_part, (void **)dv_part};
+    return layout_regions(sizes, slots, 3, base);
 }
 
 extern "C" size_t cuda_attention_backward_flash_workspace_bytes(int T, int TK, int H, int D) {

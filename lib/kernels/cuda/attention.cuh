@@ -184,6 +184,21 @@ __device__ __forceinline__ void load_kv_stage(bf16 *Ks, bf16 *Vs, int st, const 
     load_rows_bf16<D, ROWS>(Vs + st * ROWS * LD, vb + (int64_t)n1 * ld, ld, nvalid, aligned);
 }
 
+// The double-buffered K/V loop's step to tile j of ntiles (ROWS keys each, stage j & 1): prefetches tile j + 1
+// (keys n1 = (j + 1) ROWS on, rows >= kend - n1 zero) into the other stage, freed by the barrier that ended
+// tile j - 1, then waits until tile j has landed for every thread (only tile j + 1 may still be in flight).
+template <int D, int ROWS>
+__device__ __forceinline__ void kv_stage_next(bf16 *Ks, bf16 *Vs, int j, int ntiles, const bf16 *kb, const bf16 *vb,
+                                              int64_t ld, int kend, bool aligned) {
+    if (j + 1 < ntiles) {
+        int n1 = (j + 1) * ROWS;
+        load_kv_stage<D, ROWS>(Ks, Vs, (j + 1) & 1, kb, vb, ld, n1, min(ROWS, kend - n1), aligned);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+}
+
 // Zeroes N accumulator tiles (16x8 fp32 fragments).
 template <int N> __device__ __forceinline__ void zero_tiles(float (&x)[N][4]) {
 #pragma unroll
@@ -220,6 +235,24 @@ __device__ __forceinline__ void online_softmax_update(float s[NT][4], float o[DT
 #pragma unroll
         for (int dt = 0; dt < DT; dt++) o[dt][2 * r] *= corr, o[dt][2 * r + 1] *= corr;
         m[r] = m_new;
+    }
+}
+
+// s (NT tiles of 16x8) = A R^T: A (16 x D) as the A fragments a[kk] of its 16-column steps (in registers), R rows
+// [0, 8 NT) of a row-major bf16 matrix in shared memory (row stride D + 8): 16 rows' scores against 8 NT keys.
+template <int D, int NT>
+__device__ __forceinline__ void mma_scores(float (&s)[NT][4], const uint32_t (&a)[D / 16][4], const bf16 *R) {
+    constexpr int LD = D + 8;
+    zero_tiles(s);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+#pragma unroll
+        for (int nt = 0; nt < NT; nt += 2) {
+            uint32_t f[2][2];
+            load_b_fragments(f, R + nt * 8 * LD + kk * 16, LD);
+            mma_bf16_16816(s[nt], a[kk], f[0][0], f[0][1]);
+            mma_bf16_16816(s[nt + 1], a[kk], f[1][0], f[1][1]);
+        }
     }
 }
 
@@ -296,27 +329,11 @@ template <int D> __global__ void __launch_bounds__(128) attn_mma_kernel(AttnArgs
     const int row0 = m0 + warp * 16 + g; // query index of fragment rows c0, c1 (c2, c3: row0 + 8)
 
     for (int j = 0; j < ntiles; j++) {
-        if (j + 1 < ntiles) { // prefetch the next tile into the other stage (freed by the last barrier)
-            int n1 = (j + 1) * MMA_BN;
-            load_kv_stage<D, MMA_BN>(Ks, Vs, (j + 1) & 1, kb, vb, p.ldkv, n1, min(MMA_BN, kend - n1), kv_aligned);
-        }
-        cp_async_commit();
-        cp_async_wait<1>(); // tile j has landed; only tile j + 1 may be in flight
-        __syncthreads();
+        kv_stage_next<D, MMA_BN>(Ks, Vs, j, ntiles, kb, vb, p.ldkv, kend, kv_aligned);
         const bf16 *Kt = Ks + (j & 1) * MMA_BN * LD, *Vt = Vs + (j & 1) * MMA_BN * LD;
 
         float s[8][4];
-        zero_tiles(s);
-#pragma unroll
-        for (int kk = 0; kk < KSTEPS; kk++) {
-#pragma unroll
-            for (int nt = 0; nt < 8; nt += 2) {
-                uint32_t kf[2][2];
-                load_b_fragments(kf, Kt + nt * 8 * LD + kk * 16, LD);
-                mma_bf16_16816(s[nt], qf[kk], kf[0][0], kf[0][1]);
-                mma_bf16_16816(s[nt + 1], qf[kk], kf[1][0], kf[1][1]);
-            }
-        }
+        mma_scores<D, 8>(s, qf, Kt);
         int n0 = j * MMA_BN;
         if (n0 + MMA_BN > n_k || (p.causal && n0 + MMA_BN - 1 > off + m0 + warp * 16)) {
 #pragma unroll
@@ -399,24 +416,11 @@ __global__ void __launch_bounds__(128) attn_decode_kernel(AttnArgs<bf16> p, int 
     const float scale_log2 = p.scale * ATTN_LOG2E;
 
     for (int j = 0; j < ntiles; j++) {
-        if (j + 1 < ntiles) {
-            int n1 = (j + 1) * MMA_BN;
-            load_kv_stage<D, MMA_BN>(Ks, Vs, (j + 1) & 1, kb, vb, p.ldkv, n1, min(MMA_BN, nkeys - n1), kv_aligned);
-        }
-        cp_async_commit();
-        cp_async_wait<1>();
-        __syncthreads();
+        kv_stage_next<D, MMA_BN>(Ks, Vs, j, ntiles, kb, vb, p.ldkv, nkeys, kv_aligned);
         const bf16 *Kt = Ks + (j & 1) * MMA_BN * LD + warp * 16 * LD; // this warp's 16 keys
         const bf16 *Vt = Vs + (j & 1) * MMA_BN * LD + warp * 16 * LD;
         float s[2][4];
-        zero_tiles(s);
-#pragma unroll
-        for (int kk = 0; kk < KSTEPS; kk++) {
-            uint32_t kf[2][2];
-            load_b_fragments(kf, Kt + kk * 16, LD);
-            mma_bf16_16816(s[0], qf[kk], kf[0][0], kf[0][1]);
-            mma_bf16_16816(s[1], qf[kk], kf[1][0], kf[1][1]);
-        }
+        mma_scores<D, 2>(s, qf, Kt);
         int c0 = j * MMA_BN + warp * 16; // key offset (within the split) of this warp's first key
         if (c0 + 16 > nkeys) {
 #pragma unroll

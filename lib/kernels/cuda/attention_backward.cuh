@@ -265,32 +265,13 @@ template <int D> __global__ void __launch_bounds__(BWD_THREADS) attn_bwd_dq_mma_
     const float scale_log2 = p.scale * ATTN_LOG2E;
 
     for (int j = 0; j < ntiles; j++) {
-        if (j + 1 < ntiles) { // prefetch the next tile into the other stage (freed by the last barrier)
-            int n1 = (j + 1) * BWD_BN;
-            load_kv_stage<D, BWD_BN>(Ks, Vs, (j + 1) & 1, kb, vb, p.ldkv, n1, min(BWD_BN, kend - n1), kv_aligned);
-        }
-        cp_async_commit();
-        cp_async_wait<1>(); // tile j has landed; only tile j + 1 may be in flight
-        __syncthreads();
+        kv_stage_next<D, BWD_BN>(Ks, Vs, j, ntiles, kb, vb, p.ldkv, kend, kv_aligned);
         const bf16 *Kt = Ks + (j & 1) * BWD_BN * LD, *Vt = Vs + (j & 1) * BWD_BN * LD;
 
         // S = Q K^T and dP = dO V^T: this warp's 16 queries x the tile's 64 keys
         float s[8][4], dp[8][4];
-        zero_tiles(s), zero_tiles(dp);
-#pragma unroll
-        for (int kk = 0; kk < KSTEPS; kk++) {
-#pragma unroll
-            for (int nt = 0; nt < 8; nt += 2) {
-                uint32_t kf[2][2], vf[2][2];
-                load_b_fragments(kf, Kt + nt * 8 * LD + kk * 16, LD);
-                load_b_fragments(vf, Vt + nt * 8 * LD + kk * 16, LD);
-#pragma unroll
-                for (int jj = 0; jj < 2; jj++) {
-                    mma_bf16_16816(s[nt + jj], qf[kk], kf[jj][0], kf[jj][1]);
-                    mma_bf16_16816(dp[nt + jj], of[kk], vf[jj][0], vf[jj][1]);
-                }
-            }
-        }
+        mma_scores<D, 8>(s, qf, Kt);
+        mma_scores<D, 8>(dp, of, Vt);
         // dS in place of dP (0 for masked pairs, padding keys and padding queries)
         int n0 = j * BWD_BN;
 #pragma unroll

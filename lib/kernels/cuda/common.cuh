@@ -156,6 +156,20 @@ __device__ __forceinline__ void rope_pair_index(int64_t idx, int half, int NH, i
 // ----------------------------------------------------------------------------
 // launch sizing
 
+// n rounded up to a multiple of 256 (the alignment of workspace regions).
+static inline size_t round256(size_t n) { return (n + 255) / 256 * 256; }
+
+// Lays n workspace regions of sizes[i] bytes out one after another, each starting on a 256-byte boundary and
+// taking at least 256 bytes; with base, *slots[i] receives region i's address. Returns the total bytes.
+static inline size_t layout_regions(const size_t *sizes, void **const *slots, int n, void *base) {
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        if (base) *slots[i] = (char *)base + off;
+        off += round256(sizes[i] > 0 ? sizes[i] : 1);
+    }
+    return off;
+}
+
 // Blocks for a grid-stride loop over n items with `threads` per block (at least 1, at most `cap`).
 static inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65536) {
     int64_t b = (n + threads - 1) / threads;

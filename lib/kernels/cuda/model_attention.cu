@@ -12,8 +12,6 @@
 // ----------------------------------------------------------------------------
 // workspace
 
-static size_t round256(size_t n) { return (n + 255) / 256 * 256; }
-
 // Regions of the workspace for G * nq stacked rows and nk keys.
 struct BwdWorkspace {
     void *qs, *dos, *dqs; // (G * nq, D) dtype: stacked queries, output gradients, query gradients
@@ -27,12 +25,7 @@ static size_t workspace_layout(cuda_dtype dt, int G, int D, int nq, int nk, void
                        rows * keys * es};
     void **slots[7] = {w ? &w->qs : NULL, w ? &w->dos : NULL, w ? &w->dqs : NULL, w ? (void **)&w->s : NULL,
                        w ? (void **)&w->dp : NULL, w ? &w->p : NULL, w ? &w->ds : NULL};
-    size_t off = 0;
-    for (int i = 0; i < 7; i++) {
-        if (w) *slots[i] = (char *)base + off;
-        off += round256(sizes[i]);
-    }
-    return off;
+    return layout_regions(sizes, slots, 7, w ? base : NULL);
 }
 
 extern "C" size_t cuda_attention_backward_workspace_bytes(cuda_dtype dt, int H, int KV, int D, int max_nq, int max_nk) {

@@ -10,8 +10,6 @@
 // ----------------------------------------------------------------------------
 // C API
 
-static size_t round256(size_t n) { return (n + 255) / 256 * 256; }
-
 extern "C" size_t cuda_logprobs_backward_scratch_bytes(cuda_dtype dt, int rows, int vchunk, int C) {
     if (rows <= 0 || vchunk <= 0) return 0;
     size_t block = (size_t)rows * (size_t)vchunk;
