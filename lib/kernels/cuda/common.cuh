@@ -153,6 +153,14 @@ __device__ __forceinline__ void rope_pair_index(int64_t idx, int half, int NH, i
     *t = th / NH;
 }
 
+// Rotates the pair (v[i], v[i + D/2]) of one head by the angle whose cos, sin are c, s; returns the results.
+template <typename T> __device__ __forceinline__ void rope_pair(T *v, int i, int half, float c, float s, T *lo, T *hi) {
+    float a = to_f32(v[i]), b = to_f32(v[i + half]);
+    *lo = from_f32<T>(a * c - b * s);
+    *hi = from_f32<T>(b * c + a * s);
+    v[i] = *lo, v[i + half] = *hi;
+}
+
 // ----------------------------------------------------------------------------
 // launch sizing
 

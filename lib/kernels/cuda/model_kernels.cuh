@@ -168,7 +168,7 @@ __global__ void __launch_bounds__(128)
 // ----------------------------------------------------------------------------
 // rotary backward
 
-// (g[i], g[i + D/2]) <- (a c + b s, b c - a s): the rotation by the opposite angle, one thread per pair.
+// (g[i], g[i + D/2]) <- (a c + b s, b c - a s): rope_pair by the opposite angle, one thread per pair.
 template <typename T>
 __global__ void rope_backward_kernel(T *x, const float *cos_t, const float *sin_t, int rows, int NH, int D, int64_t ld) {
     int half = D / 2;
@@ -177,11 +177,8 @@ __global__ void rope_backward_kernel(T *x, const float *cos_t, const float *sin_
         int64_t t;
         int h, i;
         rope_pair_index(idx, half, NH, &t, &h, &i);
-        T *v = x + t * ld + (int64_t)h * D;
-        float c = cos_t[t * half + i], s = sin_t[t * half + i];
-        float a = to_f32(v[i]), b = to_f32(v[i + half]);
-        v[i] = from_f32<T>(a * c + b * s);
-        v[i + half] = from_f32<T>(b * c - a * s);
+        T lo, hi;
+        rope_pair(x + t * ld + (int64_t)h * D, i, half, cos_t[t * half + i], -sin_t[t * half + i], &lo, &hi);
     }
 }
 

@@ -40,14 +40,6 @@ __global__ void vision_rope_table_kernel(float *cos_t, float *sin_t, const int32
     }
 }
 
-// Rotates the pair (v[i], v[i + D/2]) of one head by the angle whose cos, sin are c, s; returns the results.
-template <typename T> __device__ __forceinline__ void rope_pair(T *v, int i, int half, float c, float s, T *lo, T *hi) {
-    float a = to_f32(v[i]), b = to_f32(v[i + half]);
-    *lo = from_f32<T>(a * c - b * s);
-    *hi = from_f32<T>(b * c + a * s);
-    v[i] = *lo, v[i + half] = *hi;
-}
-
 // x (T rows of stride ld): heads h < NH of D values; (x[i], x[i + D/2]) rotate by the row's angle i.
 template <typename T>
 __global__ void rope_kernel(T *x, const float *cos_t, const float *sin_t, int rows, int NH, int D, int64_t ld) {
