@@ -290,6 +290,21 @@ static void bench_attention_backward(int B, int H, int KV, int D, int n) {
     attn_free(s);
 }
 
+// The time of one launch of the L layers' decode attention (attn_call for layers 0..L-1 on st) captured in a
+// CUDA graph, as a decode step runs them: no launch gaps.
+static double decode_graph_ms(AttnSetup &s, int L, cudaStream_t st) {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int l = 0; l < L; l++) attn_call(s, l, st);
+    CK(cudaStreamEndCapture(st, &graph));
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    double ms = time_ms([&] { CK(cudaGraphLaunch(exec, st)); }, 10, st);
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+    return ms;
+}
+
 // 64 one-token queries over 512 cached keys per layer, 28 layers of separate caches (470 MB of K/V, far
 // beyond L2) so every call streams its keys from HBM, as a decode step does.
 static void bench_decode(int B, int nk) {
@@ -307,16 +322,7 @@ static void bench_decode(int B, int nk) {
                 for (int l = 0; l < L; l++) attn_call(s, l, st);
             },
             5, st);
-        // the same 28 calls captured in a CUDA graph (how a decode step runs): no launch gaps
-        cudaGraph_t graph;
-        cudaGraphExec_t exec;
-        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-        for (int l = 0; l < L; l++) attn_call(s, l, st);
-        CK(cudaStreamEndCapture(st, &graph));
-        CK(cudaGraphInstantiate(&exec, graph, 0));
-        double gms = time_ms([&] { CK(cudaGraphLaunch(exec, st)); }, 10, st);
-        CK(cudaGraphExecDestroy(exec));
-        CK(cudaGraphDestroy(graph));
+        double gms = decode_graph_ms(s, L, st); // the same 28 calls in a CUDA graph
         char shape[160];
         snprintf(shape, sizeof shape, "%d seqs x %d keys H%d KV%d D%d, %d layers (%s)", B, nk, H, KV, D, L, names[k]);
         double gbps = kv_bytes * L / (gms * 1e-3) / 1e9;
@@ -333,15 +339,7 @@ static void bench_decode(int B, int nk) {
         CK(cudaFree(s.ws));
         s.ws_bytes = cuda_attention_workspace_bytes(ctx, B, H, D, nk);
         s.ws = dalloc(s.ws_bytes);
-        cudaGraph_t graph;
-        cudaGraphExec_t exec;
-        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-        for (int l = 0; l < L; l++) attn_call(s, l, st);
-        CK(cudaStreamEndCapture(st, &graph));
-        CK(cudaGraphInstantiate(&exec, graph, 0));
-        double gms = time_ms([&] { CK(cudaGraphLaunch(exec, st)); }, 10, st);
-        CK(cudaGraphExecDestroy(exec));
-        CK(cudaGraphDestroy(graph));
+        double gms = decode_graph_ms(s, L, st);
         char shape[160];
         snprintf(shape, sizeof shape, "%d seqs x %d keys H%d KV%d D%d, %d layers (split-K, %d tiles per split)", B, nk,
                  H, KV, D, L, tps);
