@@ -88,7 +88,7 @@ inline void emu_attn_reference(const emu_attn_problem &p, std::vector<double> &o
     for (int b = 0; b < p.B; b++) {
         int nq = p.c.nq[b], nk = p.c.nk[b];
         for (int i = 0; i < nq; i++) {
-            int row = p.cu_q[b] + i, lim = p.c.causal ? min(nk, nk - nq + i + 1) : nk;
+            int row = p.cu_q[b] + i, lim = emu_visible_keys(p.c.causal, nq, nk, i);
             for (int h = 0; h < H && lim > 0; h++) {
                 const float *qr = p.q.data() + (size_t)row * p.ldq + (size_t)h * D;
                 s.assign(lim, 0.0);

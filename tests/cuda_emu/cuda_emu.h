@@ -311,31 +311,32 @@ __attribute__((naked, noinline)) inline void cuda_emu_switch(void **save_sp, voi
 }
 #endif
 
-// From a thread back to the scheduler. The empty asm statements make the compiler store what the thread
-// wrote before the switch and reload what other threads may have changed meanwhile (shared memory, the
+// Between thread t and the scheduler, either way. The empty asm statements make the compiler store what was
+// written before the switch and reload what other threads may have changed meanwhile (shared memory, the
 // collective's results in the thread's locals).
-inline void cuda_emu_yield(cuda_emu_thread &t) {
+inline void cuda_emu_swap(cuda_emu_thread &t, bool into_thread) {
+    cuda_emu_runtime &rt = cuda_emu_rt;
     __asm__ __volatile__("" ::: "memory");
 #ifdef CUDA_EMU_ASM_SWITCH
-    cuda_emu_switch(&t.sp, cuda_emu_rt.sched_sp);
+    if (into_thread) cuda_emu_switch(&rt.sched_sp, t.sp);
+    else cuda_emu_switch(&t.sp, rt.sched_sp);
 #else
-    swapcontext(&t.uc, &cuda_emu_rt.sched_uc);
+    if (into_thread) swapcontext(&rt.sched_uc, &t.uc);
+    else swapcontext(&t.uc, &rt.sched_uc);
 #endif
     __asm__ __volatile__("" ::: "memory");
 }
 
+// From a thread back to the scheduler.
+inline void cuda_emu_yield(cuda_emu_thread &t) { cuda_emu_swap(t, false); }
+
+// From the scheduler into thread i until it yields.
 inline void cuda_emu_resume(int i) {
     cuda_emu_runtime &rt = cuda_emu_rt;
     cuda_emu_thread &t = *rt.threads[i];
     rt.cur = i;
     threadIdx = t.tid;
-    __asm__ __volatile__("" ::: "memory");
-#ifdef CUDA_EMU_ASM_SWITCH
-    cuda_emu_switch(&rt.sched_sp, t.sp);
-#else
-    swapcontext(&rt.sched_uc, &t.uc);
-#endif
-    __asm__ __volatile__("" ::: "memory");
+    cuda_emu_swap(t, true);
     rt.cur = -1;
 }
 

@@ -93,6 +93,22 @@ template <typename T> struct emu_array {
     }
 };
 
+// logits (nr, nv) = hidden rows h (nr, C) @ vocabulary rows w (nv, C)^T / temperature, summed in double and
+// stored in fp32 (what the log-prob kernels get from their cuBLASLt GEMM).
+inline void emu_host_logits(float *logits, const float *h, const float *w, int nr, int nv, int C, float temperature) {
+    float alpha = 1.0f / temperature;
+    for (int r = 0; r < nr; r++)
+        for (int j = 0; j < nv; j++) {
+            double acc = 0;
+            for (int c = 0; c < C; c++) acc += (double)h[(size_t)r * C + c] * w[(size_t)j * C + c];
+            logits[(size_t)r * nv + j] = alpha * (float)acc;
+        }
+}
+
+// The keys query i of an attention segment (nq queries, nk keys) sees: j < the returned count (causal: query i
+// sees keys j <= nk - nq + i; none when that is negative).
+inline int emu_visible_keys(bool causal, int nq, int nk, int i) { return causal ? min(nk, nk - nq + i + 1) : nk; }
+
 // printf into a string, for the names of checks.
 __attribute__((format(printf, 1, 2))) inline std::string emu_what(const char *fmt, ...) {
     char buf[512];

@@ -14,17 +14,6 @@
 static emu_stats lp_st = {"logprobs (init/fold/finish)", 1e-5};
 static emu_stats ent_st = {"entropy (init/fold/finish)", 1e-5};
 
-// logits (nr, nv) = hidden rows (nr, C) @ wte rows [v0, v0 + nv) (nv, C)^T / temperature, in fp32.
-static void host_logits(float *logits, const float *h, const float *w, int nr, int nv, int C, float temperature) {
-    float alpha = 1.0f / temperature;
-    for (int r = 0; r < nr; r++)
-        for (int j = 0; j < nv; j++) {
-            double acc = 0;
-            for (int c = 0; c < C; c++) acc += (double)h[(size_t)r * C + c] * w[(size_t)j * C + c];
-            logits[(size_t)r * nv + j] = alpha * (float)acc;
-        }
-}
-
 static void run_case(int N, int C, int V, float temperature, int rows, int vchunk, bool with_entropy,
                      bool zero_hidden) {
     std::string what = emu_what("N %d C %d V %d T %.2f rows %d vchunk %d%s", N, C, V, temperature, rows, vchunk,
@@ -49,7 +38,7 @@ static void run_case(int N, int C, int V, float temperature, int rows, int vchun
         for (int v0 = 0; v0 < V; v0 += vchunk) {
             int nv = V - v0 < vchunk ? V - v0 : vchunk;
             logits.poison();
-            host_logits(logits.data(), h.data() + (size_t)r0 * C, w.data() + (size_t)v0 * C, nr, nv, C, temperature);
+            emu_host_logits(logits.data(), h.data() + (size_t)r0 * C, w.data() + (size_t)v0 * C, nr, nv, C, temperature);
             cuda_emu_launch(logprobs_fold_kernel, dim3((unsigned)nr), dim3(LP_THREADS), 0, (const float *)logits.data(),
                             nv, v0, (const int64_t *)tgt.data() + r0, sm.data(), ss.data(), st.data(), szy.data());
         }

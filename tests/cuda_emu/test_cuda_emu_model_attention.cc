@@ -72,9 +72,8 @@ template <typename T> static void test_softmax_backward(int G, int nq, int nk, i
                                  inf_row >= 0 ? emu_what(" lse -inf at row %d", inf_row).c_str() : "");
     std::vector<float> S = emu_randn((size_t)rows * nk, 2.0f), dP = emu_randn((size_t)rows * nk, 1.0f);
     std::vector<float> lse((size_t)nq * H, NAN);
-    auto visible = [&](int i) { return causal ? std::min(nk, nk - nq + i + 1) : nk; };
     for (int r = 0; r < rows; r++) {
-        int j = r / nq, i = r % nq, lim = visible(i);
+        int j = r / nq, i = r % nq, lim = emu_visible_keys(causal, nq, nk, i);
         double m = -INFINITY, s = 0;
         for (int c = 0; c < lim; c++) m = fmax(m, S[(size_t)r * nk + c]);
         for (int c = 0; c < lim; c++) s += exp(S[(size_t)r * nk + c] - m);
@@ -83,7 +82,7 @@ template <typename T> static void test_softmax_backward(int G, int nq, int nk, i
     std::vector<double> want_p((size_t)rows * nk), want_ds((size_t)rows * nk);
     int none_rows = 0;
     for (int r = 0; r < rows; r++) {
-        int j = r / nq, i = r % nq, lim = visible(i);
+        int j = r / nq, i = r % nq, lim = emu_visible_keys(causal, nq, nk, i);
         double l = lse[(size_t)i * H + h0 + j], delta = 0;
         none_rows += l == -INFINITY;
         for (int c = 0; c < nk; c++) {

@@ -23,17 +23,6 @@ static emu_stats dz_bf16 = {"logit_grad_kernel<bf16>", 4e-3};
 static emu_stats grad_f32 = {"dhidden, dwte from dz: f32", 1e-4};
 static emu_stats grad_bf16 = {"dhidden, dwte from dz: bf16", 1e-2};
 
-// logits (nr, nv) = hidden rows (nr, C) @ wte rows (nv, C)^T / temperature, in fp32 (the chunk's GEMM).
-static void host_logits(float *logits, const float *h, const float *w, int nr, int nv, int C, float temperature) {
-    float alpha = 1.0f / temperature;
-    for (int r = 0; r < nr; r++)
-        for (int j = 0; j < nv; j++) {
-            double acc = 0;
-            for (int c = 0; c < C; c++) acc += (double)h[(size_t)r * C + c] * w[(size_t)j * C + c];
-            logits[(size_t)r * nv + j] = alpha * (float)acc;
-        }
-}
-
 template <typename T>
 static void run_case(int N, int C, int V, float temperature, int rows, int vchunk, bool with_dwte) {
     std::string what = emu_what("%s N %d C %d V %d T %.2f rows %d vchunk %d%s", is_bf16<T>() ? "bf16" : "f32", N, C,
@@ -70,7 +59,7 @@ static void run_case(int N, int C, int V, float temperature, int rows, int vchun
         // the log-sum-exp of each row's logits over the whole vocabulary
         std::vector<double> want_lse((size_t)nr);
         for (int r = 0; r < nr; r++) {
-            host_logits(zrow.data(), hb + (size_t)r * C, w.data(), 1, V, C, temperature);
+            emu_host_logits(zrow.data(), hb + (size_t)r * C, w.data(), 1, V, C, temperature);
             double m = -INFINITY, s = 0;
             for (float x : zrow) m = fmax(m, x);
             for (float x : zrow) s += exp(x - m);
@@ -84,7 +73,7 @@ static void run_case(int N, int C, int V, float temperature, int rows, int vchun
             int nv = V - v0 < vchunk ? V - v0 : vchunk;
             const float *wc = w.data() + (size_t)v0 * C;
             z.poison(), dz.poison();
-            host_logits(z.data(), hb, wc, nr, nv, C, temperature);
+            emu_host_logits(z.data(), hb, wc, nr, nv, C, temperature);
             cuda_emu_launch(logit_grad_kernel<T>, dim3((unsigned)nr), dim3(LB_THREADS), 0, dz.data(),
                             (const float *)z.data(), (const float *)lse.data(), (const float *)g.data() + r0,
                             (const int64_t *)tgt.data() + r0, nv, v0);
