@@ -3,10 +3,12 @@
 // GEMM rate of a large square product (matrix-bound ones).
 //   copy         cudaMemcpy D2D, bytes read + written
 //   gemm         T = 8192 tokens through every linear layer of a 2B block (forward, and one weight gradient)
-//   attention    prefill 8 x 1024 causal (H 12, KV 2, D 128), vision 4 x 1024 bidirectional (H 16, D 80),
-//                decode 64 sequences x 512 keys over 28 layers' caches (plain launches and a CUDA graph; the
-//                split-K decode also with 1/2/4/8 key tiles per block, for tuning its split heuristic);
-//                the SIMT kernel and the tensor-core prefill kernel on the same shapes for comparison;
+//   attention    prefill 8 x 1024 causal (H 12, KV 2, D 128), vision 4 x 1024 and 64 x 1024 bidirectional
+//                (H 16, D 80): the tensor-core prefill kernel with 64 and with 128 query rows per block ("rows",
+//                the 128-row line with its speedup over the 64-row one) and, except on the 64-image shape, the
+//                SIMT kernel for comparison; decode 64 sequences x 512 and 2048 keys over 28 layers' caches (plain
+//                launches and a CUDA graph, against the prefill kernel; the split-K decode also with 1/2/4/8 key
+//                tiles per block, for tuning its split heuristic);
 //                backward 8 x 1024 causal (H 12, KV 2, D 128): the flash-style kernels against the per-segment
 //                GEMMs
 //   logprobs     8192 tokens, V 151936, C 1536 (fused lm_head + online log-sum-exp) against the bare GEMM
@@ -216,21 +218,33 @@ static void attn_call(AttnSetup &s, int layer, cudaStream_t stream) {
                               s.B, s.H, s.KV, s.D, s.causal, s.nq, s.nk, s.ws, s.ws_bytes, (cuda_stream)stream));
 }
 
-static void bench_prefill(const char *name, int B, int H, int KV, int D, int n, int causal) {
+// The tensor-core prefill kernel with 64 and 128 query rows per block, then (simt) the SIMT kernel.
+static void bench_prefill(const char *name, int B, int H, int KV, int D, int n, int causal, int simt) {
     AttnSetup s = attn_setup(B, H, KV, D, n, n, causal, 1);
     double pairs = causal ? (double)B * n * (n + 1) / 2 : (double)B * n * n; // (query, key) pairs
     double flops = 4.0 * D * H * pairs;
-    cuda_attention_kernel kernels[2] = {CUDA_ATTN_AUTO, CUDA_ATTN_SIMT};
-    const char *names[2] = {"tensor-core", "simt"};
-    for (int k = 0; k < 2; k++) {
-        cuda_ctx_set_attention_kernel(ctx, kernels[k]);
-        double ms = time_ms([&] { attn_call(s, 0, NULL); }, k == 0 ? 20 : 3);
-        char shape[128];
-        snprintf(shape, sizeof shape, "%s %dx%d H%d KV%d D%d (%s)", name, B, n, H, KV, D, names[k]);
-        emit("attention_prefill", shape, ms, "\"tokens_per_s\": %.0f, \"tflops\": %.1f, \"vs_gemm_peak\": %.3f",
-             B * n / (ms * 1e-3), flops / (ms * 1e-3) / 1e12, flops / (ms * 1e-3) / 1e12 / gemm_peak_tflops);
+    double ms_64 = 0;
+    for (int k = 0; k < 2 + simt; k++) {
+        int rows = k == 1 ? 128 : 64;
+        cuda_ctx_set_attention_kernel(ctx, k == 2 ? CUDA_ATTN_SIMT : CUDA_ATTN_AUTO);
+        OK(cuda_ctx_set_prefill_rows(ctx, rows));
+        double ms = time_ms([&] { attn_call(s, 0, NULL); }, k < 2 ? 20 : 3);
+        char shape[128], extra[128] = "";
+        if (k < 2)
+            snprintf(shape, sizeof shape, "%s %dx%d H%d KV%d D%d (tensor-core %d rows)", name, B, n, H, KV, D, rows);
+        else snprintf(shape, sizeof shape, "%s %dx%d H%d KV%d D%d (simt)", name, B, n, H, KV, D);
+        if (k == 0) {
+            ms_64 = ms;
+            snprintf(extra, sizeof extra, ", \"rows\": 64");
+        } else if (k == 1) {
+            snprintf(extra, sizeof extra, ", \"rows\": 128, \"speedup_vs_64_rows\": %.3f", ms_64 / ms);
+        }
+        emit("attention_prefill", shape, ms, "\"kernel\": \"%s\"%s, \"tokens_per_s\": %.0f, \"tflops\": %.1f, "
+             "\"vs_gemm_peak\": %.3f", k < 2 ? "tensor-core" : "simt", extra, B * n / (ms * 1e-3),
+             flops / (ms * 1e-3) / 1e12, flops / (ms * 1e-3) / 1e12 / gemm_peak_tflops);
     }
     cuda_ctx_set_attention_kernel(ctx, CUDA_ATTN_AUTO);
+    OK(cuda_ctx_set_prefill_rows(ctx, 0));
     attn_free(s);
 }
 
@@ -480,8 +494,9 @@ int main(void) {
     OK(cuda_ctx_init(&ctx, 0));
     bench_copy();
     bench_gemm();
-    bench_prefill("prefill causal", 8, 12, 2, 128, 1024, 1);
-    bench_prefill("vision bidirectional", 4, 16, 16, 80, 1024, 0);
+    bench_prefill("prefill causal", 8, 12, 2, 128, 1024, 1, 1);
+    bench_prefill("vision bidirectional", 4, 16, 16, 80, 1024, 0, 1);
+    bench_prefill("vision bidirectional", 64, 16, 16, 80, 1024, 0, 0);
     bench_attention_backward(8, 12, 2, 128, 1024);
     bench_decode(64, 512);
     bench_decode(64, 2048);

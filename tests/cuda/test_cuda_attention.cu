@@ -2,7 +2,8 @@
 // without cached keys, bidirectional (vision), GQA ratios 1/2/6/7, head dims 64/80/128 (tensor cores in bf16)
 // and 32/96 (SIMT), one-row decode segments (split-K, with and without workspace), empty segments, strided
 // and fused-qkv rows, and key pointers that are not 16-byte aligned. Every applicable kernel (auto, SIMT,
-// tensor-core prefill) runs each case; outputs and log-sum-exps are compared, poisoned with NaN beforehand.
+// tensor-core prefill) runs each case, the tensor-core ones with 64 and with 128 query rows per block
+// (cuda_ctx_set_prefill_rows); outputs and log-sum-exps are compared, poisoned with NaN beforehand.
 // Exits 77 without a GPU.
 #include "cuda_test.h"
 
@@ -17,8 +18,9 @@ struct AttnCase {
     int misalign;            // k/v rows start one element into their buffer (not 16-byte aligned)
 };
 
-// One case in one dtype with one kernel choice; the CPU reference runs on the rounded inputs.
-static void run_case(cuda_ctx *ctx, const AttnCase &c, cuda_dtype dt, cuda_attention_kernel kernel) {
+// One case in one dtype with one kernel choice and prefill block rows (64 or 128; what the tensor-core prefill
+// kernel uses when it runs); the CPU reference runs on the rounded inputs.
+static void run_case(cuda_ctx *ctx, const AttnCase &c, cuda_dtype dt, cuda_attention_kernel kernel, int rows) {
     int B = (int)c.nq.size(), H = c.H, KV = c.KV, D = c.D;
     std::vector<int> cu(B + 1, 0), kv_off(B + 1, 0);
     int max_nq = 0, max_nk = 0;
@@ -70,6 +72,7 @@ static void run_case(cuda_ctx *ctx, const AttnCase &c, cuda_dtype dt, cuda_atten
     size_t ws_bytes = cuda_attention_workspace_bytes(ctx, B, H, D, max_nk);
     void *ws = dev_alloc(ws_bytes);
     cuda_ctx_set_attention_kernel(ctx, kernel);
+    EXPECT_OK(cuda_ctx_set_prefill_rows(ctx, rows));
     const char *kname = kernel == CUDA_ATTN_SIMT ? "simt" : kernel == CUDA_ATTN_PREFILL ? "prefill" : "auto";
     for (int use_ws = 1; use_ws >= (max_nq == 1 ? 0 : 1); use_ws--) { // one-row cases also without workspace
         dev_poison(dout, (size_t)T * ldo * es), dev_poison(dlse, sizeof(float) * (size_t)T * H);
@@ -81,21 +84,23 @@ static void run_case(cuda_ctx *ctx, const AttnCase &c, cuda_dtype dt, cuda_atten
         float *g2 = host_zeros((int64_t)T * H * D), *r2 = host_zeros((int64_t)T * H * D);
         for (int t = 0; t < T; t++)
             for (int j = 0; j < H * D; j++) g2[(int64_t)t * H * D + j] = got[t * ldo + j], r2[(int64_t)t * H * D + j] = ref[t * ldo + j];
-        expect_close(what("attention out (T %d, H %d x D %d) %s, KV %d, %s, kernel %s, workspace %d", T, H, D, c.name, KV,
-                          dt_name(dt), kname, use_ws),
+        expect_close(what("attention out (T %d, H %d x D %d) %s, KV %d, %s, kernel %s, prefill rows %d, workspace %d", T,
+                          H, D, c.name, KV, dt_name(dt), kname, rows, use_ws),
                      g2, r2, (int64_t)T * H * D, dt_tol(dt));
-        expect_close(what("attention lse (T %d, H %d) %s, KV %d, D %d, %s, kernel %s, workspace %d", T, H, c.name, KV, D,
-                          dt_name(dt), kname, use_ws),
+        expect_close(what("attention lse (T %d, H %d) %s, KV %d, D %d, %s, kernel %s, prefill rows %d, workspace %d", T, H,
+                          c.name, KV, D, dt_name(dt), kname, rows, use_ws),
                      got_lse, ref_lse, (int64_t)T * H, dt == CUDA_BF16 ? 1e-3 : 1e-5);
         free(got), free(got_lse), free(g2), free(r2);
     }
     cuda_ctx_set_attention_kernel(ctx, CUDA_ATTN_AUTO);
+    EXPECT_OK(cuda_ctx_set_prefill_rows(ctx, 0));
     free(q), free(k), free(v), free(ref), free(ref_lse), free(scratch);
     dev_free(dq), dev_free(dk), dev_free(dv), dev_free(dout), dev_free(dlse), dev_free(dcu), dev_free(dnk);
     dev_free((void *)dkp), dev_free((void *)dvp), dev_free(ws);
 }
 
-// A segment with no keys (non-causal) gets zeros and -inf (the CPU reference has NaN there).
+// A segment with no keys (non-causal) gets zeros and -inf (the CPU reference has NaN there), from the SIMT and
+// the tensor-core kernels (64 and 128 prefill rows).
 static void test_no_keys(cuda_ctx *ctx) {
     for (cuda_dtype dt : {CUDA_F32, CUDA_BF16}) {
         int H = 2, KV = 1, D = 64, T = 3;
@@ -107,20 +112,25 @@ static void test_no_keys(cuda_ctx *ctx) {
         int *dcu = (int *)dev_copy(cu, sizeof cu), *dnk = (int *)dev_copy(nk, sizeof nk);
         void *dout = dev_alloc((size_t)T * H * D * dt_size(dt));
         float *dlse = (float *)dev_alloc(sizeof(float) * (size_t)T * H);
-        for (cuda_attention_kernel kern : {CUDA_ATTN_AUTO, CUDA_ATTN_SIMT}) {
+        for (int variant = 0; variant < 3; variant++) {
+            cuda_attention_kernel kern = variant == 2 ? CUDA_ATTN_SIMT : CUDA_ATTN_AUTO;
+            int rows = variant == 1 ? 128 : 64;
             cuda_ctx_set_attention_kernel(ctx, kern);
+            EXPECT_OK(cuda_ctx_set_prefill_rows(ctx, rows));
             dev_poison(dout, (size_t)T * H * D * dt_size(dt)), dev_poison(dlse, sizeof(float) * (size_t)T * H);
             EXPECT_GPU_OK(cuda_attention_forward(ctx, dt, dout, H * D, dlse, dq, H * D, dp, dp, KV * D, dcu, dnk, 1, H,
                                                  KV, D, 0, T, 0, NULL, 0, NULL));
             float *got = dev_to_f32(dout, (int64_t)T * H * D, dt), *gl = dev_to_f32(dlse, (int64_t)T * H, CUDA_F32);
             for (int i = 0; i < T * H * D; i++)
-                EXPECT(got[i] == 0.0f, "attention no-keys %s kernel %d: out[%d] = %g, want 0", dt_name(dt), (int)kern, i, got[i]);
+                EXPECT(got[i] == 0.0f, "attention no-keys %s kernel %d (prefill rows %d): out[%d] = %g, want 0",
+                       dt_name(dt), (int)kern, rows, i, got[i]);
             for (int i = 0; i < T * H; i++)
-                EXPECT(gl[i] == -INFINITY, "attention no-keys %s kernel %d: lse[%d] = %g, want -inf", dt_name(dt), (int)kern,
-                       i, gl[i]);
+                EXPECT(gl[i] == -INFINITY, "attention no-keys %s kernel %d (prefill rows %d): lse[%d] = %g, want -inf",
+                       dt_name(dt), (int)kern, rows, i, gl[i]);
             free(got), free(gl);
         }
         cuda_ctx_set_attention_kernel(ctx, CUDA_ATTN_AUTO);
+        EXPECT_OK(cuda_ctx_set_prefill_rows(ctx, 0));
         free(q);
         dev_free(dq), dev_free(dkv), dev_free((void *)dp), dev_free(dcu), dev_free(dnk), dev_free(dout), dev_free(dlse);
     }
@@ -133,6 +143,10 @@ int main(void) {
         {"causal packed D128 G6", {1, 17, 64, 100, 129}, {1, 17, 64, 100, 129}, 12, 2, 128, 1, 0, 0, 0, 0},
         {"causal packed D64 G1", {3, 65, 40}, {3, 65, 40}, 4, 4, 64, 1, 0, 0, 0, 0},
         {"causal packed D80 G2", {70, 1, 33}, {70, 1, 33}, 4, 2, 80, 1, 0, 0, 0, 0},
+        {"causal packed D64 G2 around 128 rows", {127, 0, 129, 200, 256}, {127, 0, 129, 200, 256}, 4, 2, 64, 1, 0, 0, 0,
+         0},
+        {"causal nk < nq D128 G6", {200, 130}, {70, 3}, 6, 1, 128, 1, 0, 0, 0, 0},
+        {"bidirectional vision D80 around 128 rows", {127, 129, 256}, {127, 129, 256}, 4, 4, 80, 0, 0, 0, 0, 0},
         {"causal cached D128 G7", {1, 5, 70, 64}, {1, 38, 270, 64}, 14, 2, 128, 1, 0, 0, 0, 0},
         {"causal cached D64 G2 strided", {9, 130}, {75, 131}, 4, 2, 64, 1, 8, 16, 0, 0},
         {"bidirectional vision D80 fused qkv", {1, 50, 64, 130}, {1, 50, 64, 130}, 3, 3, 80, 0, 0, 0, 1, 0},
@@ -149,14 +163,17 @@ int main(void) {
     };
     for (const AttnCase &c : cases) {
         for (cuda_dtype dt : {CUDA_F32, CUDA_BF16}) {
-            run_case(ctx, c, dt, CUDA_ATTN_AUTO);
+            run_case(ctx, c, dt, CUDA_ATTN_AUTO, 64);
             if (dt == CUDA_BF16) {
-                run_case(ctx, c, dt, CUDA_ATTN_SIMT);
-                run_case(ctx, c, dt, CUDA_ATTN_PREFILL);
+                run_case(ctx, c, dt, CUDA_ATTN_AUTO, 128);
+                run_case(ctx, c, dt, CUDA_ATTN_SIMT, 64);
+                run_case(ctx, c, dt, CUDA_ATTN_PREFILL, 64);
+                run_case(ctx, c, dt, CUDA_ATTN_PREFILL, 128);
             }
         }
     }
     test_no_keys(ctx);
+    EXPECT_FAIL(cuda_ctx_set_prefill_rows(ctx, 96), "64 or 128");
     EXPECT_FAIL(cuda_attention_forward(ctx, CUDA_BF16, NULL, 0, NULL, NULL, 0, NULL, NULL, 0, NULL, NULL, 1, 6, 4, 64,
                                        1, 1, 1, NULL, 0, NULL),
                 "KV must divide H");

@@ -1,6 +1,6 @@
 // C API of the attention kernels (attention.cuh, attention_backward.cuh): argument checks, the choice between
-// the tensor-core prefill, tensor-core split-K decode and SIMT kernels, the split count, the flash-style
-// backward's four launches, and the shared-memory limits.
+// the tensor-core prefill (64 or 128 query rows per block), tensor-core split-K decode and SIMT kernels, the
+// split count, the flash-style backward's four launches, and the shared-memory limits.
 #include "kernels/cuda/attention_backward.cuh"
 #include "kernels/cuda/model_kernels.h"
 #include "kernels/cuda/context.cuh"
@@ -18,9 +18,12 @@ template <typename K> static int raise_smem_limit(const cuda_ctx *ctx, K kernel,
 int attention_kernels_init(const cuda_ctx *ctx) {
     TRY(raise_smem_limit(ctx, attn_simt_kernel<float, 8>, attn_simt_smem_bytes(256), "SIMT"));
     TRY(raise_smem_limit(ctx, attn_simt_kernel<bf16, 8>, attn_simt_smem_bytes(256), "SIMT"));
-    TRY(raise_smem_limit(ctx, attn_mma_kernel<64>, attn_mma_smem_bytes<64>(), "tensor-core prefill"));
-    TRY(raise_smem_limit(ctx, attn_mma_kernel<80>, attn_mma_smem_bytes<80>(), "tensor-core prefill"));
-    TRY(raise_smem_limit(ctx, attn_mma_kernel<128>, attn_mma_smem_bytes<128>(), "tensor-core prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_kernel<64, 4>, attn_mma_smem_bytes<64, 4>(), "tensor-core prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_kernel<80, 4>, attn_mma_smem_bytes<80, 4>(), "tensor-core prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_kernel<128, 4>, attn_mma_smem_bytes<128, 4>(), "tensor-core prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_kernel<64, 8>, attn_mma_smem_bytes<64, 8>(), "tensor-core prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_kernel<80, 8>, attn_mma_smem_bytes<80, 8>(), "tensor-core prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_kernel<128, 8>, attn_mma_smem_bytes<128, 8>(), "tensor-core prefill"));
     TRY(raise_smem_limit(ctx, attn_decode_kernel<64>, attn_decode_smem_bytes<64>(), "tensor-core decode"));
     TRY(raise_smem_limit(ctx, attn_decode_kernel<80>, attn_decode_smem_bytes<80>(), "tensor-core decode"));
     TRY(raise_smem_limit(ctx, attn_decode_kernel<128>, attn_decode_smem_bytes<128>(), "tensor-core decode"));
@@ -59,14 +62,23 @@ template <typename T> static int simt_dispatch(const cuda_ctx *ctx, const AttnAr
     return simt_launch<T, 8>(ctx, a, max_nq, s);
 }
 
-template <int D> static int mma_launch(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int max_nq, cudaStream_t s) {
-    constexpr size_t smem = attn_mma_smem_bytes<D>();
+// The prefill kernel with WARPS warps (16 WARPS query rows) per block.
+template <int D, int WARPS>
+static int mma_launch_warps(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int max_nq, cudaStream_t s) {
+    constexpr size_t smem = attn_mma_smem_bytes<D, WARPS>();
+    constexpr int BM = attn_mma_block_rows<WARPS>();
     TRY(smem_check(ctx, smem, "tensor-core prefill"));
-    CHECK_OR_FAIL((max_nq + MMA_BM - 1) / MMA_BM <= 65535, "attention_forward: %d query rows in one segment are more "
-                  "than the tensor-core prefill kernel's grid holds (65535 tiles of %d)", max_nq, MMA_BM);
-    dim3 grid((unsigned)a.H, (unsigned)a.B, (unsigned)((max_nq + MMA_BM - 1) / MMA_BM));
-    attn_mma_kernel<D><<<grid, 128, smem, s>>>(a);
+    CHECK_OR_FAIL((max_nq + BM - 1) / BM <= 65535, "attention_forward: %d query rows in one segment are more "
+                  "than the tensor-core prefill kernel's grid holds (65535 tiles of %d)", max_nq, BM);
+    dim3 grid((unsigned)a.H, (unsigned)a.B, (unsigned)((max_nq + BM - 1) / BM));
+    attn_mma_kernel<D, WARPS><<<grid, 32 * WARPS, smem, s>>>(a);
     return 0;
+}
+
+// 64 query rows per block (4 warps) unless the context asks for 128 (cuda_ctx_set_prefill_rows).
+template <int D> static int mma_launch(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int max_nq, cudaStream_t s) {
+    if (ctx->prefill_rows == 128) return mma_launch_warps<D, 8>(ctx, a, max_nq, s);
+    return mma_launch_warps<D, 4>(ctx, a, max_nq, s);
 }
 
 // The decode split: whole 64-key tiles per split, enough blocks (B * KV * splits) for about three per SM (or

@@ -3,8 +3,10 @@
 //   attn_simt_kernel     fp32 math for both storage types, any D <= 256: 16 query rows per block (4 per warp),
 //                        32-key tiles; lane j scores key j, then every lane accumulates its D/32 output dims.
 //   attn_mma_kernel      bf16 tensor cores (mma.sync m16n8k16, fp32 accumulation), D in {64, 80, 128}:
-//                        64 query rows per block (16 per warp), 64-key tiles in two cp.async stages, S = Q K^T
-//                        from register Q fragments and K rows, P V with V fragments from ldmatrix.trans.
+//                        16 query rows per warp, 4 or 8 warps (64 or 128 rows per block, chosen at run time),
+//                        64-key tiles in two cp.async stages shared by the block's warps, S = Q K^T from
+//                        register Q fragments and K rows, P V with V fragments from ldmatrix.trans; a warp
+//                        skips the tiles none of its rows sees (causal, or rows past the segment).
 //   attn_decode_kernel   one query row per segment: the G = H / KV query heads of one key/value head are the
 //                        16 rows of the tensor-core tile; each block takes one split of the keys (split-K),
 //                        each warp 16 keys of every 64-key tile; warps merge in shared memory and
@@ -286,32 +288,42 @@ __device__ __forceinline__ void pv_accumulate(float o[D / 8][4], const float s0[
 // ----------------------------------------------------------------------------
 // tensor-core prefill kernel
 
-#define MMA_BM 64 // query rows per block (16 per warp)
-#define MMA_BN 64 // keys per tile
+#define MMA_WARP_ROWS 16 // query rows per warp (the mma tile's M)
+#define MMA_BN 64        // keys per tile
 
-template <int D> constexpr size_t attn_mma_smem_bytes() { return sizeof(bf16) * (size_t)(MMA_BM + 4 * MMA_BN) * (D + 8); }
+// Query rows per block of the prefill kernel with WARPS warps.
+template <int WARPS> __host__ __device__ constexpr int attn_mma_block_rows() { return MMA_WARP_ROWS * WARPS; }
 
-// grid (H, B, ceil(max_nq / MMA_BM)), 128 threads. The query tiles run last to first (blockIdx.z = 0 is the
-// last tile): blocks start in grid order, so the causal tiles with the most keys start first and the short
-// ones fill the tail.
-template <int D> __global__ void __launch_bounds__(128) attn_mma_kernel(AttnArgs<bf16> p) {
-    constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8;
+template <int D, int WARPS> constexpr size_t attn_mma_smem_bytes() {
+    return sizeof(bf16) * (size_t)(attn_mma_block_rows<WARPS>() + 4 * MMA_BN) * (D + 8);
+}
+
+// grid (H, B, ceil(max_nq / BM)), 32 WARPS threads, BM = 16 WARPS query rows per block (warp w: rows
+// [16 w, 16 w + 16) of the block). The query tiles run last to first (blockIdx.z = 0 is the last tile): blocks
+// start in grid order, so the causal tiles with the most keys start first and the short ones fill the tail.
+// Every warp takes part in every K/V stage (loads and barriers) but computes only on tiles holding a key one
+// of its rows sees: with no rows in the segment, or (causal) a tile past its last row's keys, it skips the tile,
+// which changes nothing (such a tile's weights are all zero).
+template <int D, int WARPS> __global__ void __launch_bounds__(32 * WARPS) attn_mma_kernel(AttnArgs<bf16> p) {
+    constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8, BM = attn_mma_block_rows<WARPS>();
     DYNAMIC_SMEM(mma_smem);
-    bf16 *Qs = reinterpret_cast<bf16 *>(mma_smem); // (MMA_BM, LD)
-    bf16 *Ks = Qs + MMA_BM * LD;                    // (2, MMA_BN, LD) two stages
+    bf16 *Qs = reinterpret_cast<bf16 *>(mma_smem); // (BM, LD)
+    bf16 *Ks = Qs + BM * LD;                        // (2, MMA_BN, LD) two stages
     bf16 *Vs = Ks + 2 * MMA_BN * LD;                // (2, MMA_BN, LD)
-    int h = blockIdx.x, b = blockIdx.y, m0 = (gridDim.z - 1 - blockIdx.z) * MMA_BM;
+    int h = blockIdx.x, b = blockIdx.y, m0 = (gridDim.z - 1 - blockIdx.z) * BM;
     int q0 = p.cu_q[b], nq = p.cu_q[b + 1] - q0;
     if (m0 >= nq) return;
-    int n_k = p.nk[b], off = n_k - nq, rows = min(MMA_BM, nq - m0);
+    int n_k = p.nk[b], off = n_k - nq, rows = min(BM, nq - m0);
     int kvh = h / (p.H / p.KV);
     const bf16 *kb = p.k[b] + (int64_t)kvh * D, *vb = p.v[b] + (int64_t)kvh * D;
     bool kv_aligned = aligned16(kb) && aligned16(vb);
     int kend = max(0, p.causal ? min(n_k, off + m0 + rows) : n_k);
     int ntiles = (kend + MMA_BN - 1) / MMA_BN;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+    // keys < warp_kend are visible to some row of this warp (none when it has no rows)
+    int warp_kend = warp * MMA_WARP_ROWS >= rows ? 0 : p.causal ? off + m0 + (warp + 1) * MMA_WARP_ROWS : n_k;
 
-    load_rows_bf16<D, MMA_BM>(Qs, p.q + (int64_t)(q0 + m0) * p.ldq + (int64_t)h * D, p.ldq, rows, true);
+    load_rows_bf16<D, BM>(Qs, p.q + (int64_t)(q0 + m0) * p.ldq + (int64_t)h * D, p.ldq, rows, true);
     cp_async_commit();
     if (ntiles > 0) {
         load_kv_stage<D, MMA_BN>(Ks, Vs, 0, kb, vb, p.ldkv, 0, min(MMA_BN, kend), kv_aligned);
@@ -322,32 +334,33 @@ template <int D> __global__ void __launch_bounds__(128) attn_mma_kernel(AttnArgs
 
     uint32_t qf[KSTEPS][4];
 #pragma unroll
-    for (int kk = 0; kk < KSTEPS; kk++) load_a_fragment(qf[kk], Qs + warp * 16 * LD + kk * 16, LD);
+    for (int kk = 0; kk < KSTEPS; kk++) load_a_fragment(qf[kk], Qs + warp * MMA_WARP_ROWS * LD + kk * 16, LD);
     float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     zero_tiles(o);
     const float scale_log2 = p.scale * ATTN_LOG2E;
-    const int row0 = m0 + warp * 16 + g; // query index of fragment rows c0, c1 (c2, c3: row0 + 8)
+    const int row0 = m0 + warp * MMA_WARP_ROWS + g; // query index of fragment rows c0, c1 (c2, c3: row0 + 8)
 
     for (int j = 0; j < ntiles; j++) {
         kv_stage_next<D, MMA_BN>(Ks, Vs, j, ntiles, kb, vb, p.ldkv, kend, kv_aligned);
-        const bf16 *Kt = Ks + (j & 1) * MMA_BN * LD, *Vt = Vs + (j & 1) * MMA_BN * LD;
-
-        float s[8][4];
-        mma_scores<D, 8>(s, qf, Kt);
         int n0 = j * MMA_BN;
-        if (n0 + MMA_BN > n_k || (p.causal && n0 + MMA_BN - 1 > off + m0 + warp * 16)) {
+        if (n0 < warp_kend) {
+            const bf16 *Kt = Ks + (j & 1) * MMA_BN * LD, *Vt = Vs + (j & 1) * MMA_BN * LD;
+            float s[8][4];
+            mma_scores<D, 8>(s, qf, Kt);
+            if (n0 + MMA_BN > n_k || (p.causal && n0 + MMA_BN - 1 > off + m0 + warp * MMA_WARP_ROWS)) {
 #pragma unroll
-            for (int nt = 0; nt < 8; nt++) {
+                for (int nt = 0; nt < 8; nt++) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int col = n0 + nt * 8 + 2 * t4 + (e & 1), row = row0 + (e >> 1) * 8;
-                    if (col >= n_k || (p.causal && col > off + row)) s[nt][e] = -INFINITY;
+                    for (int e = 0; e < 4; e++) {
+                        int col = n0 + nt * 8 + 2 * t4 + (e & 1), row = row0 + (e >> 1) * 8;
+                        if (col >= n_k || (p.causal && col > off + row)) s[nt][e] = -INFINITY;
+                    }
                 }
             }
-        }
-        online_softmax_update<8, DT>(s, o, m, l, scale_log2);
+            online_softmax_update<8, DT>(s, o, m, l, scale_log2);
 #pragma unroll
-        for (int ks = 0; ks < 4; ks++) pv_accumulate<D>(o, s[2 * ks], s[2 * ks + 1], Vt + ks * 16 * LD);
+            for (int ks = 0; ks < 4; ks++) pv_accumulate<D>(o, s[2 * ks], s[2 * ks + 1], Vt + ks * 16 * LD);
+        }
         __syncthreads(); // every warp is done with this stage before it is refilled
     }
 

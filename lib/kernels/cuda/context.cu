@@ -91,3 +91,11 @@ extern "C" cuda_attention_backward_kernel cuda_ctx_attention_backward(const cuda
 extern "C" void cuda_ctx_set_decode_split_tiles(cuda_ctx *ctx, int tiles) {
     ctx->decode_split_tiles = tiles > 0 ? tiles : 0;
 }
+
+extern "C" int cuda_ctx_set_prefill_rows(cuda_ctx *ctx, int rows) {
+    CHECK_OR_FAIL(rows == 0 || rows == 64 || rows == 128,
+                  "cuda_ctx_set_prefill_rows: %d query rows per block is not a tensor-core prefill shape (64 or 128; "
+                  "0 for the default)", rows);
+    ctx->prefill_rows = rows;
+    return 0;
+}

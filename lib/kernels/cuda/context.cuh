@@ -34,6 +34,7 @@ struct cuda_ctx {
     cuda_attention_kernel attention_kernel;
     cuda_attention_backward_kernel attention_backward;
     int decode_split_tiles;   // 64-key tiles per split of the decode attention; 0: the occupancy heuristic
+    int prefill_rows;         // query rows per block of the tensor-core prefill attention: 64 or 128; 0: 64
     cuda_gemm_cache_entry gemm_cache[CUDA_GEMM_CACHE]; // filled round robin
     int gemm_cache_next;
 };

@@ -67,6 +67,10 @@ cuda_attention_backward_kernel cuda_ctx_attention_backward(const cuda_ctx *ctx);
 // The split-K decode attention's keys per block in 64-key tiles (0, the default: enough blocks for about three
 // per SM). For tuning: cuda_attention_workspace_bytes follows it, so size the workspace after setting it.
 void cuda_ctx_set_decode_split_tiles(cuda_ctx *ctx, int tiles);
+// Query rows per block of the tensor-core prefill attention: 64 (4 warps) or 128 (8 warps sharing each K/V
+// tile); 0 selects the default, 64, the shape measured so far, kept until a GPU run shows 128 faster. The same
+// bits either way. Fails with a message for any other value (the context keeps its setting).
+int cuda_ctx_set_prefill_rows(cuda_ctx *ctx, int rows);
 
 // ----------------------------------------------------------------------------
 // matmul, embedding, residual
