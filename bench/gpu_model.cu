@@ -5,11 +5,16 @@
 //   rollout  64 prompts, each a 448x448 image (256 merged tokens) + 42 text tokens, 256 new tokens at
 //            temperature 1 (no stop ids): generated tokens/s end to end (vision, prefill, decode), the decode
 //            step's time and the fraction of the copy bandwidth its bytes (weights + KV cache) reach; with the
-//            CUDA graph, and a short run without it
+//            CUDA graph, and a short run without it; the full run again with the 128-row prefill attention
+//            tiles (cuda_ctx_set_prefill_rows; "prefill_rows" in each line)
 //   update   forward + backward + clip + AdamW on 8 sequences x 1024 tokens of the language model, with kept
 //            activations (flash-style attention backward, then the per-segment GEMM one) and with
 //            recomputation: tokens/s, model TFLOP/s (6 N + attention per token) and their fraction of the
 //            measured GEMM rate (MFU), device memory
+//   profile  where the GPU time goes (cuda_model_profile_begin): a 32-token rollout without the CUDA graph
+//            and one update step (flash attention backward, kept activations), each as one JSON line with
+//            the time per phase (vision, prefill, first_draw, decode; forward, logprobs, backward, optimizer)
+//            and per region (decode.attention, backward.down_proj_dw, ...), largest first
 // bench/gpu_model_baseline.py runs the same jobs in PyTorch / transformers and prints the ratios.
 //   gpu_model [--prompts N] [--new N] [--steps N] [--only rollout|update]
 //   gpu_model --write-config PATH     writes the model's config.json (for the baseline) and exits
@@ -146,6 +151,31 @@ static void ceilings(void) {
 }
 
 // ----------------------------------------------------------------------------
+// profile lines
+
+// One JSON line: the report's phases (sums of their regions, in order of appearance) and regions.
+static void print_profile(const char *job, const cuda_prof_report &r, const std::string &extra) {
+    std::vector<std::pair<std::string, double>> phases;
+    for (int i = 0; i < r.n; i++) {
+        std::string name = r.regions[i].name, phase = name.substr(0, name.find('.'));
+        auto it = std::find_if(phases.begin(), phases.end(), [&](const auto &p) { return p.first == phase; });
+        if (it == phases.end()) phases.push_back({phase, r.regions[i].ms});
+        else it->second += r.regions[i].ms;
+    }
+    printf("{\"bench\": \"profile\", \"job\": \"%s\", \"device\": \"%s\"%s, \"total_ms\": %.3f, \"holds\": %ld, "
+           "\"stalls\": %ld, \"phases_ms\": {", job, cuda_ctx_device_name(ctx), extra.c_str(), r.total_ms, r.holds,
+           r.stalls);
+    for (size_t i = 0; i < phases.size(); i++)
+        printf("%s\"%s\": %.3f", i ? ", " : "", phases[i].first.c_str(), phases[i].second);
+    printf("}, \"regions\": [");
+    for (int i = 0; i < r.n; i++)
+        printf("%s{\"name\": \"%s\", \"ms\": %.3f, \"calls\": %ld}", i ? ", " : "", r.regions[i].name,
+               r.regions[i].ms, r.regions[i].calls);
+    printf("]}\n");
+    fflush(stdout);
+}
+
+// ----------------------------------------------------------------------------
 // rollout
 
 struct Prompts {
@@ -217,16 +247,27 @@ static void bench_rollout(cuda_model *gm, int n_prompts, int n_new) {
 
     struct Run {
         int max_tokens;
-        bool graph, report;
-    } runs[] = {{8, true, false}, {n_new, true, true}, {32, false, true}, {32, true, true}};
+        bool graph, report, profile;
+        int prefill_rows; // 0: the default tiles of the prefill attention kernel
+    } runs[] = {{8, true, false, false, 0},  {n_new, true, true, false, 0}, {32, false, true, false, 0},
+                {32, true, true, false, 0},  {32, false, false, true, 0},   {n_new, true, true, false, 128}};
     for (const Run &r : runs) {
         cfg.max_tokens = r.max_tokens;
+        OK(cuda_ctx_set_prefill_rows(ctx, r.prefill_rows));
         cuda_gen g;
         OK(cuda_gen_init(&g, gm, &cfg, r.graph));
         std::vector<maye_gen_result> res((size_t)n_prompts);
+        if (r.profile) OK(cuda_model_profile_begin(gm));
         double t0 = maye_now();
         OK(cuda_gen_run(&g, rq.data(), n_prompts, res.data()));
         double secs = maye_now() - t0;
+        if (r.profile) {
+            cuda_prof_report rep;
+            OK(cuda_model_profile_end(gm, &rep));
+            print_profile("rollout", rep, ", \"prompts\": " + std::to_string(n_prompts) + ", \"new_tokens\": " +
+                                              std::to_string(r.max_tokens) + ", \"decode_steps\": " +
+                                              std::to_string(g.stats.decode_steps));
+        }
         int64_t tokens = 0;
         for (int i = 0; i < n_prompts; i++) tokens += res[(size_t)i].out[0].n;
         maye_gen_result_free(res.data(), n_prompts, 1);
@@ -235,12 +276,12 @@ static void bench_rollout(cuda_model *gm, int n_prompts, int n_new) {
             double bytes = step_bytes(gm, n_prompts, plen + r.max_tokens / 2.0);
             double tbps = step_s > 0 ? bytes / step_s / 1e12 : 0;
             printf("{\"bench\": \"rollout\", \"impl\": \"maye\", \"device\": \"%s\", \"prompts\": %d, \"prompt_tokens\": "
-                   "%d, \"new_tokens\": %d, \"graph\": %s%s, \"seconds\": %.3f, \"tokens\": %lld, \"tokens_per_s\": %.1f, "
+                   "%d, \"new_tokens\": %d, \"graph\": %s%s, \"prefill_rows\": %d, \"seconds\": %.3f, \"tokens\": %lld, \"tokens_per_s\": %.1f, "
                    "\"vision_s\": %.3f, \"prefill_s\": %.3f, \"decode_s\": %.3f, \"decode_steps\": %lld, "
                    "\"step_ms\": %.3f, \"step_gb\": %.3f, \"hbm_tb_per_s\": %.3f, \"hbm_fraction\": %.3f, "
                    "\"kv_and_state_gb\": %.3f}\n",
                    cuda_ctx_device_name(ctx), n_prompts, plen, r.max_tokens, r.graph ? "true" : "false",
-                   g.graph_failed ? ", \"graph_failed\": true" : "", secs, (long long)tokens, tokens / secs,
+                   g.graph_failed ? ", \"graph_failed\": true" : "", r.prefill_rows ? r.prefill_rows : 64, secs, (long long)tokens, tokens / secs,
                    g.stats.vision_seconds, g.stats.prefill_seconds, g.stats.decode_seconds,
                    (long long)g.stats.decode_steps, step_s * 1e3, bytes / 1e9, tbps,
                    copy_gbps > 0 ? tbps * 1e3 / copy_gbps : 0, g.peak_bytes / 1e9);
@@ -248,6 +289,7 @@ static void bench_rollout(cuda_model *gm, int n_prompts, int n_new) {
         }
         cuda_gen_free(&g);
     }
+    OK(cuda_ctx_set_prefill_rows(ctx, 0));
     OK(cuda_model_trim(gm));
 }
 
@@ -307,6 +349,14 @@ static void bench_update(cuda_model *gm, int steps) {
         for (int i = 0; i < steps; i++) step();
         OK(cuda_model_sync(gm));
         double secs = (maye_now() - t0) / steps;
+        if (&run == runs) { // where the time of the first configuration goes
+            cuda_prof_report rep;
+            OK(cuda_model_profile_begin(gm));
+            step();
+            OK(cuda_model_profile_end(gm, &rep));
+            print_profile("update", rep, std::string(", \"shape\": \"8x1024 tokens\", \"attention_backward\": \"") +
+                                             attn + "\"");
+        }
         double tok_s = T / secs, tflops = tok_s * flops_tok / 1e12;
         double loss = 0;
         for (int t = 0; t < T; t++) loss += dlp[(size_t)t] * lp[(size_t)t];

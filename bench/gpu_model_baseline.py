@@ -170,11 +170,13 @@ def compare(ours_path, results):
     torch_r = {r["bench"]: r for r in results}
     roll = [r for r in ours if r.get("bench") == "rollout" and r.get("graph") and r.get("new_tokens") ==
             torch_r.get("rollout", {}).get("new_tokens")]
-    if roll and "rollout" in torch_r:
-        m, t = roll[0], torch_r["rollout"]
-        emit({"bench": "compare", "what": "rollout generated tokens/s", "maye": m["tokens_per_s"],
+    for m in roll if "rollout" in torch_r else []:
+        t = torch_r["rollout"]
+        rows = m.get("prefill_rows", 64)
+        what = "rollout generated tokens/s" + ("" if rows == 64 else " (%d-row prefill attention tiles)" % rows)
+        emit({"bench": "compare", "what": what, "maye": m["tokens_per_s"],
               "torch": t["tokens_per_s"], "ratio": m["tokens_per_s"] / t["tokens_per_s"], "target": 15.0,
-              "maye_hbm_fraction": m.get("hbm_fraction")})
+              "maye_hbm_fraction": m.get("hbm_fraction"), "maye_vision_s": m.get("vision_s")})
     for rec in (r for r in ours if r.get("bench") == "update"):
         if "update" not in torch_r:
             break

@@ -5,8 +5,9 @@
 // magnitude, recomputation bit-identical to kept activations, a second micro-batch doubling the gradients;
 // clipping and AdamW from the same gradients give the CPU's norm and updated weights; in bf16 (fp32 master
 // weights) the gradients' relative L2 error stays small with both attention backwards (flash-style kernels for
-// the tensor-core head dims, per-segment GEMMs), a second step gives the same gradient bits, and the bf16
-// weights are the rounded master weights after a step. Exits 77 without a GPU.
+// the tensor-core head dims, per-segment GEMMs), a second step gives the same gradient bits (so does a step
+// under the profiler, whose report charges every layer's regions once), and the bf16 weights are the rounded
+// master weights after a step. Exits 77 without a GPU.
 #include "test_cuda_model_common.h"
 
 extern "C" {
@@ -120,6 +121,34 @@ static std::vector<float> gpu_backward(cuda_model *gm, cuda_llm_train *tr, const
     return lp;
 }
 
+// The profile of zero + forward + log-probs + backward (gpu_backward) over L layers: every region in one of
+// those phases, each layer's regions entered once per layer, the rest once.
+static void check_step_profile(const char *what, const cuda_prof_report &r, int L) {
+    static const char *phases[] = {"optimizer.", "forward.", "logprobs.", "backward."};
+    for (int i = 0; i < r.n; i++) {
+        bool known = false;
+        for (const char *p : phases) known |= !strncmp(r.regions[i].name, p, strlen(p));
+        EXPECT(known, "%s: profile region %s is outside the step's phases", what, r.regions[i].name);
+    }
+    struct {
+        const char *name;
+        long calls;
+    } want[] = {{"optimizer.zero_grads", 1},    {"forward.attention", L},        {"forward.gate_up_proj", L},
+                {"logprobs.logprobs", 1},       {"backward.logprobs_grad", 1},   {"backward.attention_grad", L},
+                {"backward.down_proj_dw", L},   {"backward.qkv_proj_dx", L},     {"backward.embed_grad", 1}};
+    for (const auto &w : want) {
+        long calls = -1;
+        double ms = -1;
+        for (int i = 0; i < r.n; i++)
+            if (!strcmp(r.regions[i].name, w.name)) calls = r.regions[i].calls, ms = r.regions[i].ms;
+        EXPECT(calls == w.calls && ms >= 0, "%s: profile region %s entered %ld times (want %ld), %.3f ms", what, w.name,
+               calls, w.calls, ms);
+    }
+    EXPECT(r.total_ms > 0, "%s: the profile charged %.3f ms", what, r.total_ms);
+    printf("%-48s profile: %d regions, %.3f ms, largest %s %.3f ms\n", what, r.n, r.total_ms,
+           r.n ? r.regions[0].name : "-", r.n ? r.regions[0].ms : 0.0);
+}
+
 // fp32: gradients against the CPU, recomputation, accumulation; then clipping + AdamW from the CPU's
 // gradients. m's weights are updated by the CPU step (fresh_model rebuilds its initial state).
 static void fp32_case(cuda_ctx *ctx, const char *what, maye_model *m, const Case &k, maye_model *fresh) {
@@ -204,6 +233,17 @@ static void bf16_case(cuda_ctx *ctx, const char *what, const maye_model *m, cons
     download_grads(&gm, &tr, m, &again);
     EXPECT(!memcmp(again.memory, got.memory, sizeof(float) * got.n_floats), "%s: a second bf16 backward gave other "
            "gradient bits", what);
+    // and under the profiler
+    maye_grads profiled;
+    cuda_prof_report rep;
+    EXPECT_OK(cuda_model_profile_begin(&gm));
+    gpu_backward(&gm, &tr, k, d_emb, 1);
+    EXPECT_OK(cuda_model_profile_end(&gm, &rep));
+    download_grads(&gm, &tr, m, &profiled);
+    EXPECT(!memcmp(profiled.memory, got.memory, sizeof(float) * got.n_floats), "%s: a bf16 backward under the "
+           "profiler gave other gradient bits", what);
+    check_step_profile(what, rep, m->cfg.layers);
+    maye_grads_free(&profiled);
     // the per-segment GEMM attention backward: as close to the CPU
     cuda_attention_backward_kernel was = cuda_ctx_attention_backward(ctx);
     cuda_ctx_set_attention_backward(ctx, CUDA_ATTN_BWD_GEMM);

@@ -3,7 +3,8 @@
 // in three slots (admission waves, sibling prompt copies); seeded sampling (temperature, top-k, top-p,
 // min_tokens) on random models gives the CPU engine's tokens and log-probs (maye_gen_run) in fp32, with
 // the decode step captured in a CUDA graph and launched eagerly; bf16 runs give valid responses and the
-// graph and eager steps agree bit for bit. Exits 77 without a GPU.
+// graph and eager steps agree bit for bit, and so does a run under the profiler, whose report holds every
+// decode step's regions. Exits 77 without a GPU.
 #include "test_cuda_model_common.h"
 
 extern "C" {
@@ -159,6 +160,69 @@ static void golden_greedy(cuda_ctx *ctx, const std::string &dir) {
 }
 
 // ----------------------------------------------------------------------------
+// the profiler
+
+static const cuda_prof_total *find_region(const cuda_prof_report &r, const char *name) {
+    for (int i = 0; i < r.n; i++)
+        if (!strcmp(r.regions[i].name, name)) return &r.regions[i];
+    return NULL;
+}
+
+// A run under cuda_model_profile_begin/_end (graph requested: the profiler launches every step eagerly): the
+// report's regions add up to no more than the run's wall time, each decode step charged its layers' regions,
+// its lm_head and its sampling, every prefill and vision region a whole number of passes over the layers.
+static int profiled_generate(cuda_model *gm, const maye_gen_config *cfg, const maye_gen_request *rq, int n,
+                             maye_gen_result *res, bool images) {
+    const maye_model_config *c = &gm->cfg;
+    cuda_gen g;
+    if (cuda_gen_init(&g, gm, cfg, true) < 0) return -1;
+    cuda_prof_report r;
+    EXPECT_FAIL(cuda_model_profile_end(gm, &r), "no profile is running");
+    EXPECT_OK(cuda_model_profile_begin(gm));
+    EXPECT_FAIL(cuda_model_profile_begin(gm), "already running");
+    double t0 = maye_now();
+    int rc = cuda_gen_run(&g, rq, n, res);
+    double wall_ms = (maye_now() - t0) * 1e3;
+    EXPECT_OK(cuda_model_profile_end(gm, &r));
+    long steps = (long)g.stats.decode_steps;
+    cuda_gen_free(&g);
+    if (rc < 0) return rc;
+    printf("  profile: %d regions, %.3f ms of GPU time in a %.3f ms run (%ld holds, %ld stalls), %ld decode steps\n",
+           r.n, r.total_ms, wall_ms, r.holds, r.stalls, steps);
+    EXPECT(r.total_ms > 0 && r.total_ms <= wall_ms, "profile: %.3f ms charged in a run of %.3f ms", r.total_ms, wall_ms);
+    static const char *phases[] = {"vision.", "prefill.", "first_draw.", "decode."};
+    double sum = 0;
+    for (int i = 0; i < r.n; i++) {
+        const cuda_prof_total *t = &r.regions[i];
+        bool known = false;
+        for (const char *p : phases) known |= !strncmp(t->name, p, strlen(p));
+        EXPECT(known, "profile: region %s is outside the generator's phases", t->name);
+        EXPECT(t->ms >= 0 && t->calls >= 1, "profile: region %s has %.3f ms in %ld calls", t->name, t->ms, t->calls);
+        EXPECT(i == 0 || t->ms <= r.regions[i - 1].ms, "profile: region %d (%s) is out of order", i, t->name);
+        sum += t->ms;
+    }
+    EXPECT(fabs(sum - r.total_ms) <= 1e-6 * r.total_ms, "profile: regions add up to %.6f ms, total %.6f", sum, r.total_ms);
+    struct {
+        const char *name;
+        long per;  // calls per pass
+        bool exact; // exactly `steps` passes (decode), else a positive whole number of them
+    } want[] = {{"decode.attention", c->layers, true},  {"decode.qkv_proj", c->layers, true},
+                {"decode.down_proj", c->layers, true},  {"decode.lm_head", 1, true},
+                {"decode.sample", 1, true},             {"prefill.attention", c->layers, false},
+                {"prefill.gate_up_proj", c->layers, false}, {"first_draw.sample", 1, false},
+                {"vision.attention", c->vision.depth, false}};
+    for (const auto &w : want) {
+        if (!images && !strncmp(w.name, "vision.", 7)) continue;
+        const cuda_prof_total *t = find_region(r, w.name);
+        EXPECT(t, "profile: no region %s", w.name);
+        if (!t) continue;
+        EXPECT(w.exact ? t->calls == w.per * steps : t->calls % w.per == 0,
+               "profile: %s entered %ld times (%ld per pass, %ld decode steps)", w.name, t->calls, w.per, steps);
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
 // seeded sampling against the CPU engine
 
 static void random_sampling(cuda_ctx *ctx, const TestModelSpec &spec, uint64_t seed) {
@@ -226,8 +290,19 @@ static void random_sampling(cuda_ctx *ctx, const TestModelSpec &spec, uint64_t s
             }
         printf("%-40s bf16 tokens equal to the CPU engine's: %d of %d\n", spec.name, agree, total);
     }
+    std::vector<maye_gen_result> p(rq.size());
+    bool images = false;
+    for (int r = 0; r < n; r++) images |= rq[(size_t)r].n_images > 0;
+    int rp = profiled_generate(&g16, &g, rq.data(), n, p.data(), images);
+    EXPECT(rp == 0, "%s bf16 generation under the profiler: %s", spec.name, maye_errmsg());
+    if (rp == 0 && ra == 0) {
+        char what[256];
+        snprintf(what, sizeof what, "%s bf16 graph vs profiled", spec.name);
+        same_results(what, a.data(), p.data(), n, g.n, -1);
+    }
     if (ra == 0) maye_gen_result_free(a.data(), n, g.n);
     if (rb == 0) maye_gen_result_free(b.data(), n, g.n);
+    if (rp == 0) maye_gen_result_free(p.data(), n, g.n);
 
     // settings the GPU generator refuses
     maye_gen_config bad = g;

@@ -128,6 +128,8 @@ size_t cuda_llm_train_bytes(const cuda_llm_train *tr) {
 
 int cuda_llm_train_zero(cuda_model *gm, cuda_llm_train *tr) {
     tr->clipped = false;
+    gm_phase(gm, "optimizer");
+    gm_mark(gm, "zero_grads");
     CUDA_TRY(cudaMemsetAsync(tr->grads, 0, tr->n * sizeof(float), gm->stream), "zeroing the gradients");
     return 0;
 }
@@ -155,21 +157,31 @@ static int layer_backward(cuda_model *gm, cuda_llm_train *tr, int l, const Layer
     float *g_ln2 = glayer((float *)tr->g.ln2_w, l, Cz);
 
     // MLP: x_out = h + down(act), act = silu(gate) * up, gate|up = gu_proj(ln2), ln2 = rmsnorm(h)
+    gm_mark(gm, "silu_mul");
     if (a->keep == 1) TRY(cuda_gated_rows_forward(dt, a->act, la.gu, T, I, ACT_SILU, s));
+    gm_mark(gm, "down_proj_dx");
     TRY(cuda_gemm(ctx, dt, dt, 0, 0, T, I, C, 1.0f, tr->dres, C, gm_layer(gm, w->down_w, l, Cz * Iz), I, 0.0f, tr->dact,
                   I, s));
+    gm_mark(gm, "down_proj_dw");
     TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, C, I, T, 1.0f, tr->dres, C, a->act, I, 1.0f, g_down, I, s));
+    gm_mark(gm, "silu_mul_grad");
     TRY(cuda_gated_rows_backward(dt, tr->dgu, tr->dact, la.gu, T, I, ACT_SILU, s));
+    gm_mark(gm, "gate_up_proj_dx");
     TRY(cuda_gemm(ctx, dt, dt, 0, 0, T, C, 2 * I, 1.0f, tr->dgu, 2 * I, gm_layer(gm, w->gu_w, l, 2 * Iz * Cz), C, 0.0f,
                   tr->dln, C, s));
+    gm_mark(gm, "gate_up_proj_dw");
     TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, 2 * I, C, T, 1.0f, tr->dgu, 2 * I, la.ln2, C, 1.0f, g_gu, C, s));
+    gm_mark(gm, "norm_grad");
     TRY(cuda_rmsnorm_backward(dt, tr->dres, g_ln2, tr->dln, la.h, gm_layer(gm, w->ln2_w, l, Cz), la.rstd2, T, C,
                               tr->col_scratch, s));
 
     // attention: h = x + o_proj(att), att = attention(rope(q), rope(k), v), q|k|v = qkv_proj(ln1)
+    gm_mark(gm, "o_proj_dx");
     TRY(cuda_gemm(ctx, dt, dt, 0, 0, T, HD, C, 1.0f, tr->dres, C, gm_layer(gm, w->o_w, l, Cz * HD), HD, 0.0f, tr->datt,
                   HD, s));
+    gm_mark(gm, "o_proj_dw");
     TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, C, HD, T, 1.0f, tr->dres, C, la.att, HD, 1.0f, g_o, HD, s));
+    gm_mark(gm, "attention_grad");
     if (attn_flash(gm)) {
         AttnPlan ap = llm_packed_plan(gm, a, l);
         TRY(cuda_attention_backward_flash(ctx, dt, tr->dqkv, tr->attn_dkv, tr->attn_dkv + B, tr->datt, HD, la.att, HD,
@@ -192,11 +204,16 @@ static int layer_backward(cuda_model *gm, cuda_llm_train *tr, int l, const Layer
         free(nk), free(k), free(dk);
         TRY(rc);
     }
+    gm_mark(gm, "rope_grad");
     TRY(cuda_rope_backward(dt, tr->dqkv, a->cos, a->sin, T, H + KV, D, QKV, s));
+    gm_mark(gm, "qkv_proj_dx");
     TRY(cuda_gemm(ctx, dt, dt, 0, 0, T, C, QKV, 1.0f, tr->dqkv, QKV, gm_layer(gm, w->qkv_w, l, QKVz * Cz), C, 0.0f,
                   tr->dln, C, s));
+    gm_mark(gm, "qkv_proj_dw");
     TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, QKV, C, T, 1.0f, tr->dqkv, QKV, la.ln1, C, 1.0f, g_qkv, C, s));
+    gm_mark(gm, "bias_grad");
     TRY(cuda_bias_backward(g_qkvb, dt, tr->dqkv, T, QKV, QKV, tr->col_scratch, s));
+    gm_mark(gm, "norm_grad");
     TRY(cuda_rmsnorm_backward(dt, tr->dres, g_ln1, tr->dln, x_in, gm_layer(gm, w->ln1_w, l, Cz), la.rstd1, T, C,
                               tr->col_scratch, s));
     return 0;
@@ -293,10 +310,13 @@ int cuda_llm_backward(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch *
         CHECK_OR_FAIL(targets[t] < c->vocab, "target %d = %lld is outside the vocabulary [0, %d)", t,
                       (long long)targets[t], c->vocab);
     int n_lp = 0, n_ids = 0;
+    gm_phase(gm, "backward");
+    gm_mark(gm, "inputs");
     TRY(upload_rows(gm, tr, b, targets, logprobs, dlogprobs, &n_lp, &n_ids));
     TRY(attn_workspace(gm, tr));
 
     // log-probs -> final hidden states, rows with a gradient only
+    gm_mark(gm, "logprobs_grad");
     CUDA_TRY(cudaMemsetAsync(tr->dhid, 0, (size_t)T * C * es, s), "zeroing the hidden-state gradients");
     if (n_lp > 0) {
         TRY(cuda_copy_rows(dt, a->lp_h, C, NULL, dt, a->hidden, C, tr->lp_row, n_lp, C, 0, s));
@@ -307,6 +327,7 @@ int cuda_llm_backward(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch *
     }
 
     // final norm
+    gm_mark(gm, "norm_grad");
     CUDA_TRY(cudaMemsetAsync(tr->dres, 0, (size_t)T * C * es, s), "zeroing the residual gradients");
     TRY(cuda_rmsnorm_backward(dt, tr->dres, (float *)tr->g.norm_w, tr->dhid, llm_layer_input(gm, a, L), w->norm_w,
                               a->rstdf, T, C, tr->col_scratch, s));
@@ -316,14 +337,18 @@ int cuda_llm_backward(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch *
         LayerActs la = llm_layer_acts(gm, a, l);
         const void *x_in = llm_layer_input(gm, a, l);
         if (a->keep == 2) {
+            gm_phase(gm, "recompute");
+            gm_mark(gm, "norm");
             TRY(cuda_rmsnorm_forward(dt, la.ln1, la.rstd1, x_in, gm_layer(gm, w->ln1_w, l, (size_t)C), T, C, c->rms_eps,
                                      s));
             TRY(llm_layer_body(gm, l, x_in, T, a->cos, a->sin, la, a->act, a->tmp, llm_packed_plan(gm, a, l)));
+            gm_phase(gm, "backward");
         }
         if (layer_backward(gm, tr, l, la, x_in) < 0) return maye_fail_ctx("backward of layer %d", l);
     }
 
     // embeddings: the text rows into the table
+    gm_mark(gm, "embed_grad");
     TRY(cuda_embedding_backward((float *)tr->g.embed, tr->emb_ids, tr->emb_starts, tr->emb_rows, n_ids, dt, tr->dres, C,
                                 s));
     return 0;
@@ -333,6 +358,8 @@ int cuda_llm_backward(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch *
 // optimizer
 
 int cuda_llm_clip(cuda_model *gm, cuda_llm_train *tr, double max_norm, double *norm) {
+    gm_phase(gm, "optimizer");
+    gm_mark(gm, "grad_norm");
     TRY(cuda_grad_norm(tr->norm, tr->grads, CUDA_F32, (int64_t)tr->n, tr->clip_scratch, gm->stream));
     TRY(cuda_grad_clip_coef(tr->clip_coef, tr->norm, max_norm, gm->stream)); // applied by cuda_llm_adamw
     tr->clipped = true;
@@ -348,6 +375,8 @@ int cuda_llm_adamw(cuda_model *gm, cuda_llm_train *tr, const maye_adamw_hparams 
     void *params_bf16 = gm->master ? llm : NULL;
     const float *coef = tr->clipped ? tr->clip_coef : NULL;
     tr->clipped = false;
+    gm_phase(gm, "optimizer");
+    gm_mark(gm, "adamw");
     return cuda_adamw_step(params, params_bf16, tr->grads, CUDA_F32, tr->m, tr->v, (int64_t)tr->n, lr, hp->beta1,
                            hp->beta2, hp->eps, hp->weight_decay, tr->step, coef, gm->stream);
 }

@@ -261,6 +261,7 @@ static int run_alloc(cuda_gen *g, cuda_gen_run_state *st, int S, int R, int W_re
     if (err == cudaSuccess) err = cudaMemcpyAsync(st->cu, cu, (Sz + 1) * sizeof(int), cudaMemcpyHostToDevice, gm->stream);
     if (err == cudaSuccess) err = cudaMemsetAsync(st->zeros, 0, Sz * sizeof(uint64_t), gm->stream);
     if (err == cudaSuccess) err = cudaMemsetAsync(st->ones, 1, Sz, gm->stream);
+    gm_mark(gm, NULL);
     if (err == cudaSuccess) err = cudaStreamSynchronize(gm->stream);
     free(h), free(kvp), free(cu);
     if (err != cudaSuccess) return cuda_fail(err, "initialising the decode state");
@@ -280,6 +281,8 @@ static int step_launch(cuda_gen *g, cuda_gen_run_state *st) {
     int S = st->S, C = c->hidden, L = c->layers, V = c->vocab, KVD = c->kv_heads * c->head_dim;
     size_t layer_rows = (size_t)S * st->R * KVD;
 
+    gm_phase(gm, "decode");
+    gm_mark(gm, "inputs");
     step_prep_kernel<<<(S + 127) / 128, 128, 0, s>>>(S, st->R, st->n_past, st->delta, st->nk, st->pos3, st->cache_rows);
     CUDA_LAUNCHED("decode step: inputs");
     TRY(cuda_embedding_forward(dt, st->x, st->ids, w->embed, S, C, s));
@@ -297,6 +300,7 @@ static int step_launch(cuda_gen *g, cuda_gen_run_state *st) {
         ap.cache_v = gm_at(gm, st->kv.v, (size_t)l * layer_rows);
         ap.ws = st->attn_ws, ap.ws_bytes = st->attn_ws_bytes;
         TRY(llm_layer_body(gm, l, st->x, S, st->cos, st->sin, la, st->act, st->tmp, ap));
+        gm_mark(gm, "residual_norm");
         if (l + 1 < L)
             TRY(cuda_residual_rmsnorm_forward(dt, st->x, st->ln1, st->rstd1, st->h, st->tmp,
                                               gm_layer(gm, w->ln1_w, l + 1, (size_t)C), S, C, c->rms_eps, s));
@@ -304,9 +308,12 @@ static int step_launch(cuda_gen *g, cuda_gen_run_state *st) {
             TRY(cuda_residual_rmsnorm_forward(dt, st->x, st->hidden, st->rstdf, st->h, st->tmp, w->norm_w, S, C,
                                               c->rms_eps, s));
     }
+    gm_mark(gm, "lm_head");
     TRY(cuda_gemm(gm->ctx, dt, CUDA_F32, 0, 1, S, V, C, 1.0f, st->hidden, C, w->lm_head, C, 0.0f, st->logits, V, s));
+    gm_mark(gm, "sample");
     TRY(cuda_sample_forward(st->ids, st->lp, st->logits, V, S, V, st->temperature, st->top_k, st->top_p, g->cfg.seed,
                             st->streams, st->t, st->stop, g->cfg.n_stop, st->suppress, s));
+    gm_mark(gm, "bookkeeping");
     step_post_kernel<<<(S + 127) / 128, 128, 0, s>>>(S, st->MT, g->cfg.min_tokens, st->ids, st->lp, st->n_past, st->t,
                                                      st->done, st->suppress, st->out_ids, st->out_lp, st->stop,
                                                      g->cfg.n_stop);
@@ -333,10 +340,11 @@ static void step_capture(cuda_gen *g, cuda_gen_run_state *st) {
     }
 }
 
-// One decode step: the first eagerly (it also fills cuBLASLt's heuristic cache), then captured and replayed.
+// One decode step: the first eagerly (it also fills cuBLASLt's heuristic cache), then captured and replayed;
+// every step eagerly while a profile runs (a graph would hide the step's regions).
 static int step(cuda_gen *g, cuda_gen_run_state *st, bool *warm) {
-    if (g->use_graph && !g->graph_failed && *warm && !st->exec) step_capture(g, st);
-    if (st->exec) {
+    if (g->use_graph && !g->graph_failed && *warm && !st->exec && !g->gm->prof) step_capture(g, st);
+    if (st->exec && !g->gm->prof) {
         CUDA_TRY(cudaGraphLaunch(st->exec, g->gm->stream), "replaying the decode step's CUDA graph");
     } else {
         TRY(step_launch(g, st));
@@ -406,6 +414,8 @@ static int admit(cuda_gen *g, cuda_gen_run_state *st, const maye_gen_request *re
         if (rc < 0) rc = maye_fail_ctx("%s", rq->name ? rq->name : "request");
         for (int j = 0; j < rq->n_ids; j++) rows[cu[i] + j] = slots[i * nsmp] * st->R + j;
     }
+    gm_phase(gm, "prefill");
+    gm_mark(gm, "inputs");
     if (rc == 0)
         rc = cudaMemcpyAsync(st->pre_rows, rows, sizeof(int) * (size_t)T, cudaMemcpyHostToDevice, s) == cudaSuccess
                  ? 0 : maye_fail("uploading the prefill's cache rows");
@@ -414,6 +424,8 @@ static int admit(cuda_gen *g, cuda_gen_run_state *st, const maye_gen_request *re
         rc = llm_forward_impl(gm, &b, &st->pre, st->pre_rows, st->kv.k, st->kv.v, (size_t)st->S * st->R * KVD);
     }
     // siblings: the prompt rows of every layer copied from sample 0's slot
+    gm_phase(gm, "first_draw");
+    gm_mark(gm, "sibling_copy");
     size_t pitch = (size_t)st->S * st->R * KVD * es;
     for (int i = 0; i < nr && rc == 0; i++)
         for (int k = 1; k < nsmp && rc == 0; k++) {
@@ -441,21 +453,26 @@ static int admit(cuda_gen *g, cuda_gen_run_state *st, const maye_gen_request *re
             h.delta[w] = ri[r0 + i].delta;
             h.stream[w] = maye_sample_stream(reqs[r0 + i].stream_key, k);
         }
+    gm_mark(gm, "inputs");
     if (rc == 0 && cudaMemcpyAsync(st->wave.slots, st->wave_host, st->wave_bytes, cudaMemcpyHostToDevice, s) != cudaSuccess)
         rc = maye_fail("uploading the wave's samples");
     if (rc == 0) rc = cuda_copy_rows(gm->dt, st->x, C, NULL, gm->dt, st->pre.hidden, C, st->wave.rows, W, C, 0, s);
+    gm_mark(gm, "lm_head");
     if (rc == 0)
         rc = cuda_gemm(gm->ctx, gm->dt, CUDA_F32, 0, 1, W, V, C, 1.0f, st->x, C, gm->w.lm_head, C, 0.0f, st->logits, V, s);
+    gm_mark(gm, "sample");
     if (rc == 0)
         rc = cuda_sample_forward(st->first_tok, st->first_lp, st->logits, V, W, V, st->temperature, st->top_k, st->top_p,
                                  cfg->seed, st->wave.stream, st->zeros, st->stop, cfg->n_stop,
                                  cfg->min_tokens > 0 ? st->ones : NULL, s);
+    gm_mark(gm, "bookkeeping");
     if (rc == 0) {
         admit_kernel<<<(W + 127) / 128, 128, 0, s>>>(W, st->MT, cfg->min_tokens, st->wave.slots, st->first_tok,
                                                      st->first_lp, st->wave.plen, st->wave.delta, st->wave.stream,
                                                      st->ids, st->n_past, st->delta, st->t, st->done, st->suppress,
                                                      st->streams, st->out_ids, st->out_lp, st->stop, cfg->n_stop);
         cudaError_t err = cudaGetLastError();
+        gm_mark(gm, NULL);
         if (err == cudaSuccess) err = cudaStreamSynchronize(s);
         if (err != cudaSuccess) rc = cuda_fail(err, "admitting %d samples", W);
     }
@@ -489,6 +506,7 @@ static int collect(cuda_gen *g, cuda_gen_run_state *st, slot_table *sl, const ma
                    maye_gen_result *res, int *live) {
     cuda_stream s = g->gm->stream;
     int S = st->S;
+    gm_mark(g->gm, NULL); // the reads are not charged
     cudaError_t err = cudaMemcpyAsync(sl->done, st->done, sizeof(int) * (size_t)S, cudaMemcpyDeviceToHost, s);
     if (err == cudaSuccess) err = cudaMemcpyAsync(sl->t, st->t, sizeof(uint64_t) * (size_t)S, cudaMemcpyDeviceToHost, s);
     if (err == cudaSuccess) err = cudaStreamSynchronize(s);

@@ -1,6 +1,7 @@
 // Pieces the GPU model's files share (model/cuda/*.cu): dtype helpers over the model, device allocations
-// carved from size tables, layer pointers into the stacked weights, and the decoder layer that the packed
-// forward, the recomputing backward, the prefill and the decode step all run. Not a public header.
+// carved from size tables, layer pointers into the stacked weights, the decoder layer that the packed
+// forward, the recomputing backward, the prefill and the decode step all run, and the region marks of the
+// profiler (profile.cu). Not a public header.
 #pragma once
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/model_kernels.h"
@@ -109,3 +110,20 @@ AttnPlan llm_packed_plan(const cuda_model *gm, const cuda_llm_acts *a, int l);
 // layer, layer l at + l * cache_stride elements).
 int llm_forward_impl(cuda_model *gm, const cuda_llm_batch *b, cuda_llm_acts *a, const int *cache_rows, void *cache_k,
                      void *cache_v, size_t cache_stride);
+
+// ----------------------------------------------------------------------------
+// region timing (profile.cu): no-ops unless a profile runs
+
+void prof_mark(cuda_model *gm, const char *region);
+void prof_phase(cuda_model *gm, const char *phase);
+
+// The GPU work queued from here to the next mark belongs to `region` (a string literal) of the current phase;
+// NULL: to nothing (the host is about to wait, or the work is not the model's).
+static inline void gm_mark(cuda_model *gm, const char *region) {
+    if (gm->prof) prof_mark(gm, region);
+}
+
+// The phase (a string literal) of the regions marked from here on.
+static inline void gm_phase(cuda_model *gm, const char *phase) {
+    if (gm->prof) prof_phase(gm, phase);
+}

@@ -118,22 +118,30 @@ int llm_layer_body(cuda_model *gm, int l, const void *x_in, int T, const float *
     size_t Cz = (size_t)C, Iz = (size_t)I;
 
     // attention: h = x + o_proj(attn(rope(q), rope(k), v)), q|k|v = qkv_proj(ln1)
+    gm_mark(gm, "qkv_proj");
     TRY(cuda_matmul_forward(ctx, dt, la.qkv, la.ln1, gm_layer(gm, w->qkv_w, l, (size_t)QKV * Cz),
                             gm_layer(gm, w->qkv_b, l, (size_t)QKV), T, C, QKV, s));
+    gm_mark(gm, ap.cache_rows ? "rope_cache" : "rope");
     if (ap.cache_rows)
         TRY(cuda_rope_cache_forward(dt, la.qkv, cos, sin, T, H, KV, D, QKV, ap.cache_k, ap.cache_v, ap.cache_rows, KVD,
                                     s));
     else
         TRY(cuda_rope_forward(dt, la.qkv, cos, sin, T, H + KV, D, QKV, s));
+    gm_mark(gm, "attention");
     TRY(cuda_attention_forward(ctx, dt, la.att, HD, la.lse, la.qkv, QKV, ap.kv, ap.kv + ap.B, ap.ldkv, ap.cu_q, ap.nk,
                                ap.B, H, KV, D, 1, ap.max_nq, ap.max_nk, ap.ws, ap.ws_bytes, s));
+    gm_mark(gm, "o_proj");
     TRY(cuda_matmul_forward(ctx, dt, tmp, la.att, gm_layer(gm, w->o_w, l, Cz * HD), NULL, T, HD, C, s));
+    gm_mark(gm, "residual_norm");
     TRY(cuda_residual_rmsnorm_forward(dt, la.h, la.ln2, la.rstd2, x_in, tmp, gm_layer(gm, w->ln2_w, l, Cz), T, C,
                                       c->rms_eps, s));
 
     // MLP: down(silu(gate(ln2)) * up(ln2)), added to h by the caller
+    gm_mark(gm, "gate_up_proj");
     TRY(cuda_matmul_forward(ctx, dt, la.gu, la.ln2, gm_layer(gm, w->gu_w, l, 2 * Iz * Cz), NULL, T, C, 2 * I, s));
+    gm_mark(gm, "silu_mul");
     TRY(cuda_gated_rows_forward(dt, act, la.gu, T, I, ACT_SILU, s));
+    gm_mark(gm, "down_proj");
     TRY(cuda_matmul_forward(ctx, dt, tmp, act, gm_layer(gm, w->down_w, l, Cz * Iz), NULL, T, I, C, s));
     return 0;
 }
@@ -210,6 +218,7 @@ int llm_forward_impl(cuda_model *gm, const cuda_llm_batch *b, cuda_llm_acts *a, 
     TRY(check_batch(c, b, a));
     int T = b->T, C = c->hidden, L = c->layers;
     a->T = T, a->B = b->B;
+    gm_mark(gm, "inputs");
     TRY(upload_inputs(gm, b, a));
 
     void *x0 = llm_layer_input(gm, a, 0);
@@ -230,6 +239,7 @@ int llm_forward_impl(cuda_model *gm, const cuda_llm_batch *b, cuda_llm_acts *a, 
         }
         TRY(llm_layer_body(gm, l, llm_layer_input(gm, a, l), T, a->cos, a->sin, la, a->act, a->tmp, ap));
         void *x_out = llm_layer_input(gm, a, l + 1);
+        gm_mark(gm, "residual_norm");
         if (l + 1 < L) {
             LayerActs next = llm_layer_acts(gm, a, l + 1);
             TRY(cuda_residual_rmsnorm_forward(dt, x_out, next.ln1, next.rstd1, la.h, a->tmp,
@@ -243,6 +253,7 @@ int llm_forward_impl(cuda_model *gm, const cuda_llm_batch *b, cuda_llm_acts *a, 
 }
 
 int cuda_llm_forward(cuda_model *gm, const cuda_llm_batch *b, cuda_llm_acts *a) {
+    gm_phase(gm, "forward");
     return llm_forward_impl(gm, b, a, NULL, NULL, NULL, 0);
 }
 
@@ -266,6 +277,8 @@ int cuda_llm_logprobs(cuda_model *gm, cuda_llm_acts *a, const int64_t *targets, 
         rows[n] = t, tgt[n] = targets[t], n++;
     }
     cudaStream_t s = gm->stream;
+    gm_phase(gm, "logprobs");
+    gm_mark(gm, "logprobs");
     if (rc == 0 && n > 0) {
         cudaError_t err = cudaMemcpyAsync(a->lp_row, rows, sizeof(int) * (size_t)n, cudaMemcpyHostToDevice, s);
         if (err == cudaSuccess)
@@ -280,6 +293,7 @@ int cuda_llm_logprobs(cuda_model *gm, cuda_llm_acts *a, const int64_t *targets, 
             err = cudaMemcpyAsync(out, a->lp_out, sizeof(float) * (size_t)n, cudaMemcpyDeviceToHost, s);
             if (err == cudaSuccess && entropy)
                 err = cudaMemcpyAsync(out + n, a->lp_out + a->T_cap, sizeof(float) * (size_t)n, cudaMemcpyDeviceToHost, s);
+            gm_mark(gm, NULL);
             if (err == cudaSuccess) err = cudaStreamSynchronize(s);
             if (err != cudaSuccess) rc = cuda_fail(err, "computing %d log-probs on the GPU", n);
         }

@@ -208,6 +208,10 @@ static int setup(cuda_model *gm, cuda_ctx *ctx, const maye_model_config *c, cuda
 }
 
 void cuda_model_free(cuda_model *gm) {
+    if (gm->prof) {
+        cuda_prof_report r;
+        if (cuda_model_profile_end(gm, &r) < 0) maye_clear_error();
+    }
     if (gm->stream) cudaStreamSynchronize(gm->stream);
     if (gm->weights) cudaFree(gm->weights);
     if (gm->master) cudaFree(gm->master);
@@ -218,6 +222,7 @@ void cuda_model_free(cuda_model *gm) {
 }
 
 int cuda_model_sync(cuda_model *gm) {
+    gm_mark(gm, NULL);
     CUDA_TRY(cudaStreamSynchronize(gm->stream), "waiting for the GPU model's stream");
     return 0;
 }

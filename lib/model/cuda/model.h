@@ -115,6 +115,7 @@ typedef struct {
     void *scratch;          // per-call workspace (vision activations, staging), grown on demand
     size_t scratch_bytes;
     size_t device_bytes;    // device memory held by the model (weights, master, norm32, scratch)
+    struct cuda_prof *prof; // region timing while a profile runs (cuda_model_profile_begin), else NULL
 } cuda_model;
 
 // Uploads a CPU model in dtype dt. With `master` (training) the language model's fp32 weights are kept too
@@ -138,6 +139,35 @@ void cuda_model_free(cuda_model *gm);
 int cuda_model_sync(cuda_model *gm);
 // Frees the per-call scratch (it grows again when a call needs it).
 int cuda_model_trim(cuda_model *gm);
+
+// ----------------------------------------------------------------------------
+// region timing (benchmarks)
+
+#define CUDA_PROF_MAX 128 // distinct regions a profile holds
+
+typedef struct {
+    char name[64]; // "phase.region": the phase the caller set (vision, prefill, decode, forward, backward,
+                   // optimizer, ...) and the model's region in it (qkv_proj, attention, lm_head, ...)
+    double ms;     // GPU time charged to it
+    long calls;    // times it was entered
+} cuda_prof_total;
+
+typedef struct {
+    int n;
+    cuda_prof_total regions[CUDA_PROF_MAX]; // (n) largest time first
+    double total_ms;                        // their sum
+    long holds;   // times the GPU was held back while the host queued launches (not charged)
+    long stalls;  // of those, the ones that closed a region early (it may hold one mark's host time)
+} cuda_prof_report;
+
+// Times every region of the model's GPU work from here to cuda_model_profile_end with CUDA events
+// (model/cuda/profile.cu): the time between two marks in the model's code is charged to the first. The GPU
+// is held back whenever it catches up with the host, so the times are those of back-to-back kernels, as
+// from a CUDA graph; the generator does not capture graphs while a profile runs (a graph hides its regions).
+// For benchmarks: marks cost the host a few microseconds each.
+int cuda_model_profile_begin(cuda_model *gm);
+// Waits for the stream, fills *r and stops profiling.
+int cuda_model_profile_end(cuda_model *gm, cuda_prof_report *r);
 // Copies the device weights of the groups in the mask `groups` (1u << maye_param_group) back into a CPU model
 // of the same config: the fp32 master where it exists, else the weights (bf16 widened).
 int cuda_model_download(cuda_model *gm, maye_model *m, unsigned groups);

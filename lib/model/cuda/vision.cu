@@ -75,6 +75,7 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
     }
     TRY(maye_vision_check(c, P64, grid_thw, n_images, &n_tokens));
     if (P64 == 0) return 0;
+    gm_phase(gm, "vision");
     CHECK_OR_FAIL(P64 < (1 << 30), "%lld patches are too many for one call", (long long)P64);
     bool q25 = c->arch == MAYE_ARCH_QWEN2_5_VL;
     cuda_dtype dt = gm->dt;
@@ -135,6 +136,7 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
     memcpy(hix.cu_win, lo.cu_win, sizeof(int) * (size_t)(lo.n_win + 1));
     fill_segments(gm, lo.cu_full, lo.n_full, hix.nk_full, hix.kv_full, qkv, VC);
     fill_segments(gm, lo.cu_win, lo.n_win, hix.nk_win, hix.kv_win, qkv, VC);
+    gm_mark(gm, "upload");
     cudaError_t err = cudaMemcpyAsync(gm->scratch, host, index_bytes, cudaMemcpyHostToDevice, s);
     // each part straight from the caller's memory (no gathering copy on the host)
     size_t done = 0;
@@ -150,6 +152,7 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
     }
 
     // patch embedding, rows in processing order, rotary tables
+    gm_mark(gm, "patch_embed");
     if (pixd != pix) rc = cuda_convert(dt, pixd, CUDA_F32, pix, (int64_t)Pz * PD, s);
     if (rc == 0) rc = cuda_matmul_forward(ctx, dt, tmp, pixd, w->patch_embed, NULL, P, PD, VC, s);
     if (rc == 0) rc = cuda_copy_rows(dt, x, VC, NULL, dt, tmp, VC, dix.rowmap, P, VC, 0, s);
@@ -160,36 +163,48 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
         const int *cu = full ? dix.cu_full : dix.cu_win, *nk = full ? dix.nk_full : dix.nk_win;
         const void **kv = full ? dix.kv_full : dix.kv_win;
         int S = full ? lo.n_full : lo.n_win, mx = full ? max_full : max_win;
+        gm_mark(gm, "norm");
         rc = vision_norm(gm, n, x, gm_layer(gm, w->v_norm1_w, l, VCz), q25 ? NULL : gm_layer(gm, w->v_norm1_b, l, VCz),
                          P, VC);
+        gm_mark(gm, "qkv_proj");
         if (rc == 0)
             rc = cuda_matmul_forward(ctx, dt, qkv, n, gm_layer(gm, w->v_qkv_w, l, 3 * VCz * VCz),
                                      gm_layer(gm, w->v_qkv_b, l, 3 * VCz), P, VC, 3 * VC, s);
+        gm_mark(gm, "rope");
         if (rc == 0) rc = cuda_rope_forward(dt, qkv, cos, sin, P, 2 * VH, VD, 3 * VC, s);
+        gm_mark(gm, "attention");
         if (rc == 0)
             rc = cuda_attention_forward(ctx, dt, att, VC, NULL, qkv, 3 * VC, kv, kv + S, 3 * VC, cu, nk, S, VH, VH, VD, 0,
                                         mx, mx, NULL, 0, s);
+        gm_mark(gm, "proj");
         if (rc == 0)
             rc = cuda_matmul_forward(ctx, dt, tmp, att, gm_layer(gm, w->v_proj_w, l, VCz * VCz),
                                      gm_layer(gm, w->v_proj_b, l, VCz), P, VC, VC, s);
+        gm_mark(gm, "residual");
         if (rc == 0) rc = cuda_residual_forward(dt, x, x, tmp, (int64_t)Pz * VCz, s);
+        gm_mark(gm, "norm");
         if (rc == 0)
             rc = vision_norm(gm, n, x, gm_layer(gm, w->v_norm2_w, l, VCz),
                              q25 ? NULL : gm_layer(gm, w->v_norm2_b, l, VCz), P, VC);
+        gm_mark(gm, "fc1");
         if (rc == 0)
             rc = cuda_matmul_forward(ctx, dt, f1, n, gm_layer(gm, w->v_fc1_w, l, (size_t)F * VIz * VCz),
                                      gm_layer(gm, w->v_fc1_b, l, (size_t)F * VIz), P, VC, F * VI, s);
         void *mlp_in = q25 ? fa : f1;
+        gm_mark(gm, "act");
         if (rc == 0)
             rc = q25 ? cuda_gated_rows_forward(dt, fa, f1, P, VI, c->vision.act, s)
                      : cuda_activation_forward(dt, f1, f1, (int64_t)Pz * VIz, c->vision.act, s);
+        gm_mark(gm, "fc2");
         if (rc == 0)
             rc = cuda_matmul_forward(ctx, dt, tmp, mlp_in, gm_layer(gm, w->v_fc2_w, l, VCz * VIz),
                                      gm_layer(gm, w->v_fc2_b, l, VCz), P, VI, VC, s);
+        gm_mark(gm, "residual");
         if (rc == 0) rc = cuda_residual_forward(dt, x, x, tmp, (int64_t)Pz * VCz, s);
     }
 
     // merger: norm, M consecutive rows as one of M*VC, Linear -> GELU -> Linear, back to the images' order
+    gm_mark(gm, "merger");
     if (rc == 0) rc = vision_norm(gm, n, x, w->m_norm_w, q25 ? NULL : w->m_norm_b, P, VC);
     if (rc == 0) rc = cuda_matmul_forward(ctx, dt, mh, n, w->m_fc1_w, w->m_fc1_b, U, MVC, MVC, s);
     if (rc == 0) rc = cuda_activation_forward(dt, mh, mh, (int64_t)U * MVC, ACT_GELU, s);
