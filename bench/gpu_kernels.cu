@@ -348,7 +348,7 @@ static void bench_decode(int B, int nk) {
     cuda_ctx_set_attention_kernel(ctx, CUDA_ATTN_AUTO);
     // the split-K decode with fixed keys per block (64-key tiles per split) against the heuristic above, in a
     // CUDA graph: the data for tuning decode_splits
-    for (int tps : {1, 2, 4, 8}) {
+    for (int tps : {1, 2, 3, 4, 6, 8}) {
         cuda_ctx_set_decode_split_tiles(ctx, tps);
         CK(cudaFree(s.ws));
         s.ws_bytes = cuda_attention_workspace_bytes(ctx, B, H, D, nk);

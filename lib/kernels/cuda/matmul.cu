@@ -177,6 +177,14 @@ extern "C" int cuda_matmul_forward(cuda_ctx *ctx, cuda_dtype dt, void *out, cons
     return 0;
 }
 
+extern "C" int cuda_matmul_residual_forward(cuda_ctx *ctx, cuda_dtype dt, void *x, const void *inp, const void *weight,
+                                            const void *bias, int T, int C, int OC, cuda_stream stream) {
+    if (gemm_rowmajor(ctx, dt, dt, false, true, T, OC, C, 1.0f, inp, C > 0 ? C : 1, weight, C > 0 ? C : 1, 1.0f, x,
+                      OC, bias, stream) < 0)
+        return maye_fail_ctx("matmul_residual_forward %d x %d -> %d (%s)", T, C, OC, dtype_name(dt));
+    return 0;
+}
+
 extern "C" int cuda_gemm(cuda_ctx *ctx, cuda_dtype ab, cuda_dtype c_dt, int trans_a, int trans_b, int M, int N, int K,
                          float alpha, const void *a, int64_t lda, const void *b, int64_t ldb, float beta, void *c,
                          int64_t ldc, cuda_stream stream) {

@@ -1,7 +1,8 @@
 // The vision tower and patch merger on the GPU (cuda_vision_forward), the twin of model/vision.c: patch
 // embedding as one GEMM, the rows gathered into the processing order of maye_vision_layout (Qwen2.5-VL's
 // windows), 2-D rotary on the fused qkv rows, bidirectional attention per image frame or window, the
-// blocks' MLPs (QuickGELU, or Qwen2.5-VL's gated SiLU over one fused gate|up GEMM), the merger, and the
+// blocks' MLPs (QuickGELU, or Qwen2.5-VL's gated SiLU over one fused gate|up GEMM), the attention output
+// projection and the MLP's last GEMM added to the residual stream in their epilogues, the merger, and the
 // merged rows scattered back to the images' order. Dimension letters as in model/cuda/model.h, plus
 // S attention segments and U = P / M merged units.
 #include "model/cuda/internal.cuh"
@@ -105,7 +106,7 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
     r[nr++] = DEV_REGION(n, Pz * VCz * es);                        // (P, VC) normed
     r[nr++] = DEV_REGION(qkv, Pz * 3 * VCz * es);                  // (P, 3*VC)
     r[nr++] = DEV_REGION(att, Pz * VCz * es);                      // (P, VC)
-    r[nr++] = DEV_REGION(tmp, Pz * VCz * es);                      // (P, VC) embedded patches, then projections
+    r[nr++] = DEV_REGION(tmp, Pz * VCz * es);                      // (P, VC) embedded patches, input order
     r[nr++] = DEV_REGION(f1, Pz * F * VIz * es);                   // (P, F*VI) fc1 or gate|up
     r[nr++] = DEV_REGION(fa, q25 ? Pz * VIz * es : 0);             // (P, VI) gated product
     r[nr++] = DEV_REGION(cos, Pz * (VD / 2) * sizeof(float));      // (P, VD/2)
@@ -176,12 +177,10 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
         if (rc == 0)
             rc = cuda_attention_forward(ctx, dt, att, VC, NULL, qkv, 3 * VC, kv, kv + S, 3 * VC, cu, nk, S, VH, VH, VD, 0,
                                         mx, mx, NULL, 0, s);
-        gm_mark(gm, "proj");
+        gm_mark(gm, "proj_residual");
         if (rc == 0)
-            rc = cuda_matmul_forward(ctx, dt, tmp, att, gm_layer(gm, w->v_proj_w, l, VCz * VCz),
-                                     gm_layer(gm, w->v_proj_b, l, VCz), P, VC, VC, s);
-        gm_mark(gm, "residual");
-        if (rc == 0) rc = cuda_residual_forward(dt, x, x, tmp, (int64_t)Pz * VCz, s);
+            rc = cuda_matmul_residual_forward(ctx, dt, x, att, gm_layer(gm, w->v_proj_w, l, VCz * VCz),
+                                              gm_layer(gm, w->v_proj_b, l, VCz), P, VC, VC, s);
         gm_mark(gm, "norm");
         if (rc == 0)
             rc = vision_norm(gm, n, x, gm_layer(gm, w->v_norm2_w, l, VCz),
@@ -195,12 +194,10 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
         if (rc == 0)
             rc = q25 ? cuda_gated_rows_forward(dt, fa, f1, P, VI, c->vision.act, s)
                      : cuda_activation_forward(dt, f1, f1, (int64_t)Pz * VIz, c->vision.act, s);
-        gm_mark(gm, "fc2");
+        gm_mark(gm, "fc2_residual");
         if (rc == 0)
-            rc = cuda_matmul_forward(ctx, dt, tmp, mlp_in, gm_layer(gm, w->v_fc2_w, l, VCz * VIz),
-                                     gm_layer(gm, w->v_fc2_b, l, VCz), P, VI, VC, s);
-        gm_mark(gm, "residual");
-        if (rc == 0) rc = cuda_residual_forward(dt, x, x, tmp, (int64_t)Pz * VCz, s);
+            rc = cuda_matmul_residual_forward(ctx, dt, x, mlp_in, gm_layer(gm, w->v_fc2_w, l, VCz * VIz),
+                                              gm_layer(gm, w->v_fc2_b, l, VCz), P, VI, VC, s);
     }
 
     // merger: norm, M consecutive rows as one of M*VC, Linear -> GELU -> Linear, back to the images' order
