@@ -5,7 +5,8 @@
 # PyTorch baseline (bench/gpu_torch_baseline.py) when torch sees the GPU, then bench/gpu_model.sh without
 # its tests (the 2B-shaped rollout and update against transformers / PyTorch, and a GPU-trained checkpoint
 # in transformers; GPU_MODEL=0 skips it), and last compute-sanitizer's memcheck on the attention and model
-# kernel tests (the forward and backward attention kernels) when the tool exists. About 5-7 minutes on an
+# kernel tests (the forward and backward attention kernels) when the tool exists, and a digest of the
+# results (bench/gpu_digest.py: targets, attention kernels, where the GPU time goes). About 5-7 minutes on an
 # H100/H200 without the memcheck, which adds up to 3 minutes (GPU_SANITIZE=0 skips it).
 #
 #   sh bench/gpu.sh                    build in $BUILD (default build) with make CUDA=1, then run
@@ -102,6 +103,13 @@ if [ "${GPU_SANITIZE:-1}" != 0 ] && [ $skip -eq 0 ] && command -v compute-saniti
          fail=$((fail+1)); failed="$failed memcheck_$name"; grep -m 10 "=========" "$LOGS/sanitizer.log" | sed 's/^/      /' ;;
     esac
   done
+fi
+
+# ----------------------------------------------------------------------------
+# digest: the comparisons, attention kernels and profiles in a few lines
+
+if command -v python3 >/dev/null; then
+  python3 "$here/gpu_digest.py" "$LOGS" || echo "gpu.sh: the digest exited with $?"
 fi
 
 echo "gpu.sh: $pass passed, $fail failed, $skip skipped in $(( $(date +%s) - start )) s; logs in $LOGS"
