@@ -131,6 +131,7 @@ int cuda_llm_train_zero(cuda_model *gm, cuda_llm_train *tr) {
     gm_phase(gm, "optimizer");
     gm_mark(gm, "zero_grads");
     CUDA_TRY(cudaMemsetAsync(tr->grads, 0, tr->n * sizeof(float), gm->stream), "zeroing the gradients");
+    gm_mark(gm, NULL);
     return 0;
 }
 
@@ -351,6 +352,7 @@ int cuda_llm_backward(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch *
     gm_mark(gm, "embed_grad");
     TRY(cuda_embedding_backward((float *)tr->g.embed, tr->emb_ids, tr->emb_starts, tr->emb_rows, n_ids, dt, tr->dres, C,
                                 s));
+    gm_mark(gm, NULL);
     return 0;
 }
 
@@ -377,6 +379,8 @@ int cuda_llm_adamw(cuda_model *gm, cuda_llm_train *tr, const maye_adamw_hparams 
     tr->clipped = false;
     gm_phase(gm, "optimizer");
     gm_mark(gm, "adamw");
-    return cuda_adamw_step(params, params_bf16, tr->grads, CUDA_F32, tr->m, tr->v, (int64_t)tr->n, lr, hp->beta1,
-                           hp->beta2, hp->eps, hp->weight_decay, tr->step, coef, gm->stream);
+    TRY(cuda_adamw_step(params, params_bf16, tr->grads, CUDA_F32, tr->m, tr->v, (int64_t)tr->n, lr, hp->beta1,
+                        hp->beta2, hp->eps, hp->weight_decay, tr->step, coef, gm->stream));
+    gm_mark(gm, NULL);
+    return 0;
 }

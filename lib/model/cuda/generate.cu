@@ -318,6 +318,7 @@ static int step_launch(cuda_gen *g, cuda_gen_run_state *st) {
                                                      st->done, st->suppress, st->out_ids, st->out_lp, st->stop,
                                                      g->cfg.n_stop);
     CUDA_LAUNCHED("decode step: bookkeeping");
+    gm_mark(gm, NULL);
     return 0;
 }
 

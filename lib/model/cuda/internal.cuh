@@ -118,7 +118,8 @@ void prof_mark(cuda_model *gm, const char *region);
 void prof_phase(cuda_model *gm, const char *phase);
 
 // The GPU work queued from here to the next mark belongs to `region` (a string literal) of the current phase;
-// NULL: to nothing (the host is about to wait, or the work is not the model's).
+// NULL: to nothing (the host is about to wait or return to its caller, or the work is not the model's), so
+// that host time before the next mark is never charged to a region.
 static inline void gm_mark(cuda_model *gm, const char *region) {
     if (gm->prof) prof_mark(gm, region);
 }

@@ -249,6 +249,7 @@ int llm_forward_impl(cuda_model *gm, const cuda_llm_batch *b, cuda_llm_acts *a, 
                                               c->rms_eps, s));
         }
     }
+    gm_mark(gm, NULL);
     return 0;
 }
 
@@ -277,9 +278,9 @@ int cuda_llm_logprobs(cuda_model *gm, cuda_llm_acts *a, const int64_t *targets, 
         rows[n] = t, tgt[n] = targets[t], n++;
     }
     cudaStream_t s = gm->stream;
-    gm_phase(gm, "logprobs");
-    gm_mark(gm, "logprobs");
     if (rc == 0 && n > 0) {
+        gm_phase(gm, "logprobs");
+        gm_mark(gm, "logprobs");
         cudaError_t err = cudaMemcpyAsync(a->lp_row, rows, sizeof(int) * (size_t)n, cudaMemcpyHostToDevice, s);
         if (err == cudaSuccess)
             err = cudaMemcpyAsync(a->lp_tgt, tgt, sizeof(int64_t) * (size_t)n, cudaMemcpyHostToDevice, s);

@@ -9,8 +9,8 @@
 // closes the previous region there, holds the stream with a spin kernel (PROF_HOLD_MS, not charged) while the
 // host queues the next launches, and only then opens its region: the GPU runs the queued work back to back,
 // as from a CUDA graph. The region just before such a point may include the host time of one mark; `stalls`
-// counts those points. cuda_model_sync marks an idle point before it waits, so work around host
-// synchronisation is not charged to the region before it.
+// counts those points. The model's entry points end with an idle mark (gm_mark(gm, NULL)), and so does
+// cuda_model_sync before it waits, so host work between calls is not charged to the region before it.
 #include "model/cuda/internal.cuh"
 
 #include <stdlib.h>

@@ -207,6 +207,7 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
     if (rc == 0) rc = cuda_activation_forward(dt, mh, mh, (int64_t)U * MVC, ACT_GELU, s);
     if (rc == 0) rc = cuda_matmul_forward(ctx, dt, mo, mh, w->m_fc2_w, w->m_fc2_b, U, MVC, C, s);
     if (rc == 0) rc = cuda_copy_rows(dt, out, C, dix.unit_of, dt, mo, C, NULL, U, C, 0, s);
+    gm_mark(gm, NULL);
     maye_vision_layout_free(&lo);
     if (rc < 0) return maye_fail_ctx("vision tower on the GPU (%d patches, %d images)", P, n_images);
     return 0;
