@@ -3,10 +3,10 @@
 
 Reads LOGS/bench.jsonl (gpu_kernels), LOGS/torch.jsonl (gpu_torch_baseline.py), LOGS/model_bench.jsonl
 (gpu_model) and LOGS/model_torch.jsonl (gpu_model_baseline.py), whichever exist, and prints: the issue-8
-comparisons, the prefill attention per tile shape next to SDPA, the attention backward (flash vs GEMMs), the
-decode attention per split, then where the rollout's and the update's GPU time goes (the profile lines:
-per phase, the decode step's regions per step, the update's largest regions). Optional (python3 only);
-bench/gpu.sh runs it last.
+comparisons, the decode step's GEMMs per cuBLASLt answer, the prefill attention per tile shape next to SDPA,
+the attention backward (flash vs GEMMs), the decode attention per split, then where the rollout's and the
+update's GPU time goes (the profile lines: per phase, the decode step's regions per step, the update's
+largest regions). Optional (python3 only); bench/gpu.sh runs it last.
 
   python3 bench/gpu_digest.py LOGS [--regions N]
 """
@@ -50,6 +50,15 @@ def comparisons(model_torch):
 
 
 def kernels(bench, torch_rows):
+    gd = [r for r in bench if r.get("bench") == "gemm_decode"]
+    if gd:
+        section("decode-step GEMMs (64 rows): cuBLASLt's first answer, and the fastest ranked answer")
+        for shape in dict.fromkeys(r["shape"] for r in gd):
+            rows = [r for r in gd if r["shape"] == shape]
+            first = rows[0]
+            best = max(rows, key=lambda r: r["vs_rank0"])
+            print("  %-40s rank 0 %8.4f ms (%.2f of copy bw); best rank %d %8.4f ms (x%.2f)" % (
+                shape, first["ms"], first["vs_copy_bandwidth"], best["algo_rank"], best["ms"], best["vs_rank0"]))
     pre = [r for r in bench if r.get("bench") == "attention_prefill"]
     sdpa = {r["shape"]: r["ms"] for r in torch_rows if r.get("bench") == "attention"}
     if pre:

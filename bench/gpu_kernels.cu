@@ -3,11 +3,14 @@
 // GEMM rate of a large square product (matrix-bound ones).
 //   copy         cudaMemcpy D2D, bytes read + written
 //   gemm         T = 8192 tokens through every linear layer of a 2B block (forward, and one weight gradient)
+//   gemm_decode  the decode step's 64-row GEMMs (q|k|v with bias, o, gate|up, down over 28 layer copies; the
+//                lm_head with fp32 logits) with each of cuBLASLt's ranked heuristic answers: weight bandwidth
+//                against the copy bandwidth, and the speed of each rank against rank 0 (what the model runs)
 //   attention    prefill 8 x 1024 causal (H 12, KV 2, D 128), vision 4 x 1024 and 64 x 1024 bidirectional
 //                (H 16, D 80): the tensor-core prefill kernel with 64 and with 128 query rows per block ("rows",
 //                the 128-row line with its speedup over the 64-row one) and, except on the 64-image shape, the
 //                SIMT kernel for comparison; decode 64 sequences x 512 and 2048 keys over 28 layers' caches (plain
-//                launches and a CUDA graph, against the prefill kernel; the split-K decode also with 1/2/4/8 key
+//                launches and a CUDA graph, against the prefill kernel; the split-K decode also with 1/2/3/4/6/8 key
 //                tiles per block, for tuning its split heuristic);
 //                backward 8 x 1024 causal (H 12, KV 2, D 128): the flash-style kernels against the per-segment
 //                GEMMs
@@ -160,6 +163,53 @@ static void bench_gemm(void) {
     for (auto &s : shapes) {
         double tf = gemm_tflops(s.M, s.N, s.K, s.trans_a, &ms);
         emit("gemm", s.name, ms, "\"tflops\": %.1f, \"vs_peak\": %.3f", tf, tf / gemm_peak_tflops);
+    }
+}
+
+// The decode step's GEMMs (64 rows, the 2B model's layer shapes, weights rotating over 28 layer copies so they
+// stream from HBM as in a step; the lm_head once, fp32 logits) with each of cuBLASLt's ranked heuristic
+// answers: weight bytes per second against the copy bandwidth, and which rank is fastest (0 is what the
+// model runs).
+static void bench_gemm_decode(void) {
+    const int M = 64, L = 28;
+    struct {
+        const char *name;
+        int N, K, copies, bias;
+        cuda_dtype out;
+    } shapes[] = {{"qkv 64x1536->2048 +bias", 2048, 1536, L, 1, CUDA_BF16}, {"o 64x1536->1536", 1536, 1536, L, 0, CUDA_BF16},
+                  {"gate_up 64x1536->17920", 17920, 1536, L, 0, CUDA_BF16}, {"down 64x8960->1536", 1536, 8960, L, 0, CUDA_BF16},
+                  {"lm_head 64x1536->151936 fp32", 151936, 1536, 1, 0, CUDA_F32}};
+    for (auto &s : shapes) {
+        size_t wn = (size_t)s.N * s.K;
+        void *x = drandom(CUDA_BF16, (int64_t)M * s.K, 1), *w = drandom(CUDA_BF16, (int64_t)wn * s.copies, 0.05f);
+        void *b = drandom(CUDA_BF16, s.N, 0.1f), *y = dalloc((size_t)M * s.N * 4);
+        auto call = [&](int l) {
+            const void *wl = (const char *)w + (size_t)l * wn * 2;
+            if (s.out == CUDA_F32)
+                OK(cuda_gemm(ctx, CUDA_BF16, CUDA_F32, 0, 1, M, s.N, s.K, 1.0f, x, s.K, wl, s.K, 0.0f, y, s.N, NULL));
+            else
+                OK(cuda_matmul_forward(ctx, CUDA_BF16, y, x, wl, s.bias ? b : NULL, M, s.K, s.N, NULL));
+        };
+        double base = 0;
+        for (int rank = 0; rank < CUDA_GEMM_ALGOS; rank++) {
+            OK(cuda_ctx_set_gemm_algo_rank(ctx, rank));
+            call(0); // asks the heuristic
+            int answers = cuda_ctx_gemm_last_answers(ctx);
+            if (answers < rank + 1) break; // no answer of this rank
+            double ms = time_ms(
+                            [&] {
+                                for (int l = 0; l < s.copies; l++) call(l);
+                            },
+                            3) /
+                        s.copies;
+            if (rank == 0) base = ms;
+            double gbps = wn * 2.0 / (ms * 1e-3) / 1e9;
+            emit("gemm_decode", s.name, ms, "\"algo_rank\": %d, \"weight_gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f, "
+                 "\"vs_rank0\": %.3f", rank, gbps, gbps / copy_gbps, base / ms);
+        }
+        OK(cuda_ctx_set_gemm_algo_rank(ctx, 0));
+        void *ps[] = {x, w, b, y};
+        for (void *p : ps) CK(cudaFree(p));
     }
 }
 
@@ -494,6 +544,7 @@ int main(void) {
     OK(cuda_ctx_init(&ctx, 0));
     bench_copy();
     bench_gemm();
+    bench_gemm_decode();
     bench_prefill("prefill causal", 8, 12, 2, 128, 1024, 1, 1);
     bench_prefill("vision bidirectional", 4, 16, 16, 80, 1024, 0, 1);
     bench_prefill("vision bidirectional", 64, 16, 16, 80, 1024, 0, 0);

@@ -92,6 +92,17 @@ extern "C" void cuda_ctx_set_decode_split_tiles(cuda_ctx *ctx, int tiles) {
     ctx->decode_split_tiles = tiles > 0 ? tiles : 0;
 }
 
+extern "C" int cuda_ctx_set_gemm_algo_rank(cuda_ctx *ctx, int rank) {
+    CHECK_OR_FAIL(rank >= 0 && rank < CUDA_GEMM_ALGOS, "cuda_ctx_set_gemm_algo_rank: rank %d is outside [0, %d)", rank,
+                  CUDA_GEMM_ALGOS);
+    ctx->gemm_algo_rank = rank;
+    memset(ctx->gemm_cache, 0, sizeof ctx->gemm_cache);
+    ctx->gemm_cache_next = 0;
+    return 0;
+}
+
+extern "C" int cuda_ctx_gemm_last_answers(const cuda_ctx *ctx) { return ctx->gemm_last_answers; }
+
 extern "C" int cuda_ctx_set_prefill_rows(cuda_ctx *ctx, int rows) {
     CHECK_OR_FAIL(rows == 0 || rows == 64 || rows == 128,
                   "cuda_ctx_set_prefill_rows: %d query rows per block is not a tensor-core prefill shape (64 or 128; "

@@ -37,6 +37,8 @@ struct cuda_ctx {
     int prefill_rows;         // query rows per block of the tensor-core prefill attention: 64 or 128; 0: 64
     cuda_gemm_cache_entry gemm_cache[CUDA_GEMM_CACHE]; // filled round robin
     int gemm_cache_next;
+    int gemm_algo_rank;       // which ranked heuristic answer a GEMM takes (cuda_ctx_set_gemm_algo_rank); 0: the first
+    int gemm_last_answers;    // answers the last heuristic query offered
 };
 
 // Raises the dynamic shared-memory limits of the attention kernels (attention.cu); run by cuda_ctx_init.

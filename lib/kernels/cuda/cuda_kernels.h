@@ -71,6 +71,15 @@ void cuda_ctx_set_decode_split_tiles(cuda_ctx *ctx, int tiles);
 // tile); 0 selects the default, 64, the shape measured so far, kept until a GPU run shows 128 faster. The same
 // bits either way. Fails with a message for any other value (the context keeps its setting).
 int cuda_ctx_set_prefill_rows(cuda_ctx *ctx, int rows);
+// Which of cuBLASLt's ranked heuristic answers (at most CUDA_GEMM_ALGOS) the GEMMs take: 0, the default, its
+// first choice; a rank past the answers offered takes the last one. Forgets the context's remembered answers,
+// so the next GEMM of every shape asks again. For benchmarks (bench/gpu_kernels times the decode step's GEMMs
+// per rank); fails with a message outside [0, CUDA_GEMM_ALGOS).
+#define CUDA_GEMM_ALGOS 8
+int cuda_ctx_set_gemm_algo_rank(cuda_ctx *ctx, int rank);
+// How many answers cuBLASLt's heuristic offered for the last GEMM shape the context asked about (it asks for
+// rank + 1: fewer means the rank was past the last answer).
+int cuda_ctx_gemm_last_answers(const cuda_ctx *ctx);
 
 // ----------------------------------------------------------------------------
 // matmul, embedding, residual

@@ -119,16 +119,17 @@ static int lt_matmul(cuda_ctx *ctx, cudaDataType_t ab, cudaDataType_t cd, cublas
         CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(L.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                         &key.align_c, sizeof key.align_c),
                    "alignment of D");
-        cublasLtMatmulHeuristicResult_t res;
-        int returned = 0;
+        cublasLtMatmulHeuristicResult_t res[CUDA_GEMM_ALGOS];
+        int returned = 0, want = ctx->gemm_algo_rank + 1;
         cublasStatus_t st =
-            cublasLtMatmulAlgoGetHeuristic(ctx->lt, L.op, L.la, L.lb, L.lc, L.lc, L.pref, 1, &res, &returned);
+            cublasLtMatmulAlgoGetHeuristic(ctx->lt, L.op, L.la, L.lb, L.lc, L.lc, L.pref, want, res, &returned);
         bool none = st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && returned == 0);
         if (!none) CUBLAS_TRY(st, "cuBLASLt heuristic");
+        ctx->gemm_last_answers = none ? 0 : returned;
         hit = &ctx->gemm_cache[ctx->gemm_cache_next];
         ctx->gemm_cache_next = (ctx->gemm_cache_next + 1) % CUDA_GEMM_CACHE;
         hit->key = key, hit->used = true, hit->found = !none;
-        if (!none) hit->algo = res.algo;
+        if (!none) hit->algo = res[ctx->gemm_algo_rank < returned ? ctx->gemm_algo_rank : returned - 1].algo;
         if (none) return 0;
     }
     CUBLAS_TRY(cublasLtMatmul(ctx->lt, L.op, &alpha, A, L.la, B, L.lb, &beta, C, L.lc, C, L.lc, &hit->algo,
