@@ -224,8 +224,9 @@ int cuda_uniform_fill(float *out, uint64_t seed, uint64_t stream_id, uint64_t in
 //     the truncated distribution with one uniform per token. The scan runs in id order rather than sorted
 //     order, so the GPU never sorts the vocabulary: it finds the top-k and top-p cut-offs by radix
 //     selection over the keys (4 passes of 8 bits each) with integer (order-independent) sums.
-// One block of 512 threads per row; the logits are read 3 times (no truncation) to 12 times (top-k and
-// top-p), from L2 for typical batch sizes.
+// One block of 512 threads per row; the logits are read twice plus a sixteenth of the row (no truncation) to
+// about 12 times (top-k and top-p), from L2 for typical batch sizes; the draw is a two-level prefix search
+// (strips, then pieces of one strip), not a walk over the row.
 int cuda_sample_forward(int64_t *tokens, float *logprob, const float *logits, int64_t ld, int B, int V,
                         const float *temperature, const int *top_k, const float *top_p, uint64_t seed,
                         const uint64_t *streams, const uint64_t *indices, const int32_t *banned, int n_banned,

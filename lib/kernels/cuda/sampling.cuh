@@ -1,14 +1,20 @@
 // Token sampling on the GPU, one block of SAMPLE_THREADS threads per row, following the exact definition
 // above cuda_sample_forward (cuda_kernels.h) with the shared arithmetic of sampling_def.h. Passes over the row
 // (banned ids of suppressed rows read as -inf everywhere except in the log-prob):
-//   1. max logit and greedy argmax;  2. total integer weight Z and the float sum for the log-prob;
-//   3. top-k: radix selection of the k-th key (4 passes of 8-bit digits over key counts) and the weight of
-//      the top-k set;  4. top-p: radix selection of the key where the running weight crosses the target
-//      (4 passes over digit weights);  5. the draw: a block-wide scan in id order until the running weight of
-//      the kept tokens exceeds r.
+//   1. max logit and greedy argmax;  2. total integer weight Z, per strip of the row too (SAMPLE_WARPS
+//      contiguous strips, one per warp, read 32 consecutive ids at a time), and the float sum for the
+//      log-prob;  3. top-k: radix selection of the k-th key (4 passes of 8-bit digits over key counts) and
+//      the weight of the top-k set;  4. top-p: radix selection of the key where the running weight crosses
+//      the target (4 passes over digit weights);  5. the draw, the first id whose running kept weight exceeds
+//      r, by a two-level search: each warp counts its strip's ties at the cut and weighs its keys above the
+//      cut (without truncation pass 2's strip weights serve), every thread finds the strip where the running
+//      weight crosses r; the block splits that strip into one piece per thread, scans the pieces' tie counts
+//      and weights, and the thread whose piece holds the crossing walks its ids.
 // Every sum is over uint64 integers, so its value does not depend on the order of the additions: the block
-// reproduces a sequential CPU loop exactly. Histograms aggregate lanes with equal digits (match.any) before
-// their shared-memory atomics.
+// reproduces a sequential CPU loop exactly. The kept weight of the ids before any position is
+// (weight of keys > cut before it) + min(ties before it, cut_ties) * (weight of the cut key), so two prefix
+// sums locate the crossing without walking the row. Histograms aggregate lanes with equal digits (match.any)
+// before their shared-memory atomics.
 #pragma once
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/philox.cuh"
@@ -18,8 +24,8 @@
 #include <cub/block/block_scan.cuh>
 
 #define SAMPLE_THREADS 512
-#define SAMPLE_ITEMS 4        // consecutive ids per thread in the final scan
-#define SAMPLE_MAX_BANNED 256 // suppressed ids (cuda_sample_forward checks)
+#define SAMPLE_WARPS (SAMPLE_THREADS / 32) // strips of the row (passes 2 and 5)
+#define SAMPLE_MAX_BANNED 256              // suppressed ids (cuda_sample_forward checks)
 
 typedef unsigned long long u64;
 
@@ -50,8 +56,11 @@ struct SampleShared {
         SampleReduceF32::TempStorage rf;
         SampleReduceArg::TempStorage ra;
         SampleScanU64::TempStorage su;
-        SampleScanU32::TempStorage s32;
     } tmp;
+    SampleScanU32::TempStorage s32;    // outside tmp: the draw scans ties and weights with no barrier between
+    u64 strip_all[SAMPLE_WARPS];       // weight of every id, per strip
+    u64 strip_above[SAMPLE_WARPS];     // weight of the keys > cut, per strip
+    unsigned strip_ties[SAMPLE_WARPS]; // keys == cut, per strip
     unsigned hist_c[256]; // tokens per digit
     u64 hist_m[256];      // weight per digit
     u64 lane_q[SAMPLE_THREADS];
@@ -82,18 +91,26 @@ __device__ __forceinline__ void hist_add(SampleShared &sh, bool part, unsigned d
     if (with_mass) __syncwarp();
 }
 
+// The sum over the 32 lanes of a warp, in every lane (integers: the order of the additions does not matter).
+template <typename T> __device__ __forceinline__ T warp_sum_int(T x) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+
 // The weight of a key of this row.
 __device__ __forceinline__ u64 key_weight(unsigned key, float zmax, float tau) {
     return maye_sample_weight(maye_sample_key_value(key), zmax, tau);
 }
 
-// grid (B), SAMPLE_THREADS threads. See cuda_sample_forward.
-__global__ void __launch_bounds__(SAMPLE_THREADS)
+// grid (B), SAMPLE_THREADS threads. See cuda_sample_forward. One block per SM (78 registers on sm_90a): left
+// free, ptxas squeezes the kernel into 64 registers for two blocks and spills.
+__global__ void __launch_bounds__(SAMPLE_THREADS, 1)
     sample_kernel(int64_t *tokens, float *logprob, const float *logits, int64_t ld, int V, const float *temperature,
                   const int *top_k, const float *top_p, uint64_t seed, const uint64_t *streams,
                   const uint64_t *indices, const int32_t *banned, int n_banned, const uint8_t *suppress) {
     __shared__ SampleShared sh;
-    const int b = blockIdx.x, tid = threadIdx.x;
+    const int b = blockIdx.x, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const float *zraw = logits + (int64_t)b * ld;
     const float tau_in = temperature[b], P = top_p[b];
     const int K = top_k[b];
@@ -125,20 +142,24 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
     const float zmax = sh.bf[0], raw_max = sh.bf[1];
     const int argmax = sh.bi[0];
 
-    // 2. total weight, and the float normaliser of the log-prob (raw logits)
+    // 2. total weight, per strip (this warp's ids [s_lo, s_hi)), and the float normaliser of the log-prob (raw
+    // logits)
+    const int strip_len = (V + SAMPLE_WARPS - 1) / SAMPLE_WARPS;
+    const int s_lo = min(V, warp * strip_len), s_hi = min(V, s_lo + strip_len);
     u64 zsum = 0;
     float esum = 0.0f;
-    for (int i = tid; i < V; i += SAMPLE_THREADS) {
+    for (int i = s_lo + lane; i < s_hi; i += 32) {
         esum += expf(zraw[i] / tau - raw_max / tau);
         if (!greedy) zsum += maye_sample_weight(zat(i), zmax, tau);
     }
     esum = SampleReduceF32(sh.tmp.rf).Sum(esum);
-    __syncthreads();
-    zsum = SampleReduceU64(sh.tmp.ru).Sum(zsum);
-    if (tid == 0) sh.bf[1] = esum, sh.bu[0] = zsum;
+    zsum = warp_sum_int(zsum);
+    if (lane == 0) sh.strip_all[warp] = zsum;
+    if (tid == 0) sh.bf[1] = esum;
     __syncthreads();
     const float log_esum = logf(sh.bf[1]);
-    const u64 z_all = sh.bu[0];
+    u64 z_all = 0;
+    for (int s = 0; s < SAMPLE_WARPS; s++) z_all += sh.strip_all[s];
 
     int token = argmax;
     if (!greedy) {
@@ -242,54 +263,76 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
             }
         }
 
-        // 5. the draw: first id (in id order) whose running kept weight exceeds r
+        // 5. the draw: the first id (in id order) whose running kept weight exceeds r. An id counts in `above`
+        // when it is kept for its key alone (every id when keep_all), in `ties` when its key is the cut; the kept
+        // weight before a position is above + min(ties, cut_ties) * qc, counted from the row's start.
         if (total > 0) {
             float u = philox_uniform_at(seed, streams[b], indices[b]);
-            u64 r = maye_sample_scale((double)u, total);
-            u64 run = 0;    // kept weight of the ids before this tile
-            unsigned ties = 0; // tokens with key == cut before this tile
-            if (tid == 0) sh.bi[1] = -1;
-            for (int base = 0; base < V; base += SAMPLE_THREADS * SAMPLE_ITEMS) {
-                int i0 = base + tid * SAMPLE_ITEMS;
-                unsigned keys[SAMPLE_ITEMS], my_ties = 0;
-#pragma unroll
-                for (int e = 0; e < SAMPLE_ITEMS; e++) {
-                    keys[e] = i0 + e < V ? maye_sample_key(zat(i0 + e)) : 0;
-                    my_ties += (i0 + e < V && keys[e] == cut) ? 1u : 0u;
+            const u64 r = maye_sample_scale((double)u, total);
+            const u64 qc = keep_all ? 0 : key_weight(cut, zmax, tau);
+            auto kept_before = [&](u64 above, unsigned ties) { return above + (u64)min(ties, cut_ties) * qc; };
+            // level 1: the strips' ties and weights above the cut (pass 2's weights when keep_all)
+            if (!keep_all) {
+                unsigned t = 0;
+                u64 a = 0;
+                for (int i = s_lo + lane; i < s_hi; i += 32) {
+                    float z = zat(i);
+                    unsigned key = maye_sample_key(z);
+                    t += key == cut;
+                    if (key > cut) a += maye_sample_weight(z, zmax, tau);
                 }
-                unsigned tie_before, tile_ties;
+                t = warp_sum_int(t);
+                a = warp_sum_int(a);
+                if (lane == 0) sh.strip_ties[warp] = t, sh.strip_above[warp] = a;
                 __syncthreads();
-                SampleScanU32(sh.tmp.s32).ExclusiveSum(my_ties, tie_before, tile_ties);
-                u64 q[SAMPLE_ITEMS], my_q = 0;
-                unsigned rank = ties + tie_before;
-#pragma unroll
-                for (int e = 0; e < SAMPLE_ITEMS; e++) {
-                    bool valid = i0 + e < V;
-                    bool kept = valid && (keep_all || keys[e] > cut || (keys[e] == cut && rank < cut_ties));
-                    if (valid && keys[e] == cut) rank++;
-                    q[e] = kept ? maye_sample_weight(zat(i0 + e), zmax, tau) : 0;
-                    my_q += q[e];
+            }
+            // every thread finds the strip s of the crossing and what precedes it: a0 above, t0 ties
+            int s = 0;
+            u64 a0 = 0;
+            unsigned t0 = 0;
+            for (; s < SAMPLE_WARPS; s++) {
+                u64 a = keep_all ? sh.strip_all[s] : sh.strip_above[s];
+                unsigned t = keep_all ? 0u : sh.strip_ties[s];
+                if (kept_before(a0 + a, t0 + t) > r) break;
+                a0 += a, t0 += t;
+            }
+            if (s < SAMPLE_WARPS) {
+                // level 2: one piece [p_lo, p_hi) of strip s per thread
+                const int lo = s * strip_len, n = min(V, lo + strip_len) - lo;
+                const int piece = (n + SAMPLE_THREADS - 1) / SAMPLE_THREADS;
+                const int p_lo = lo + min(n, tid * piece), p_hi = lo + min(n, (tid + 1) * piece);
+                unsigned t = 0;
+                u64 a = 0;
+                for (int i = p_lo; i < p_hi; i++) {
+                    float z = zat(i);
+                    unsigned key = maye_sample_key(z);
+                    t += !keep_all && key == cut;
+                    if (keep_all || key > cut) a += maye_sample_weight(z, zmax, tau);
                 }
-                u64 q_before, tile_q;
-                __syncthreads();
-                SampleScanU64(sh.tmp.su).ExclusiveSum(my_q, q_before, tile_q);
-                if (run + q_before <= r && r < run + q_before + my_q) { // the crossing is in this thread's ids
-                    u64 c = run + q_before;
-#pragma unroll
-                    for (int e = 0; e < SAMPLE_ITEMS; e++) {
-                        c += q[e];
+                if (tid == 0) sh.bi[1] = -1;
+                unsigned t_before = 0, t_strip;
+                u64 a_before, a_strip;
+                if (!keep_all) SampleScanU32(sh.s32).ExclusiveSum(t, t_before, t_strip);
+                SampleScanU64(sh.tmp.su).ExclusiveSum(a, a_before, a_strip);
+                a_before += a0, t_before += t0;
+                u64 c = kept_before(a_before, t_before);
+                if (c <= r && r < kept_before(a_before + a, t_before + t)) { // the crossing is in this piece
+                    unsigned rank = t_before;                                 // ties before id i
+                    for (int i = p_lo; i < p_hi; i++) {
+                        float z = zat(i);
+                        unsigned key = maye_sample_key(z);
+                        bool kept = keep_all || key > cut || (key == cut && rank < cut_ties);
+                        if (!keep_all && key == cut) rank++;
+                        if (kept) c += maye_sample_weight(z, zmax, tau);
                         if (c > r) {
-                            sh.bi[1] = i0 + e;
+                            sh.bi[1] = i;
                             break;
                         }
                     }
                 }
                 __syncthreads();
-                if (sh.bi[1] >= 0) break;
-                run += tile_q;
-                ties += tile_ties;
+                if (sh.bi[1] >= 0) token = sh.bi[1];
             }
-            token = sh.bi[1] >= 0 ? sh.bi[1] : argmax;
         }
     }
     if (tid == 0) {
