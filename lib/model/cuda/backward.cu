@@ -158,8 +158,10 @@ static int layer_backward(cuda_model *gm, cuda_llm_train *tr, int l, const Layer
     float *g_ln2 = glayer((float *)tr->g.ln2_w, l, Cz);
 
     // MLP: x_out = h + down(act), act = silu(gate) * up, gate|up = gu_proj(ln2), ln2 = rmsnorm(h)
-    gm_mark(gm, "silu_mul");
-    if (a->keep == 1) TRY(cuda_gated_rows_forward(dt, a->act, la.gu, T, I, ACT_SILU, s));
+    if (a->keep == 1) {
+        gm_mark(gm, "silu_mul");
+        TRY(cuda_gated_rows_forward(dt, a->act, la.gu, T, I, ACT_SILU, s));
+    }
     gm_mark(gm, "down_proj_dx");
     TRY(cuda_gemm(ctx, dt, dt, 0, 0, T, I, C, 1.0f, tr->dres, C, gm_layer(gm, w->down_w, l, Cz * Iz), I, 0.0f, tr->dact,
                   I, s));
