@@ -108,32 +108,32 @@ static void run_mma(const emu_attn_case &c) {
     }
 }
 
-// grid (splits, KV, B) with keys_per_split keys per block (a multiple of MMA_BN); several splits write the
-// workspace (poisoned beforehand), which attn_combine_kernel (grid (H, B)) merges into out and lse.
+// grid (splits, KV, B), each segment's tiles dealt over the splits; several splits write the workspace
+// (poisoned beforehand), which attn_combine_kernel (grid (H, B)) merges into out and lse.
 template <int D>
-static void launch_decode(const emu_attn_problem &p, int keys_per_split, __nv_bfloat16 *out, float *lse) {
-    int splits = max(1, (p.max_nk + keys_per_split - 1) / keys_per_split), H = p.c.H;
+static void launch_decode(const emu_attn_problem &p, int splits, __nv_bfloat16 *out, float *lse) {
+    int H = p.c.H;
     std::vector<float> ws((size_t)splits * p.B * H * (D + 1));
     emu_poison(ws);
     float *ws_o = ws.data(), *ws_lse = ws_o + (size_t)splits * p.B * H * D;
     AttnArgs<__nv_bfloat16> a = emu_attn_args(p, out, lse);
     cuda_emu_launch(attn_decode_kernel<D>, dim3((unsigned)splits, (unsigned)p.c.KV, (unsigned)p.B), dim3(128),
-                    attn_decode_smem_bytes<D>(), a, keys_per_split, ws_o, ws_lse);
+                    attn_decode_smem_bytes<D>(), a, ws_o, ws_lse);
     if (splits > 1)
         cuda_emu_launch(attn_combine_kernel, dim3((unsigned)H, (unsigned)p.B), dim3(128), 0, out, p.ldo, lse,
                         (const float *)ws_o, (const float *)ws_lse, p.cu_q.data(), p.B, H, D, splits);
 }
 
-static void run_decode(const emu_attn_case &c, int keys_per_split) {
+static void run_decode(const emu_attn_case &c, int splits) {
     emu_attn_problem p;
     emu_attn_problem_init(p, c, true);
     std::vector<__nv_bfloat16> out((size_t)p.T * p.ldo);
     std::vector<float> lse((size_t)p.T * p.c.H);
     emu_poison(out), emu_poison(lse);
-    if (c.D == 64) launch_decode<64>(p, keys_per_split, out.data(), lse.data());
-    else if (c.D == 80) launch_decode<80>(p, keys_per_split, out.data(), lse.data());
-    else launch_decode<128>(p, keys_per_split, out.data(), lse.data());
-    std::string kernel = emu_what("attn_decode_kernel (%d keys per split)", keys_per_split);
+    if (c.D == 64) launch_decode<64>(p, splits, out.data(), lse.data());
+    else if (c.D == 80) launch_decode<80>(p, splits, out.data(), lse.data());
+    else launch_decode<128>(p, splits, out.data(), lse.data());
+    std::string kernel = emu_what("attn_decode_kernel (%d splits)", splits);
     check_outputs(p, kernel.c_str(), out, lse, dec_out, dec_lse);
 }
 
@@ -173,7 +173,7 @@ int main(void) {
     for (const emu_attn_case &c : simt) run_simt<float>(c), run_simt<__nv_bfloat16>(c);
     for (const emu_attn_case &c : prefill) run_mma(c);
     for (const emu_attn_case &c : decode) {
-        for (int kps : {64, 192, 1024}) run_decode(c, kps);
+        for (int splits : {1, 2, 3, 5, 9}) run_decode(c, splits); // 9: more splits than most segments' tiles
         run_mma(c); // one-row segments through the prefill kernel (CUDA_ATTN_PREFILL), both shapes
     }
     for (const emu_stats *st : {&simt_f32, &simt_bf16, &bf16_lse, &mma_out[0], &mma_lse[0], &mma_out[1], &mma_lse[1],

@@ -81,11 +81,11 @@ template <int D> static int mma_launch(const cuda_ctx *ctx, const AttnArgs<bf16>
     return mma_launch_warps<D, 4>(ctx, a, max_nq, s);
 }
 
-// The decode split: whole 64-key tiles per split, enough blocks (B * KV * splits) for about three per SM (or
-// the context's fixed tiles per split, cuda_ctx_set_decode_split_tiles), and no more splits than the
-// workspace holds (splits * B * H * (D + 1) floats).
-static int decode_splits(const cuda_ctx *ctx, int B, int KV, int H, int D, int max_nk, size_t ws_bytes,
-                         int *keys_per_split) {
+// The decode split count: whole 64-key tiles of the longest segment (max_nk keys) per split, enough blocks
+// (B * KV * splits) for about three per SM (or the context's fixed tiles per split,
+// cuda_ctx_set_decode_split_tiles), and no more splits than the workspace holds (splits * B * H * (D + 1)
+// floats). The kernel deals each segment's own tiles over the splits.
+static int decode_splits(const cuda_ctx *ctx, int B, int KV, int H, int D, int max_nk, size_t ws_bytes) {
     int tiles = (max_nk + MMA_BN - 1) / MMA_BN;
     if (tiles < 1) tiles = 1;
     int64_t want = (3 * (int64_t)ctx->sm_count + (int64_t)B * KV - 1) / ((int64_t)B * KV);
@@ -96,10 +96,7 @@ static int decode_splits(const cuda_ctx *ctx, int B, int KV, int H, int D, int m
         int used = (max_nk + kps - 1) / kps;
         if (used < 1) used = 1;
         size_t need = sizeof(float) * (size_t)used * B * H * (D + 1);
-        if (used == 1 || need <= ws_bytes) {
-            *keys_per_split = kps;
-            return used;
-        }
+        if (used == 1 || need <= ws_bytes) return used;
     }
 }
 
@@ -110,10 +107,10 @@ static int decode_launch(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int max_n
     static_assert(4 * DEC_ROWS * D * sizeof(float) + 8 * DEC_ROWS * sizeof(float) <= 4 * MMA_BN * (D + 8) * sizeof(bf16),
                   "the warp merge buffers fit in the K/V stages");
     TRY(smem_check(ctx, smem, "tensor-core decode"));
-    int kps = 0, splits = decode_splits(ctx, a.B, a.KV, a.H, D, max_nk, ws ? ws_bytes : 0, &kps);
+    int splits = decode_splits(ctx, a.B, a.KV, a.H, D, max_nk, ws ? ws_bytes : 0);
     float *ws_o = (float *)ws, *ws_lse = ws_o + (size_t)splits * a.B * a.H * D;
     dim3 grid((unsigned)splits, (unsigned)a.KV, (unsigned)a.B);
-    attn_decode_kernel<D><<<grid, 128, smem, s>>>(a, kps, ws_o, ws_lse);
+    attn_decode_kernel<D><<<grid, 128, smem, s>>>(a, ws_o, ws_lse);
     if (splits > 1) {
         CUDA_LAUNCHED("attention_forward: decode kernel");
         dim3 cgrid((unsigned)a.H, (unsigned)a.B);
@@ -127,7 +124,7 @@ static int decode_launch(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int max_n
 
 extern "C" size_t cuda_attention_workspace_bytes(const cuda_ctx *ctx, int B, int H, int D, int max_nk) {
     if (B <= 0 || H <= 0 || D <= 0) return 0;
-    int kps = 0, splits = decode_splits(ctx, B, 1, H, D, max_nk, SIZE_MAX, &kps);
+    int splits = decode_splits(ctx, B, 1, H, D, max_nk, SIZE_MAX);
     return splits > 1 ? sizeof(float) * (size_t)splits * B * H * (D + 1) : 0;
 }
 

@@ -8,8 +8,8 @@
 //                        register Q fragments and K rows, P V with V fragments from ldmatrix.trans; a warp
 //                        skips the tiles none of its rows sees (causal, or rows past the segment).
 //   attn_decode_kernel   one query row per segment: the G = H / KV query heads of one key/value head are the
-//                        16 rows of the tensor-core tile; each block takes one split of the keys (split-K),
-//                        each warp 16 keys of every 64-key tile; warps merge in shared memory and
+//                        16 rows of the tensor-core tile; each block takes one split of its segment's keys
+//                        (split-K), each warp 16 keys of every 64-key tile; warps merge in shared memory and
 //                        attn_combine_kernel merges the splits by their log-sum-exp.
 // Segment b: query rows [cu_q[b], cu_q[b+1]) (nq rows), keys k[b], v[b] (nk[b] rows of stride ldkv); query i
 // of a causal segment sees keys j <= nk[b] - nq + i. Rows that see no key get out = 0 and lse = -inf.
@@ -390,12 +390,14 @@ template <int D> constexpr size_t attn_decode_smem_bytes() {
     return sizeof(bf16) * (size_t)(DEC_ROWS + 4 * MMA_BN) * (D + 8);
 }
 
-// grid (splits, KV, B), 128 threads. Segment b's single query row, heads kvh * G + [0, G), keys
-// [split * keys_per_split, min(nk[b], (split + 1) * keys_per_split)). With one split the block writes out
-// and lse; otherwise its normalised output to ws_o (splits, B, H, D) and log-sum-exp to ws_lse (splits, B, H).
+// grid (splits, KV, B), 128 threads. Segment b's single query row, heads kvh * G + [0, G), and its share of
+// the segment's own keys: its 64-key tiles dealt evenly over the splits (ceil(tiles / splits) per split, the
+// last splits short or empty), so a segment shorter than the longest (a decode slot early in its response,
+// while the grid is sized for the slot's capacity) still spreads over every split. With one split the block
+// writes out and lse; otherwise its normalised output to ws_o (splits, B, H, D) and log-sum-exp to ws_lse
+// (splits, B, H).
 template <int D>
-__global__ void __launch_bounds__(128) attn_decode_kernel(AttnArgs<bf16> p, int keys_per_split, float *ws_o,
-                                                          float *ws_lse) {
+__global__ void __launch_bounds__(128) attn_decode_kernel(AttnArgs<bf16> p, float *ws_o, float *ws_lse) {
     constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8;
     DYNAMIC_SMEM(dec_smem);
     bf16 *Qs = reinterpret_cast<bf16 *>(dec_smem); // (DEC_ROWS, LD)
@@ -404,7 +406,8 @@ __global__ void __launch_bounds__(128) attn_decode_kernel(AttnArgs<bf16> p, int 
     int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z, G = p.H / p.KV;
     int q0 = p.cu_q[b];
     if (p.cu_q[b + 1] - q0 <= 0) return;
-    int kbeg = split * keys_per_split, kstop = min(p.nk[b], kbeg + keys_per_split);
+    int seg_tiles = (p.nk[b] + MMA_BN - 1) / MMA_BN, keys_per_split = (seg_tiles + gridDim.x - 1) / gridDim.x * MMA_BN;
+    int kbeg = min(p.nk[b], split * keys_per_split), kstop = min(p.nk[b], kbeg + keys_per_split);
     int nkeys = max(0, kstop - kbeg), ntiles = (nkeys + MMA_BN - 1) / MMA_BN;
     const bf16 *kb = p.k[b] + (int64_t)kbeg * p.ldkv + (int64_t)kvh * D;
     const bf16 *vb = p.v[b] + (int64_t)kbeg * p.ldkv + (int64_t)kvh * D;
