@@ -27,7 +27,7 @@ int maye_device_open(maye_device_model **dm, const maye_config *cfg, const maye_
     const maye_backend_ops *ops = maye_backend_cuda();
     CHECK_OR_FAIL(ops->device_count() > 0, "model.device = cuda: no CUDA device is visible (no GPU, no driver, or "
                   "CUDA_VISIBLE_DEVICES hides them); set model.device=cpu model.dtype=fp32 to run on the CPU");
-    if (ops->open(dm, m, cfg->model.dtype, train) < 0) {
+    if (ops->open(dm, m, cfg->model.dtype, train, cfg->model.profile) < 0) {
         *dm = NULL;
         return maye_fail_ctx("model.device = cuda, model.dtype = %s", cfg->model.dtype);
     }

@@ -45,7 +45,7 @@ typedef struct maye_device_model maye_device_model;
 typedef struct {
     const char *name;                    // "cuda"
     int (*device_count)(void);           // usable devices; 0 when none (never fails)
-    int (*open)(maye_device_model **dm, const maye_model *m, const char *dtype, bool train);
+    int (*open)(maye_device_model **dm, const maye_model *m, const char *dtype, bool train, bool profile);
     void (*close)(maye_device_model *dm);
     int (*reload)(maye_device_model *dm, const maye_model *m, unsigned groups);
     int (*vision)(maye_device_model *dm, const float *pixels, int64_t P, const int64_t *grid_thw, int n_images,
@@ -83,6 +83,7 @@ const maye_backend_ops *maye_backend_cuda(void);
 
 // The device model of m for cfg->model.device (uploaded in cfg->model.dtype): *dm = NULL on the CPU backend.
 // With `train`, the trained language model keeps fp32 master weights (bf16) and the training calls work.
+// With cfg->model.profile, the device model times its regions and maye_device_close prints the table.
 // Fails when the build or the machine lacks the device (the message says what to do).
 int maye_device_open(maye_device_model **dm, const maye_config *cfg, const maye_model *m, bool train);
 void maye_device_close(maye_device_model *dm); // NULL is fine

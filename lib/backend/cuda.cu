@@ -43,6 +43,7 @@ struct cuda_device {
     maye_device_model base; // first: the handle the stages hold
     cuda_model gm;
     bool train;             // opened with training state (fp32 masters in bf16)
+    int serial;             // 1 for the first device model this process opened, 2 for the next, ...
     cuda_llm_acts acts;     // scoring activations (keep 0)
     bool have_acts;
     cuda_gen gen;
@@ -70,6 +71,7 @@ struct cuda_device {
 
 static cuda_ctx *ctx_shared; // one context (cuBLASLt handle and workspace) for every device model of the process
 static int ctx_users;
+static int models_opened;    // device models opened by this process (numbers them in profile tables)
 
 static const maye_backend_ops *backend_ops(void);
 
@@ -87,9 +89,47 @@ static int grow(cuda_device *d, void **p, size_t *cap, size_t bytes, const char 
 }
 
 // ----------------------------------------------------------------------------
+// profile tables (model.profile)
+
+#define PROFILE_ROWS 40 // regions printed, largest first (the rest summed in one line)
+
+// Prints the device model's profile to stderr: per phase, then the largest regions.
+static void print_profile(const cuda_device *d, const cuda_prof_report &r) {
+    log_info("GPU profile of device model %d (%s): %.1f ms of GPU time in %d regions (the GPU was held %ld times "
+             "while the host queued work, not counted)", d->serial, d->train ? "trained" : "inference", r.total_ms,
+             r.n, r.holds);
+    const char *phases[CUDA_PROF_MAX];
+    double phase_ms[CUDA_PROF_MAX];
+    int n_phases = 0;
+    for (int i = 0; i < r.n; i++) {
+        size_t len = strcspn(r.regions[i].name, ".");
+        int p = 0;
+        while (p < n_phases && (strncmp(phases[p], r.regions[i].name, len) || phases[p][len] != '.')) p++;
+        if (p == n_phases) phases[n_phases] = r.regions[i].name, phase_ms[n_phases++] = 0;
+        phase_ms[p] += r.regions[i].ms;
+    }
+    for (int p = 0; p < n_phases; p++)
+        log_info("  phase %-24.*s %12.3f ms %6.1f%%", (int)strcspn(phases[p], "."), phases[p], phase_ms[p],
+                 r.total_ms > 0 ? 100 * phase_ms[p] / r.total_ms : 0.0);
+    double rest = 0;
+    for (int i = 0; i < r.n; i++) {
+        const cuda_prof_total *t = &r.regions[i];
+        if (i >= PROFILE_ROWS) {
+            rest += t->ms;
+            continue;
+        }
+        log_info("  %-30s %12.3f ms %6.1f%% %10ld calls %10.4f ms/call", t->name, t->ms,
+                 r.total_ms > 0 ? 100 * t->ms / r.total_ms : 0.0, t->calls, t->ms / (double)t->calls);
+    }
+    if (r.n > PROFILE_ROWS) log_info("  (%d smaller regions: %.3f ms)", r.n - PROFILE_ROWS, rest);
+}
+
+// ----------------------------------------------------------------------------
 // life cycle
 
-static int dev_open(maye_device_model **out, const maye_model *m, const char *dtype, bool train) {
+static void dev_close(maye_device_model *dm);
+
+static int dev_open(maye_device_model **out, const maye_model *m, const char *dtype, bool train, bool profile) {
     *out = NULL;
     if (!ctx_shared) TRY(cuda_ctx_init(&ctx_shared, 0));
     ctx_users++;
@@ -106,12 +146,25 @@ static int dev_open(maye_device_model **out, const maye_model *m, const char *dt
     log_info("model on %s in %s: %.2f GB of weights%s (%.1f s)", cuda_ctx_device_name(ctx_shared), dtype,
              d->gm.device_bytes / 1e9, d->gm.master ? " + fp32 masters of the language model" : "",
              maye_now() - t0);
+    d->serial = ++models_opened;
     *out = &d->base;
+    if (profile && cuda_model_profile_begin(&d->gm) < 0) {
+        dev_close(&d->base);
+        *out = NULL;
+        return maye_fail_ctx("model.profile");
+    }
     return 0;
 }
 
 static void dev_close(maye_device_model *dm) {
     cuda_device *d = dev(dm);
+    if (d->gm.prof) {
+        cuda_prof_report r;
+        if (cuda_model_profile_end(&d->gm, &r) == 0)
+            print_profile(d, r);
+        else
+            log_warn("the GPU profile of device model %d is lost: %s", d->serial, maye_errmsg());
+    }
     cuda_model_sync(&d->gm);
     if (d->have_train) cuda_llm_train_free(&d->tr);
     if (d->have_gen) cuda_gen_free(&d->gen);

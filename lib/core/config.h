@@ -27,6 +27,7 @@ typedef struct {
         char *tokenizer; // tokenizer.json; "" = <path>/tokenizer.json
         char *device;    // cpu | cuda
         char *dtype;     // fp32 | bf16
+        bool profile;    // cuda: time the GPU model's regions, printed to stderr when the stage closes it
         int64_t threads; // CPU threads; 0 = all cores
     } model;
 

@@ -17,6 +17,9 @@ const maye_cfg_field maye_cfg_fields[] = {
       "compute backend of rollout, traj and update (cuda: builds made with make CUDA=1)"),
     F("model.dtype", CFG_STRING, model.dtype, "fp32", "fp32|bf16",
       "compute dtype: cpu is fp32; cuda is fp32 or bf16 (fp32 masters and AdamW state)"),
+    F("model.profile", CFG_BOOL, model.profile, "false", NULL,
+      "cuda: time each region of the GPU model (per phase and layer op) and print the table to stderr when the "
+      "stage ends; slows the stage"),
     F("model.threads", CFG_INT, model.threads, "0", NULL, "CPU threads; 0 = all cores"),
 
     F("data.train", CFG_STRING, data.train, "", NULL, "training set, MAYE-format JSONL"),

@@ -91,6 +91,9 @@ int maye_run_check_backend(const maye_config *cfg) {
     if (cuda && !maye_backend_cuda())
         return maye_fail("model.device = cuda: this build has no CUDA backend: rebuild with make CUDA=1 (needs nvcc), "
                          "or set model.device=cpu model.dtype=fp32");
+    if (!cuda && cfg->model.profile)
+        return maye_fail("model.profile = true times the GPU model's regions, but model.device = cpu: set "
+                         "model.device=cuda, or model.profile=false (on the CPU, `perf` or the stages' own timings)");
     if (!cuda && strcmp(dt, "fp32"))
         return maye_fail("model.dtype = %s: the CPU backend computes in fp32; set model.dtype=fp32 (bf16 needs "
                          "model.device=cuda)", dt);

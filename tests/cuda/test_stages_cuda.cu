@@ -4,7 +4,8 @@
 // maye-update, each run once with model.device=cpu and once with cuda, and compared:
 //   rollout   greedy, fp32: the same ids, texts and finish reasons, sampling log-probs within 1e-3; again with
 //             a stop string and min_tokens (the GPU's responses cut on the host where the CPU engine stops);
-//             bf16: runs and gives every response
+//             with model.profile=true the same rollouts and a region table on stderr; bf16: runs and gives
+//             every response
 //   traj      on the CPU's rollouts (reference model = another random model, so the KL terms are not zero):
 //             fp32 policy and reference log-probs within 1e-3; bf16 within 5e-2 on average (the GPU model's
 //             own bf16 forward test measured 0.020 on the tiny fixture; a wrong input gives O(1) here)
@@ -400,6 +401,19 @@ int main(void) {
     stage("rollout cpu stop", "rollout", "r-cpu", "q.zst", "rs-cpu.zst", stops);
     stage("rollout cuda stop", "rollout", "r-gpu", "q.zst", "rs-gpu.zst", stops + cuda32);
     compare_rollouts("rollout fp32 + stop string", path("rs-gpu.zst"), path("rs-cpu.zst"), 1e-3);
+    // model.profile: the same rollouts (every step launched eagerly: graph and eager steps agree bit for bit) and
+    // a table on stderr with the decode step's regions
+    stage("rollout cuda profiled", "rollout", "r-prof", "q.zst", "rp-gpu.zst", cuda32 + " model.profile=true");
+    compare_rollouts("rollout fp32 profiled", path("rp-gpu.zst"), path("r-gpu.zst"), 1e-9);
+    {
+        maye_buf log = {};
+        bool read = maye_read_file(path("rollout-cuda-profiled.log").c_str(), &log) == 0;
+        std::string text = read ? std::string(log.data, log.len) : std::string();
+        maye_buf_free(&log);
+        for (const char *want : {"GPU profile of device model 1 (inference)", "phase decode", "decode.attention",
+                                 "prefill.qkv_proj", "vision.attention"})
+            EXPECT(text.find(want) != std::string::npos, "rollout with model.profile=true: no '%s' on stderr", want);
+    }
     stage("rollout cuda bf16", "rollout", "r-b16", "q.zst", "r-b16.zst", cuda16);
     check_rollouts("rollout bf16", path("r-b16.zst"), path("r-cpu.zst"), 2, 16);
 
