@@ -53,8 +53,12 @@ def kernels(bench, torch_rows):
     gd = [r for r in bench if r.get("bench") == "gemm_decode"]
     if gd:
         section("decode-step GEMMs (64 rows): cuBLASLt's first answer, and the fastest ranked answer")
-        for shape in dict.fromkeys(r["shape"] for r in gd):
-            rows = [r for r in gd if r["shape"] == shape]
+        for r in (r for r in gd if "error" in r):
+            print("  %-40s rank %d failed: %s" % (r["shape"], r["algo_rank"], r["error"]))
+        for shape in dict.fromkeys(r["shape"] for r in gd if "ms" in r):
+            rows = [r for r in gd if r["shape"] == shape and "ms" in r]
+            if rows[0]["algo_rank"] != 0:
+                continue
             first = rows[0]
             best = max(rows, key=lambda r: r["vs_rank0"])
             print("  %-40s rank 0 %8.4f ms (%.2f of copy bw); best rank %d %8.4f ms (x%.2f)" % (
@@ -86,9 +90,9 @@ def profiles(model_bench, n_regions):
                                                                                   p["holds"], p["stalls"]))
         print("  phases (ms): " + ", ".join("%s %.2f" % kv for kv in p["phases_ms"].items()))
         regions = p["regions"]
-        if p["job"] == "rollout" and steps:
-            dec = [r for r in regions if r["name"].startswith("decode.")]
-            per_step = sum(r["ms"] for r in dec) / steps
+        dec = [r for r in regions if r["name"].startswith("decode.")]
+        per_step = sum(r["ms"] for r in dec) / steps if steps else 0
+        if p["job"] == "rollout" and per_step > 0:
             print("  decode step: %.3f ms over %d steps; per step:" % (per_step, steps))
             for r in dec[:n_regions]:
                 print("    %-32s %8.4f ms  %5.1f%%" % (r["name"], r["ms"] / steps, 100 * r["ms"] / steps / per_step))
@@ -99,8 +103,8 @@ def profiles(model_bench, n_regions):
                     print("    %-32s %8.3f ms" % (r["name"], r["ms"]))
         else:
             for r in regions[:n_regions]:
-                print("    %-32s %8.3f ms  %5.1f%%  (%d calls)" % (r["name"], r["ms"], 100 * r["ms"] / p["total_ms"],
-                                                                  r["calls"]))
+                share = 100 * r["ms"] / p["total_ms"] if p["total_ms"] > 0 else 0
+                print("    %-32s %8.3f ms  %5.1f%%  (%d calls)" % (r["name"], r["ms"], share, r["calls"]))
 
 
 def main():

@@ -91,13 +91,13 @@ static int grow(cuda_device *d, void **p, size_t *cap, size_t bytes, const char 
 // ----------------------------------------------------------------------------
 // profile tables (model.profile)
 
-#define PROFILE_ROWS 40 // regions printed, largest first (the rest summed in one line)
-
-// Prints the device model's profile to stderr: per phase, then the largest regions.
+// Prints the device model's profile to stderr whatever the log level (the user asked for it): per phase, then
+// every region, largest first.
 static void print_profile(const cuda_device *d, const cuda_prof_report &r) {
-    log_info("GPU profile of device model %d (%s): %.1f ms of GPU time in %d regions (the GPU was held %ld times "
-             "while the host queued work, not counted)", d->serial, d->train ? "trained" : "inference", r.total_ms,
-             r.n, r.holds);
+    const char *prog = maye_program_name();
+    fprintf(stderr, "%s: GPU profile of device model %d (%s): %.1f ms of GPU time in %d regions (the GPU was held %ld "
+            "times while the host queued work, not counted)\n", prog, d->serial, d->train ? "trained" : "inference",
+            r.total_ms, r.n, r.holds);
     const char *phases[CUDA_PROF_MAX];
     double phase_ms[CUDA_PROF_MAX];
     int n_phases = 0;
@@ -109,19 +109,13 @@ static void print_profile(const cuda_device *d, const cuda_prof_report &r) {
         phase_ms[p] += r.regions[i].ms;
     }
     for (int p = 0; p < n_phases; p++)
-        log_info("  phase %-24.*s %12.3f ms %6.1f%%", (int)strcspn(phases[p], "."), phases[p], phase_ms[p],
-                 r.total_ms > 0 ? 100 * phase_ms[p] / r.total_ms : 0.0);
-    double rest = 0;
+        fprintf(stderr, "%s:   phase %-24.*s %12.3f ms %6.1f%%\n", prog, (int)strcspn(phases[p], "."), phases[p],
+                phase_ms[p], r.total_ms > 0 ? 100 * phase_ms[p] / r.total_ms : 0.0);
     for (int i = 0; i < r.n; i++) {
         const cuda_prof_total *t = &r.regions[i];
-        if (i >= PROFILE_ROWS) {
-            rest += t->ms;
-            continue;
-        }
-        log_info("  %-30s %12.3f ms %6.1f%% %10ld calls %10.4f ms/call", t->name, t->ms,
-                 r.total_ms > 0 ? 100 * t->ms / r.total_ms : 0.0, t->calls, t->ms / (double)t->calls);
+        fprintf(stderr, "%s:   %-30s %12.3f ms %6.1f%% %10ld calls %10.4f ms/call\n", prog, t->name, t->ms,
+                r.total_ms > 0 ? 100 * t->ms / r.total_ms : 0.0, t->calls, t->ms / (double)t->calls);
     }
-    if (r.n > PROFILE_ROWS) log_info("  (%d smaller regions: %.3f ms)", r.n - PROFILE_ROWS, rest);
 }
 
 // ----------------------------------------------------------------------------
@@ -158,12 +152,15 @@ static int dev_open(maye_device_model **out, const maye_model *m, const char *dt
 
 static void dev_close(maye_device_model *dm) {
     cuda_device *d = dev(dm);
-    if (d->gm.prof) {
+    if (d->gm.prof) { // the table; the caller's error message (a stage closing on an error) kept
+        char msg[MAYE_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "%s", maye_errmsg());
         cuda_prof_report r;
         if (cuda_model_profile_end(&d->gm, &r) == 0)
             print_profile(d, r);
         else
             log_warn("the GPU profile of device model %d is lost: %s", d->serial, maye_errmsg());
+        maye_fail("%s", msg);
     }
     cuda_model_sync(&d->gm);
     if (d->have_train) cuda_llm_train_free(&d->tr);

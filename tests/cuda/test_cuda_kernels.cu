@@ -1,5 +1,6 @@
 // CUDA kernels against the CPU reference (kernels/cpu) on odd shapes, in fp32 (1e-5) and bf16 (2e-2) mode:
-// matmul (with and without bias, aligned and unaligned bias), the general GEMM in every transpose
+// matmul (with and without bias, aligned and unaligned bias; also added in place to a residual stream in the
+// GEMM's epilogue), the general GEMM in every transpose
 // combination, embedding, residual, RMSNorm (plain and fused with the residual), LayerNorm (their weights and
 // biases fp32 in both modes, as the GPU model keeps them), the activations plain and gated (in place too),
 // the M-RoPE and vision rotary tables, the rotation with strided rows, and the rotation with KV-cache writes

@@ -127,11 +127,11 @@ size_t cuda_llm_train_bytes(const cuda_llm_train *tr) {
 }
 
 int cuda_llm_train_zero(cuda_model *gm, cuda_llm_train *tr) {
+    GmIdleOnReturn idle_on_return{gm};
     tr->clipped = false;
     gm_phase(gm, "optimizer");
     gm_mark(gm, "zero_grads");
     CUDA_TRY(cudaMemsetAsync(tr->grads, 0, tr->n * sizeof(float), gm->stream), "zeroing the gradients");
-    gm_mark(gm, NULL);
     return 0;
 }
 
@@ -174,7 +174,7 @@ static int layer_backward(cuda_model *gm, cuda_llm_train *tr, int l, const Layer
                   tr->dln, C, s));
     gm_mark(gm, "gate_up_proj_dw");
     TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, 2 * I, C, T, 1.0f, tr->dgu, 2 * I, la.ln2, C, 1.0f, g_gu, C, s));
-    gm_mark(gm, "norm_grad");
+    gm_mark(gm, "ln2_grad");
     TRY(cuda_rmsnorm_backward(dt, tr->dres, g_ln2, tr->dln, la.h, gm_layer(gm, w->ln2_w, l, Cz), la.rstd2, T, C,
                               tr->col_scratch, s));
 
@@ -216,7 +216,7 @@ static int layer_backward(cuda_model *gm, cuda_llm_train *tr, int l, const Layer
     TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, QKV, C, T, 1.0f, tr->dqkv, QKV, la.ln1, C, 1.0f, g_qkv, C, s));
     gm_mark(gm, "bias_grad");
     TRY(cuda_bias_backward(g_qkvb, dt, tr->dqkv, T, QKV, QKV, tr->col_scratch, s));
-    gm_mark(gm, "norm_grad");
+    gm_mark(gm, "ln1_grad");
     TRY(cuda_rmsnorm_backward(dt, tr->dres, g_ln1, tr->dln, x_in, gm_layer(gm, w->ln1_w, l, Cz), la.rstd1, T, C,
                               tr->col_scratch, s));
     return 0;
@@ -313,6 +313,7 @@ int cuda_llm_backward(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch *
         CHECK_OR_FAIL(targets[t] < c->vocab, "target %d = %lld is outside the vocabulary [0, %d)", t,
                       (long long)targets[t], c->vocab);
     int n_lp = 0, n_ids = 0;
+    GmIdleOnReturn idle_on_return{gm};
     gm_phase(gm, "backward");
     gm_mark(gm, "inputs");
     TRY(upload_rows(gm, tr, b, targets, logprobs, dlogprobs, &n_lp, &n_ids));
@@ -330,7 +331,7 @@ int cuda_llm_backward(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch *
     }
 
     // final norm
-    gm_mark(gm, "norm_grad");
+    gm_mark(gm, "final_norm_grad");
     CUDA_TRY(cudaMemsetAsync(tr->dres, 0, (size_t)T * C * es, s), "zeroing the residual gradients");
     TRY(cuda_rmsnorm_backward(dt, tr->dres, (float *)tr->g.norm_w, tr->dhid, llm_layer_input(gm, a, L), w->norm_w,
                               a->rstdf, T, C, tr->col_scratch, s));
@@ -354,7 +355,6 @@ int cuda_llm_backward(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch *
     gm_mark(gm, "embed_grad");
     TRY(cuda_embedding_backward((float *)tr->g.embed, tr->emb_ids, tr->emb_starts, tr->emb_rows, n_ids, dt, tr->dres, C,
                                 s));
-    gm_mark(gm, NULL);
     return 0;
 }
 
@@ -362,6 +362,7 @@ int cuda_llm_backward(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch *
 // optimizer
 
 int cuda_llm_clip(cuda_model *gm, cuda_llm_train *tr, double max_norm, double *norm) {
+    GmIdleOnReturn idle_on_return{gm};
     gm_phase(gm, "optimizer");
     gm_mark(gm, "grad_norm");
     TRY(cuda_grad_norm(tr->norm, tr->grads, CUDA_F32, (int64_t)tr->n, tr->clip_scratch, gm->stream));
@@ -379,10 +380,9 @@ int cuda_llm_adamw(cuda_model *gm, cuda_llm_train *tr, const maye_adamw_hparams 
     void *params_bf16 = gm->master ? llm : NULL;
     const float *coef = tr->clipped ? tr->clip_coef : NULL;
     tr->clipped = false;
+    GmIdleOnReturn idle_on_return{gm};
     gm_phase(gm, "optimizer");
     gm_mark(gm, "adamw");
-    TRY(cuda_adamw_step(params, params_bf16, tr->grads, CUDA_F32, tr->m, tr->v, (int64_t)tr->n, lr, hp->beta1,
-                        hp->beta2, hp->eps, hp->weight_decay, tr->step, coef, gm->stream));
-    gm_mark(gm, NULL);
-    return 0;
+    return cuda_adamw_step(params, params_bf16, tr->grads, CUDA_F32, tr->m, tr->v, (int64_t)tr->n, lr, hp->beta1,
+                           hp->beta2, hp->eps, hp->weight_decay, tr->step, coef, gm->stream);
 }

@@ -281,6 +281,7 @@ static int step_launch(cuda_gen *g, cuda_gen_run_state *st) {
     int S = st->S, C = c->hidden, L = c->layers, V = c->vocab, KVD = c->kv_heads * c->head_dim;
     size_t layer_rows = (size_t)S * st->R * KVD;
 
+    GmIdleOnReturn idle_on_return{gm};
     gm_phase(gm, "decode");
     gm_mark(gm, "inputs");
     step_prep_kernel<<<(S + 127) / 128, 128, 0, s>>>(S, st->R, st->n_past, st->delta, st->nk, st->pos3, st->cache_rows);
@@ -300,7 +301,7 @@ static int step_launch(cuda_gen *g, cuda_gen_run_state *st) {
         ap.cache_v = gm_at(gm, st->kv.v, (size_t)l * layer_rows);
         ap.ws = st->attn_ws, ap.ws_bytes = st->attn_ws_bytes;
         TRY(llm_layer_body(gm, l, st->x, S, st->cos, st->sin, la, st->act, st->tmp, ap));
-        gm_mark(gm, "residual_norm");
+        gm_mark(gm, "mlp_residual_norm");
         if (l + 1 < L)
             TRY(cuda_residual_rmsnorm_forward(dt, st->x, st->ln1, st->rstd1, st->h, st->tmp,
                                               gm_layer(gm, w->ln1_w, l + 1, (size_t)C), S, C, c->rms_eps, s));
@@ -318,7 +319,6 @@ static int step_launch(cuda_gen *g, cuda_gen_run_state *st) {
                                                      st->done, st->suppress, st->out_ids, st->out_lp, st->stop,
                                                      g->cfg.n_stop);
     CUDA_LAUNCHED("decode step: bookkeeping");
-    gm_mark(gm, NULL);
     return 0;
 }
 
@@ -379,6 +379,7 @@ static int admit(cuda_gen *g, cuda_gen_run_state *st, const maye_gen_request *re
     int nr = r1 - r0, nsmp = cfg->n, W = nr * nsmp, C = c->hidden, V = c->vocab, KVD = c->kv_heads * c->head_dim;
     size_t es = gm_es(gm);
     double t0 = maye_now();
+    GmIdleOnReturn idle_on_return{gm};
 
     // images of the wave, in order
     int64_t NI = 0;
@@ -416,7 +417,7 @@ static int admit(cuda_gen *g, cuda_gen_run_state *st, const maye_gen_request *re
         for (int j = 0; j < rq->n_ids; j++) rows[cu[i] + j] = slots[i * nsmp] * st->R + j;
     }
     gm_phase(gm, "prefill");
-    gm_mark(gm, "inputs");
+    gm_mark(gm, "cache_rows");
     if (rc == 0)
         rc = cudaMemcpyAsync(st->pre_rows, rows, sizeof(int) * (size_t)T, cudaMemcpyHostToDevice, s) == cudaSuccess
                  ? 0 : maye_fail("uploading the prefill's cache rows");

@@ -128,3 +128,9 @@ static inline void gm_mark(cuda_model *gm, const char *region) {
 static inline void gm_phase(cuda_model *gm, const char *phase) {
     if (gm->prof) prof_phase(gm, phase);
 }
+
+// Declared at the top of an entry point: closes its last region when it returns, on error returns too.
+struct GmIdleOnReturn {
+    cuda_model *gm;
+    ~GmIdleOnReturn() { gm_mark(gm, NULL); }
+};

@@ -132,7 +132,7 @@ int llm_layer_body(cuda_model *gm, int l, const void *x_in, int T, const float *
                                ap.B, H, KV, D, 1, ap.max_nq, ap.max_nk, ap.ws, ap.ws_bytes, s));
     gm_mark(gm, "o_proj");
     TRY(cuda_matmul_forward(ctx, dt, tmp, la.att, gm_layer(gm, w->o_w, l, Cz * HD), NULL, T, HD, C, s));
-    gm_mark(gm, "residual_norm");
+    gm_mark(gm, "attn_residual_norm");
     TRY(cuda_residual_rmsnorm_forward(dt, la.h, la.ln2, la.rstd2, x_in, tmp, gm_layer(gm, w->ln2_w, l, Cz), T, C,
                                       c->rms_eps, s));
 
@@ -218,6 +218,7 @@ int llm_forward_impl(cuda_model *gm, const cuda_llm_batch *b, cuda_llm_acts *a, 
     TRY(check_batch(c, b, a));
     int T = b->T, C = c->hidden, L = c->layers;
     a->T = T, a->B = b->B;
+    GmIdleOnReturn idle_on_return{gm};
     gm_mark(gm, "inputs");
     TRY(upload_inputs(gm, b, a));
 
@@ -239,7 +240,7 @@ int llm_forward_impl(cuda_model *gm, const cuda_llm_batch *b, cuda_llm_acts *a, 
         }
         TRY(llm_layer_body(gm, l, llm_layer_input(gm, a, l), T, a->cos, a->sin, la, a->act, a->tmp, ap));
         void *x_out = llm_layer_input(gm, a, l + 1);
-        gm_mark(gm, "residual_norm");
+        gm_mark(gm, "mlp_residual_norm");
         if (l + 1 < L) {
             LayerActs next = llm_layer_acts(gm, a, l + 1);
             TRY(cuda_residual_rmsnorm_forward(dt, x_out, next.ln1, next.rstd1, la.h, a->tmp,
@@ -249,7 +250,6 @@ int llm_forward_impl(cuda_model *gm, const cuda_llm_batch *b, cuda_llm_acts *a, 
                                               c->rms_eps, s));
         }
     }
-    gm_mark(gm, NULL);
     return 0;
 }
 
@@ -278,6 +278,7 @@ int cuda_llm_logprobs(cuda_model *gm, cuda_llm_acts *a, const int64_t *targets, 
         rows[n] = t, tgt[n] = targets[t], n++;
     }
     cudaStream_t s = gm->stream;
+    GmIdleOnReturn idle_on_return{gm};
     if (rc == 0 && n > 0) {
         gm_phase(gm, "logprobs");
         gm_mark(gm, "logprobs");

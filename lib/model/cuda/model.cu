@@ -208,9 +208,11 @@ static int setup(cuda_model *gm, cuda_ctx *ctx, const maye_model_config *c, cuda
 }
 
 void cuda_model_free(cuda_model *gm) {
-    if (gm->prof) {
+    if (gm->prof) { // a profile nobody ended: dropped, the caller's error message kept
+        char msg[MAYE_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "%s", maye_errmsg());
         cuda_prof_report r;
-        if (cuda_model_profile_end(gm, &r) < 0) maye_clear_error();
+        if (cuda_model_profile_end(gm, &r) < 0) maye_fail("%s", msg);
     }
     if (gm->stream) cudaStreamSynchronize(gm->stream);
     if (gm->weights) cudaFree(gm->weights);

@@ -5,12 +5,14 @@
 // a mark is one branch; during a CUDA graph capture marks record nothing.
 //
 // Host gaps: kernels launched one by one by a host slower than the GPU leave the GPU idle between them, and
-// events would charge those gaps to the regions. So a mark that finds the GPU idle (the last event complete)
-// closes the previous region there, holds the stream with a spin kernel (PROF_HOLD_MS, not charged) while the
-// host queues the next launches, and only then opens its region: the GPU runs the queued work back to back,
-// as from a CUDA graph. The region just before such a point may include the host time of one mark; `stalls`
-// counts those points. The model's entry points end with an idle mark (gm_mark(gm, NULL)), and so does
-// cuda_model_sync before it waits, so host work between calls is not charged to the region before it.
+// events would charge those gaps to the regions. So a mark that finds the GPU caught up (the last mark's event
+// complete: the GPU has reached the open region, and may be running or have finished its kernels) closes that
+// region there, holds the stream with a spin kernel (PROF_HOLD_MS, not charged) while the host queues the next
+// launches, and only then opens its region: the GPU runs the queued work back to back, as from a CUDA graph.
+// A region closed that way may include the host time between its mark and this one if the GPU drained
+// meanwhile; `stalls` counts those points. The model's entry points end with an idle mark (GmIdleOnReturn,
+// on error returns too), and so do cuda_model_sync before it waits and the periodic fold of the marks before
+// its host work, so host time between calls is not charged to a region.
 #include "model/cuda/internal.cuh"
 
 #include <stdlib.h>
@@ -91,7 +93,7 @@ static void fold(cuda_prof *p) {
     p->n = 1;
 }
 
-// Records one mark (the event created on first use of its slot); prof_mark leaves room for two.
+// Records one mark (the event created on first use of its slot); prof_mark leaves room for three.
 static void record(cuda_prof *p, cudaStream_t s, const char *region) {
     ProfMark *m = &p->marks[p->n];
     if (p->n == p->n_events) {
@@ -115,7 +117,10 @@ void prof_mark(cuda_model *gm, const char *region) {
     cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
     prof_error(p, cudaStreamIsCapturing(s, &cap), "asking whether the stream is being captured");
     if (cap != cudaStreamCaptureStatusNone) return;
-    if (p->n + 2 > PROF_MARKS) fold(p);
+    if (p->n + 3 > PROF_MARKS) { // fold, the open region closed first: the fold's host time is charged to nothing
+        if (p->marks[p->n - 1].region) record(p, s, NULL);
+        fold(p);
+    }
     if (!region) {
         if (p->n == 0 || p->marks[p->n - 1].region) record(p, s, NULL);
         return;
@@ -134,6 +139,7 @@ void prof_mark(cuda_model *gm, const char *region) {
             record(p, s, NULL);
             p->stalls++;
         }
+        cudaGetLastError(); // the model checks its own launches: what is pending here is not the hold's
         prof_hold_kernel<<<1, 1, 0, s>>>((long long)(PROF_HOLD_MS * 1e6));
         prof_error(p, cudaGetLastError(), "launching the profile's hold kernel");
         p->holds++;

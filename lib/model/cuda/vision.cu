@@ -76,6 +76,7 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
     }
     TRY(maye_vision_check(c, P64, grid_thw, n_images, &n_tokens));
     if (P64 == 0) return 0;
+    GmIdleOnReturn idle_on_return{gm};
     gm_phase(gm, "vision");
     CHECK_OR_FAIL(P64 < (1 << 30), "%lld patches are too many for one call", (long long)P64);
     bool q25 = c->arch == MAYE_ARCH_QWEN2_5_VL;
@@ -164,7 +165,7 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
         const int *cu = full ? dix.cu_full : dix.cu_win, *nk = full ? dix.nk_full : dix.nk_win;
         const void **kv = full ? dix.kv_full : dix.kv_win;
         int S = full ? lo.n_full : lo.n_win, mx = full ? max_full : max_win;
-        gm_mark(gm, "norm");
+        gm_mark(gm, "norm1");
         rc = vision_norm(gm, n, x, gm_layer(gm, w->v_norm1_w, l, VCz), q25 ? NULL : gm_layer(gm, w->v_norm1_b, l, VCz),
                          P, VC);
         gm_mark(gm, "qkv_proj");
@@ -181,7 +182,7 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
         if (rc == 0)
             rc = cuda_matmul_residual_forward(ctx, dt, x, att, gm_layer(gm, w->v_proj_w, l, VCz * VCz),
                                               gm_layer(gm, w->v_proj_b, l, VCz), P, VC, VC, s);
-        gm_mark(gm, "norm");
+        gm_mark(gm, "norm2");
         if (rc == 0)
             rc = vision_norm(gm, n, x, gm_layer(gm, w->v_norm2_w, l, VCz),
                              q25 ? NULL : gm_layer(gm, w->v_norm2_b, l, VCz), P, VC);
@@ -207,7 +208,6 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
     if (rc == 0) rc = cuda_activation_forward(dt, mh, mh, (int64_t)U * MVC, ACT_GELU, s);
     if (rc == 0) rc = cuda_matmul_forward(ctx, dt, mo, mh, w->m_fc2_w, w->m_fc2_b, U, MVC, C, s);
     if (rc == 0) rc = cuda_copy_rows(dt, out, C, dix.unit_of, dt, mo, C, NULL, U, C, 0, s);
-    gm_mark(gm, NULL);
     maye_vision_layout_free(&lo);
     if (rc < 0) return maye_fail_ctx("vision tower on the GPU (%d patches, %d images)", P, n_images);
     return 0;
