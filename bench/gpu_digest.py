@@ -16,6 +16,7 @@ import os
 
 
 def load(path):
+    """The JSON objects of a JSON-lines file (other lines skipped); [] when the file does not exist."""
     out = []
     if not os.path.exists(path):
         return out

@@ -19,6 +19,8 @@ import time
 
 import torch
 
+from gpu_digest import load as load_jsonl  # bench/ is this script's directory, first on sys.path
+
 dev = "cuda"
 
 
@@ -160,13 +162,7 @@ def update(cfg, model, steps, peak, results):
 
 
 def compare(ours_path, results):
-    ours = []
-    with open(ours_path) as f:
-        for line in f:
-            try:
-                ours.append(json.loads(line))
-            except ValueError:
-                pass
+    ours = load_jsonl(ours_path)
     torch_r = {r["bench"]: r for r in results}
     roll = [r for r in ours if r.get("bench") == "rollout" and r.get("graph") and r.get("new_tokens") ==
             torch_r.get("rollout", {}).get("new_tokens")]
