@@ -5,8 +5,8 @@
 // (Box-Muller on the host's Philox words, in double), fill_value_kernel, copy_rows_kernel (row lists and
 // identity, accumulate or not, all dtype pairs), gated_rows_kernel and its backward (the four activations),
 // rmsnorm_backward_kernel with the dweight column sums (column_partial_kernel + column_finish_kernel, several
-// 64-row chunks and 256-column blocks) and the bias backward over a strided dout, rope_backward_kernel on
-// strided rows (the padding keeps its values), embedding_backward_kernel (ids grouped, skipped rows). fp32 and
+// 64-row chunks and 256-column blocks) and the bias backward over a strided dout, the rotary backward
+// (rope.cuh's rope_kernel by the opposite angle, as cuda_rope_backward launches it) on strided rows (the padding keeps its values), embedding_backward_kernel (ids grouped, skipped rows). fp32 and
 // bf16 storage (inputs rounded to bf16 first, bf16 outputs compared with the rounded reference); odd widths;
 // the RMSNorm backward's vector and scalar paths with aligned and misaligned (one float off) fp32 weights and
 // misaligned activations. The grid-stride kernels run again with 3 blocks so their loops take several turns.
@@ -14,6 +14,7 @@
 // must stay poisoned. Dimension letters: N elements, T rows, C channels, I intermediate width, NH heads,
 // D head dim, V vocabulary, U distinct ids.
 #include "kernels/cuda/model_kernels.cuh"
+#include "kernels/cuda/rope.cuh"
 
 #include "cuda_emu_test.h"
 
@@ -251,14 +252,14 @@ template <typename T> static void test_bias_backward(int rows, int N, int ld) {
 // ----------------------------------------------------------------------------
 // rotary backward
 
-static emu_stats rope_f32 = {"rope_backward_kernel<float>", 1e-5};
-static emu_stats rope_bf16 = {"rope_backward_kernel<bf16>", 4e-3};
+static emu_stats rope_f32 = {"rope_kernel<float> backward", 1e-5};
+static emu_stats rope_bf16 = {"rope_kernel<bf16> backward", 4e-3};
 
 // dx (T, ld) rotated in place on its NH heads of D; cos, sin (T, D/2).
 template <typename T> static void test_rope_backward(int rows, int NH, int D, int ld, bool small) {
     int64_t n = (int64_t)rows * ld, pairs = (int64_t)rows * NH * (D / 2);
     std::string shape = emu_what("%s T %d NH %d D %d ld %d grid %s", dt_name<T>(), rows, NH, D, ld,
-                                 small ? "3" : "model_kernels.cu");
+                                 small ? "3" : "rope.cu");
     std::vector<float> g = emu_randn((size_t)n, 1.0f), cs = emu_randn((size_t)rows * D / 2, 1.0f);
     std::vector<float> sn = emu_randn((size_t)rows * D / 2, 1.0f);
     round_as<T>(g);
@@ -267,8 +268,8 @@ template <typename T> static void test_rope_backward(int rows, int NH, int D, in
     round_as<T>(want);
     emu_array<T> dg(n);
     dg.set(g);
-    cuda_emu_launch(rope_backward_kernel<T>, dim3(flat_grid(pairs, 8192, small)), dim3(256), 0, dg.data(),
-                    (const float *)cs.data(), (const float *)sn.data(), rows, NH, D, (int64_t)ld);
+    cuda_emu_launch(rope_kernel<T>, dim3(flat_grid(pairs, 8192, small)), dim3(256), 0, dg.data(),
+                    (const float *)cs.data(), (const float *)sn.data(), -1.0f, rows, NH, D, (int64_t)ld);
     emu_check(is_bf16<T>() ? rope_bf16 : rope_f32, "rope_backward " + shape, dg.get(), want);
     expect_guards("rope_backward", shape, dg.guards_intact());
 }

@@ -87,7 +87,7 @@ template <typename T> static void test_rotation(void) {
             emu_array<T> dx(n);
             dx.set(x);
             cuda_emu_launch(rope_kernel<T>, dim3(grid_of(pairs, small)), dim3(256), 0, dx.data(), (const float *)c.data(),
-                            (const float *)sn.data(), rows, NH, D, ld);
+                            (const float *)sn.data(), 1.0f, rows, NH, D, ld);
             std::string what = emu_what("rope %s T %d NH %d D %d ld %lld grid %s", is_bf16 ? "bf16" : "f32", rows, NH, D,
                                         (long long)ld, small ? "3" : "rope.cu");
             emu_check(is_bf16 ? rope_bf16 : rope_f32, what, dx.get(), ref); // the row padding too

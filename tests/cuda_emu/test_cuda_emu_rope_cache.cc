@@ -42,7 +42,7 @@ template <typename T> static void run_case(const RopeCacheCase &c) {
     // reference: the plain rotation, then the copies
     int64_t n_rope = (int64_t)c.T * NH * half;
     cuda_emu_launch(rope_kernel<T>, dim3(grid_for(n_rope, 256, c.grid_cap)), dim3(256), 0, want_qkv.data(),
-                    (const float *)cs.data(), (const float *)sn.data(), c.T, NH, c.D, ld);
+                    (const float *)cs.data(), (const float *)sn.data(), 1.0f, c.T, NH, c.D, ld);
     for (int t = 0; t < c.T; t++)
         for (int j = 0; j < KVD; j++) {
             want_k[(size_t)rows[t] * ldc + j] = want_qkv[(size_t)t * ld + (size_t)c.H * c.D + j];

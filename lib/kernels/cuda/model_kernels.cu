@@ -1,7 +1,8 @@
 // The elementwise, row and reduction kernels of model_kernels.h: dtype conversion, Philox normal fills, row
-// gathers/scatters, the MLP activation over fused gate|up rows and its backward, the RMSNorm, bias, rotary
-// and embedding backwards. Column sums (weight and bias gradients) go through fixed 64-row partial sums and
-// one ordered pass over them, so they do not depend on scheduling (no float atomics anywhere).
+// gathers/scatters, the MLP activation over fused gate|up rows and its backward, the RMSNorm, bias and
+// embedding backwards (the rotary backward is rope.cu's rotation by the opposite angle). Column sums (weight
+// and bias gradients) go through fixed 64-row partial sums and one ordered pass over them, so they do not
+// depend on scheduling (no float atomics anywhere).
 // The kernels themselves are in model_kernels.cuh; this file holds their launchers.
 #include "kernels/cuda/model_kernels.h"
 
@@ -171,23 +172,6 @@ extern "C" int cuda_rmsnorm_backward(cuda_dtype dt, void *dinp, float *dweight, 
     if (T == 0) return 0;
     if (dt == CUDA_BF16) return rmsnorm_backward_launch<bf16>(dinp, dweight, dout, inp, weight, rstd, T, C, scratch, stream);
     return rmsnorm_backward_launch<float>(dinp, dweight, dout, inp, weight, rstd, T, C, scratch, stream);
-}
-
-// ----------------------------------------------------------------------------
-// rotary backward
-
-extern "C" int cuda_rope_backward(cuda_dtype dt, void *dx, const float *cos, const float *sin, int T, int NH, int D,
-                                  int64_t ld, cuda_stream stream) {
-    CHECK_OR_FAIL(dtype_valid(dt), "rope_backward: unknown dtype %d", (int)dt);
-    CHECK_OR_FAIL(T >= 0 && NH >= 0 && D >= 2 && D % 2 == 0 && ld >= (int64_t)NH * D,
-                  "rope_backward: bad shape T %d NH %d D %d ld %lld", T, NH, D, (long long)ld);
-    int64_t n = (int64_t)T * NH * (D / 2);
-    if (n == 0) return 0;
-    unsigned grid = grid_for(n, 256, 8192);
-    if (dt == CUDA_BF16) rope_backward_kernel<bf16><<<grid, 256, 0, stream>>>((bf16 *)dx, cos, sin, T, NH, D, ld);
-    else rope_backward_kernel<float><<<grid, 256, 0, stream>>>((float *)dx, cos, sin, T, NH, D, ld);
-    CUDA_LAUNCHED("rope_backward T %d NH %d D %d", T, NH, D);
-    return 0;
 }
 
 // ----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // The kernels of model_kernels.cu (launched there, with the grids and dtype dispatch of the C API in
 // model_kernels.h): dtype conversion, Philox normal fills, row gathers/scatters, the MLP activation over fused
-// gate|up rows and its backward, the column sums behind the weight and bias gradients, the RMSNorm, rotary and
+// gate|up rows and its backward, the column sums behind the weight and bias gradients, the RMSNorm and
 // embedding backwards. In a header so the CPU emulator (tests/cuda_emu) runs them too.
 #pragma once
 #include "kernels/cuda/common.cuh"
@@ -162,23 +162,6 @@ __global__ void __launch_bounds__(128)
 #pragma unroll
         for (int k = 0; k < W; k++) o[k] += r * (w[k] * g[k]) - kk * u[k];
         store_f32<T, W>(dx + i, o);
-    }
-}
-
-// ----------------------------------------------------------------------------
-// rotary backward
-
-// (g[i], g[i + D/2]) <- (a c + b s, b c - a s): rope_pair by the opposite angle, one thread per pair.
-template <typename T>
-__global__ void rope_backward_kernel(T *x, const float *cos_t, const float *sin_t, int rows, int NH, int D, int64_t ld) {
-    int half = D / 2;
-    int64_t n = (int64_t)rows * NH * half;
-    for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
-        int64_t t;
-        int h, i;
-        rope_pair_index(idx, half, NH, &t, &h, &i);
-        T lo, hi;
-        rope_pair(x + t * ld + (int64_t)h * D, i, half, cos_t[t * half + i], -sin_t[t * half + i], &lo, &hi);
     }
 }
 

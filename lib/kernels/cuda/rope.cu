@@ -1,4 +1,6 @@
-// C API of the rotary-embedding kernels (rope.cuh).
+// C API of the rotary-embedding kernels (rope.cuh): the tables, the rotation forward and backward, and the
+// rotation with KV-cache writes.
+#include "kernels/cuda/model_kernels.h"
 #include "kernels/cuda/rope.cuh"
 
 extern "C" int cuda_mrope_cos_sin_forward(float *cos, float *sin, const int64_t *pos, int64_t ld, int T, int D,
@@ -23,17 +25,29 @@ extern "C" int cuda_vision_rope_cos_sin_forward(float *cos, float *sin, const in
     return 0;
 }
 
-extern "C" int cuda_rope_forward(cuda_dtype dt, void *x, const float *cos, const float *sin, int T, int NH, int D,
-                                 int64_t ld, cuda_stream stream) {
-    CHECK_OR_FAIL(dtype_valid(dt), "rope_forward: unknown dtype %d", (int)dt);
+// rope_kernel over T rows (sin_sign 1: forward, -1: backward); `what` names the call in messages.
+static int rope_launch(const char *what, cuda_dtype dt, void *x, const float *cos, const float *sin, float sin_sign,
+                       int T, int NH, int D, int64_t ld, cuda_stream stream) {
+    CHECK_OR_FAIL(dtype_valid(dt), "%s: unknown dtype %d", what, (int)dt);
     CHECK_OR_FAIL(T >= 0 && NH >= 0 && D >= 2 && D % 2 == 0 && ld >= (int64_t)NH * D,
-                  "rope_forward: bad shape T %d NH %d D %d ld %lld", T, NH, D, (long long)ld);
+                  "%s: bad shape T %d NH %d D %d ld %lld", what, T, NH, D, (long long)ld);
     int64_t n = (int64_t)T * NH * (D / 2);
     if (n == 0) return 0;
     unsigned grid = grid_for(n, 256, 8192);
-    if (dt == CUDA_BF16) rope_kernel<bf16><<<grid, 256, 0, stream>>>((bf16 *)x, cos, sin, T, NH, D, ld);
-    else rope_kernel<float><<<grid, 256, 0, stream>>>((float *)x, cos, sin, T, NH, D, ld);
-    CUDA_LAUNCHED("rope_forward T %d NH %d D %d", T, NH, D);
+    if (dt == CUDA_BF16) rope_kernel<bf16><<<grid, 256, 0, stream>>>((bf16 *)x, cos, sin, sin_sign, T, NH, D, ld);
+    else rope_kernel<float><<<grid, 256, 0, stream>>>((float *)x, cos, sin, sin_sign, T, NH, D, ld);
+    CUDA_LAUNCHED("%s T %d NH %d D %d", what, T, NH, D);
+    return 0;
+}
+
+extern "C" int cuda_rope_forward(cuda_dtype dt, void *x, const float *cos, const float *sin, int T, int NH, int D,
+                                 int64_t ld, cuda_stream stream) {
+    return rope_launch("rope_forward", dt, x, cos, sin, 1.0f, T, NH, D, ld, stream);
+}
+
+extern "C" int cuda_rope_backward(cuda_dtype dt, void *dx, const float *cos, const float *sin, int T, int NH, int D,
+                                  int64_t ld, cuda_stream stream) {
+    return rope_launch("rope_backward", dt, dx, cos, sin, -1.0f, T, NH, D, ld, stream);
     return 0;
 }
 

@@ -1,6 +1,7 @@
 // Rotary embeddings on the GPU: the M-RoPE and vision 2-D cos/sin tables (one thread per table entry, the
 // frequencies rounded exactly as the CPU reference and transformers compute them), the in-place rotate-half
-// rotation of NH heads per row (one thread per rotated pair), and the same rotation of a fused q|k|v row
+// rotation of NH heads per row (one thread per rotated pair; by the opposite angle for the backward), and the
+// same rotation of a fused q|k|v row
 // that also writes the rotated keys and the values into a KV cache (one launch instead of three).
 #pragma once
 #include "kernels/cuda/common.cuh"
@@ -40,9 +41,11 @@ __global__ void vision_rope_table_kernel(float *cos_t, float *sin_t, const int32
     }
 }
 
-// x (T rows of stride ld): heads h < NH of D values; (x[i], x[i + D/2]) rotate by the row's angle i.
+// x (T rows of stride ld): heads h < NH of D values; (x[i], x[i + D/2]) rotate by the row's angle i, times
+// sin_sign: 1 the forward, -1 the backward (the gradient turns back by the same angle).
 template <typename T>
-__global__ void rope_kernel(T *x, const float *cos_t, const float *sin_t, int rows, int NH, int D, int64_t ld) {
+__global__ void rope_kernel(T *x, const float *cos_t, const float *sin_t, float sin_sign, int rows, int NH, int D,
+                            int64_t ld) {
     int half = D / 2;
     int64_t n = (int64_t)rows * NH * half;
     for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
@@ -50,7 +53,7 @@ __global__ void rope_kernel(T *x, const float *cos_t, const float *sin_t, int ro
         int h, i;
         rope_pair_index(idx, half, NH, &t, &h, &i);
         T lo, hi;
-        rope_pair(x + t * ld + (int64_t)h * D, i, half, cos_t[t * half + i], sin_t[t * half + i], &lo, &hi);
+        rope_pair(x + t * ld + (int64_t)h * D, i, half, cos_t[t * half + i], sin_sign * sin_t[t * half + i], &lo, &hi);
     }
 }
 
