@@ -153,20 +153,12 @@ static void ceilings(void) {
 // ----------------------------------------------------------------------------
 // profile lines
 
-// One JSON line: the report's phases (sums of their regions, in order of appearance) and regions.
+// One JSON line: the report's phases and regions.
 static void print_profile(const char *job, const cuda_prof_report &r, const std::string &extra) {
-    std::vector<std::pair<std::string, double>> phases;
-    for (int i = 0; i < r.n; i++) {
-        std::string name = r.regions[i].name, phase = name.substr(0, name.find('.'));
-        auto it = std::find_if(phases.begin(), phases.end(), [&](const auto &p) { return p.first == phase; });
-        if (it == phases.end()) phases.push_back({phase, r.regions[i].ms});
-        else it->second += r.regions[i].ms;
-    }
     printf("{\"bench\": \"profile\", \"job\": \"%s\", \"device\": \"%s\"%s, \"total_ms\": %.3f, \"holds\": %ld, "
            "\"stalls\": %ld, \"phases_ms\": {", job, cuda_ctx_device_name(ctx), extra.c_str(), r.total_ms, r.holds,
            r.stalls);
-    for (size_t i = 0; i < phases.size(); i++)
-        printf("%s\"%s\": %.3f", i ? ", " : "", phases[i].first.c_str(), phases[i].second);
+    for (int i = 0; i < r.n_phases; i++) printf("%s\"%s\": %.3f", i ? ", " : "", r.phases[i].name, r.phases[i].ms);
     printf("}, \"regions\": [");
     for (int i = 0; i < r.n; i++)
         printf("%s{\"name\": \"%s\", \"ms\": %.3f, \"calls\": %ld}", i ? ", " : "", r.regions[i].name,

@@ -98,19 +98,9 @@ static void print_profile(const cuda_device *d, const cuda_prof_report &r) {
     fprintf(stderr, "%s: GPU profile of device model %d (%s): %.1f ms of GPU time in %d regions (the GPU was held %ld "
             "times while the host queued work, not counted)\n", prog, d->serial, d->train ? "trained" : "inference",
             r.total_ms, r.n, r.holds);
-    const char *phases[CUDA_PROF_MAX];
-    double phase_ms[CUDA_PROF_MAX];
-    int n_phases = 0;
-    for (int i = 0; i < r.n; i++) {
-        size_t len = strcspn(r.regions[i].name, ".");
-        int p = 0;
-        while (p < n_phases && (strncmp(phases[p], r.regions[i].name, len) || phases[p][len] != '.')) p++;
-        if (p == n_phases) phases[n_phases] = r.regions[i].name, phase_ms[n_phases++] = 0;
-        phase_ms[p] += r.regions[i].ms;
-    }
-    for (int p = 0; p < n_phases; p++)
-        fprintf(stderr, "%s:   phase %-24.*s %12.3f ms %6.1f%%\n", prog, (int)strcspn(phases[p], "."), phases[p],
-                phase_ms[p], r.total_ms > 0 ? 100 * phase_ms[p] / r.total_ms : 0.0);
+    for (int p = 0; p < r.n_phases; p++)
+        fprintf(stderr, "%s:   phase %-24s %12.3f ms %6.1f%%\n", prog, r.phases[p].name, r.phases[p].ms,
+                r.total_ms > 0 ? 100 * r.phases[p].ms / r.total_ms : 0.0);
     for (int i = 0; i < r.n; i++) {
         const cuda_prof_total *t = &r.regions[i];
         fprintf(stderr, "%s:   %-30s %12.3f ms %6.1f%% %10ld calls %10.4f ms/call\n", prog, t->name, t->ms,

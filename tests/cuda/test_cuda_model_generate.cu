@@ -202,6 +202,17 @@ static int profiled_generate(cuda_model *gm, const maye_gen_config *cfg, const m
         sum += t->ms;
     }
     EXPECT(fabs(sum - r.total_ms) <= 1e-6 * r.total_ms, "profile: regions add up to %.6f ms, total %.6f", sum, r.total_ms);
+    double phase_sum = 0;
+    for (int k = 0; k < r.n_phases; k++) {
+        char dotted[sizeof r.phases[k].name + 1];
+        snprintf(dotted, sizeof dotted, "%s.", r.phases[k].name);
+        bool known = false;
+        for (const char *p : phases) known |= !strcmp(dotted, p);
+        EXPECT(known, "profile: phase %s is not one of the generator's", r.phases[k].name);
+        phase_sum += r.phases[k].ms;
+    }
+    EXPECT(fabs(phase_sum - r.total_ms) <= 1e-6 * r.total_ms, "profile: phases add up to %.6f ms, total %.6f",
+           phase_sum, r.total_ms);
     struct {
         const char *name;
         long per;  // calls per pass

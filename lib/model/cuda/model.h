@@ -155,7 +155,10 @@ typedef struct {
 typedef struct {
     int n;
     cuda_prof_total regions[CUDA_PROF_MAX]; // (n) largest time first
-    double total_ms;                        // their sum
+    int n_phases;
+    cuda_prof_total phases[CUDA_PROF_MAX];  // (n_phases) each phase's regions summed (name: the phase), in the
+                                            // order the phases first appear in `regions`
+    double total_ms;                        // the regions' sum
     long holds;   // times the GPU was held back while the host queued launches (not charged)
     long stalls;  // of those, the ones that closed a region early (it may hold one mark's host time)
 } cuda_prof_report;

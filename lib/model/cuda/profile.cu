@@ -180,7 +180,14 @@ int cuda_model_profile_end(cuda_model *gm, cuda_prof_report *r) {
         qsort(p->totals, (size_t)p->n_totals, sizeof p->totals[0], cmp_total);
         r->n = p->n_totals;
         memcpy(r->regions, p->totals, sizeof p->totals[0] * (size_t)r->n);
-        for (int i = 0; i < p->n_totals; i++) r->total_ms += p->totals[i].ms;
+        for (int i = 0; i < r->n; i++) {
+            const cuda_prof_total *t = &r->regions[i];
+            int len = (int)strcspn(t->name, "."), k = 0;
+            while (k < r->n_phases && (strncmp(r->phases[k].name, t->name, len) || r->phases[k].name[len])) k++;
+            if (k == r->n_phases) snprintf(r->phases[r->n_phases++].name, sizeof t->name, "%.*s", len, t->name);
+            r->phases[k].ms += t->ms, r->phases[k].calls += t->calls;
+            r->total_ms += t->ms;
+        }
         r->stalls = p->stalls, r->holds = p->holds;
     }
     for (int i = 0; i < p->n_events; i++) cudaEventDestroy(p->marks[i].ev);
