@@ -119,9 +119,12 @@ $(BUILD)/obj/tests/cuda_emu/%.o: tests/cuda_emu/%.cc $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
 
-$(EMU_TEST_BINS): $(BUILD)/tests/cuda_emu/%: $(BUILD)/obj/tests/cuda_emu/%.o $(TEST_SUPPORT_OBJ) $(LIBMAYE)
+# the emulator's runtime API and cuBLAS (memory, streams, graphs, IPC, GEMMs), linked into every emulator binary
+EMU_RT_OBJ := $(BUILD)/obj/tests/cuda_emu/cuda_emu_runtime.o $(BUILD)/obj/tests/cuda_emu/cuda_emu_blas.o
+
+$(EMU_TEST_BINS): $(BUILD)/tests/cuda_emu/%: $(BUILD)/obj/tests/cuda_emu/%.o $(EMU_RT_OBJ) $(TEST_SUPPORT_OBJ) $(LIBMAYE)
 	@mkdir -p $(dir $@)
-	$(CXX) $(MAYE_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(LIBMAYE) $(LIBS)
+	$(CXX) $(MAYE_LDFLAGS) -o $@ $< $(EMU_RT_OBJ) $(TEST_SUPPORT_OBJ) $(LIBMAYE) $(LIBS)
 
 # ----------------------------------------------------------------------------
 # tests, benchmarks, fuzzing
@@ -154,7 +157,8 @@ clean:
 # CUDA backend (CUDA=1)
 
 CUDA ?= 0
-.PHONY: gpu-bins gpu-check gpu-bundle
+CUDA_EMU ?= 0
+.PHONY: gpu-bins gpu-check gpu-bundle test-cuda-emu
 ifeq ($(CUDA),1)
 ifeq ($(NVCC),)
   $(error CUDA=1 needs nvcc on the PATH)
@@ -210,9 +214,52 @@ gpu-bundle: gpu-bins
 
 gpu-check: gpu-bins
 	@BUILD=$(BUILD) sh bench/gpu.sh --no-build
-else
+else ifeq ($(CUDA_EMU),1)
+# CUDA_EMU=1: the same CUDA sources compiled by g++ for the CPU emulator of tests/cuda_emu (its runtime API,
+# cuBLAS and <<<>>> launches through tests/cuda_emu/unchevron.pl): the GPU model, the stages' CUDA backend
+# (model.device=cuda) and the CUDA tests run on the CPU, slowly, without a GPU or the CUDA toolkit. Use its
+# own BUILD; `make CUDA_EMU=1 BUILD=build-emu test-cuda-emu` runs tests/cuda/test_*.cu that way.
+CUDA_SRC := $(sort $(wildcard lib/kernels/cuda/*.cu lib/model/cuda/*.cu lib/backend/*.cu))
+CUDA_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CUDA_SRC)) $(EMU_RT_OBJ)
+LIBMAYE_CUDA := $(BUILD)/libmaye_cuda.a
+CUDA_TEST_SRC := $(sort $(wildcard tests/cuda/test_*.cu))
+CUDA_TEST_BINS := $(patsubst %.cu,$(BUILD)/%,$(CUDA_TEST_SRC))
+EMU_CU_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CUDA_SRC) $(CUDA_TEST_SRC))
+
+all: $(LIBMAYE_CUDA)
+tests: $(CUDA_TEST_BINS)
+BACKEND_LIBS := -Wl,-u,maye_backend_cuda_ops $(LIBMAYE_CUDA)
+BACKEND_SYSLIBS := -lstdc++
+$(filter-out %/maye-batch,$(BINS)): $(LIBMAYE_CUDA)
+$(BUILD)/bin/maye-batch: BACKEND_LIBS :=
+$(BUILD)/bin/maye-batch: BACKEND_SYSLIBS :=
+
+$(BUILD)/emu/%.cc: %.cu tests/cuda_emu/unchevron.pl
+	@mkdir -p $(dir $@)
+	perl tests/cuda_emu/unchevron.pl $< < $< > $@.tmp && mv $@.tmp $@
+
+# quoted includes resolve next to the .cu file
+$(EMU_CU_OBJ): $(BUILD)/obj/%.o: $(BUILD)/emu/%.cc $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -iquote $(dir $*) -c $< -o $@
+
+$(LIBMAYE_CUDA): $(CUDA_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(CUDA_TEST_BINS): $(BUILD)/tests/cuda/%: $(BUILD)/obj/tests/cuda/%.o $(TEST_SUPPORT_OBJ) $(LIBMAYE_CUDA) $(LIBMAYE)
+	@mkdir -p $(dir $@)
+	$(CC) $(MAYE_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(LIBMAYE_CUDA) $(LIBMAYE) $(LIBS) -lstdc++
+
+.PHONY: test-cuda-emu
+test-cuda-emu: $(BINS) $(CUDA_TEST_BINS)
+	@BUILD=$(BUILD) sh tests/cuda_emu/run_cuda_tests.sh $(CUDA_TEST_BINS)
+
 gpu-bins gpu-check gpu-bundle:
 	@echo "make: $@ needs the CUDA backend: make CUDA=1 $@"; exit 2
+else
+gpu-bins gpu-check gpu-bundle test-cuda-emu:
+	@echo "make: $@ needs the CUDA backend: make CUDA=1 $@ (test-cuda-emu: make CUDA_EMU=1 BUILD=build-emu $@)"; exit 2
 endif
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

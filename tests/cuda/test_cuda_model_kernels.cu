@@ -279,9 +279,13 @@ static void attention_case(cuda_ctx *ctx, const BwdCase &c, cuda_dtype dt) {
                                                     max_nk, fws, fws_bytes, NULL));
         got_q = dev_to_f32(gdq, (int64_t)T * HD, dt), got_k = dev_to_f32(gdk, (int64_t)TK * KVD, dt);
         got_v = dev_to_f32(gdv, (int64_t)TK * KVD, dt);
-        expect_close(what("attention_backward_flash dq %s", c.name), got_q, dq, (int64_t)T * HD, tol);
-        expect_close(what("attention_backward_flash dk %s", c.name), got_k, dk, (int64_t)TK * KVD, tol);
-        expect_close(what("attention_backward_flash dv %s", c.name), got_v, dv, (int64_t)TK * KVD, tol);
+        // the flash path rounds P and dS to bf16 before the products that give dV, dK and dQ (as FlashAttention
+        // does), so in bf16 its error against the fp32 reference is larger than the GEMM path's: on the CPU
+        // emulator up to 3.2 % of the rms on "causal D128 several tiles" (dq near zero after cancellation)
+        double ftol = dt == CUDA_BF16 ? 5e-2 : tol;
+        expect_close(what("attention_backward_flash dq %s", c.name), got_q, dq, (int64_t)T * HD, ftol);
+        expect_close(what("attention_backward_flash dk %s", c.name), got_k, dk, (int64_t)TK * KVD, ftol);
+        expect_close(what("attention_backward_flash dv %s", c.name), got_v, dv, (int64_t)TK * KVD, ftol);
         free(got_q), free(got_k), free(got_v);
         dev_free(gout), dev_free(dcu), dev_free(dcuk), dev_free(dnk), dev_free((void *)dkvp), dev_free(ddkv), dev_free(fws);
     }

@@ -172,38 +172,6 @@ inline int __ffs(int x) { return __builtin_ffs(x); } // 1 + index of the lowest 
 inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((unsigned long long)a * b) >> 32); }
 
 // ----------------------------------------------------------------------------
-// runtime API (errors and streams only: kernels are launched with cuda_emu_launch, memory is host memory)
-
-typedef enum {
-    cudaSuccess = 0,
-    cudaErrorInvalidValue = 1,
-    cudaErrorMemoryAllocation = 2,
-    cudaErrorInvalidConfiguration = 9,
-} cudaError_t;
-typedef struct CUstream_st *cudaStream_t;
-
-inline const char *cudaGetErrorName(cudaError_t e) {
-    switch (e) {
-    case cudaSuccess: return "cudaSuccess";
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    }
-    return "cudaErrorUnknown";
-}
-inline const char *cudaGetErrorString(cudaError_t e) {
-    switch (e) {
-    case cudaSuccess: return "no error";
-    case cudaErrorInvalidValue: return "invalid argument";
-    case cudaErrorMemoryAllocation: return "out of memory";
-    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
-    }
-    return "unknown error";
-}
-// A bad launch aborts in cuda_emu_launch, so there is never an error to report.
-inline cudaError_t cudaGetLastError(void) { return cudaSuccess; }
-
-// ----------------------------------------------------------------------------
 // runtime state
 
 // Where a thread waits: the call site of the barrier or collective. The device functions take one as a
@@ -733,3 +701,6 @@ void cuda_emu_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_by
     cuda_emu_rt.entry_arg = &c;
     cuda_emu_launch_run();
 }
+
+// the runtime API (cuda_emu_runtime.cc): memory, streams, graphs, events, IPC, and the <<<>>> launcher
+#include "cuda_emu_runtime.h"

@@ -237,6 +237,42 @@ static void test_attention(void) {
     }
 }
 
+// Causal attention with fewer keys than queries (the first nq - nk queries see no key): those rows get output 0,
+// log-sum-exp -inf and no gradient; the others match the reference. Once wrote before its score rows.
+static void test_attention_fewer_keys(void) {
+    int H = 2, KV = 1, D = 5, nq = 9, nkv = 4, cu[2] = {0, nq}, nk[1] = {nkv};
+    int64_t ld = (int64_t)H * D, ldkv = (int64_t)KV * D;
+    float *q = randn(nq * ld, 1), *k = randn(nkv * ldkv, 1), *v = randn(nkv * ldkv, 1), *dout = randn(nq * ld, 1);
+    float *out = xmalloc(sizeof(float) * (size_t)nq * ld), *lse = xmalloc(sizeof(float) * (size_t)nq * H);
+    size_t sn = attention_scratch_floats(nkv);
+    float *scratch = xmalloc(sizeof(float) * sn);
+    attention_forward(out, ld, lse, q, ld, (const float *const *)&k, (const float *const *)&v, ldkv, cu, nk, 1, H, KV,
+                      D, 1, scratch, sn);
+    double *ref = xmalloc(sizeof(double) * (size_t)nq * ld);
+    attention_ref(ref, q, ld, k, v, ldkv, nq, nkv, H, KV, D, 1);
+    float *r = to_f32(ref, nq * ld);
+    test_close_f32("attention with fewer keys than queries", out, r, nq * ld, 1e-5, 1e-4);
+    for (int i = 0; i < nq; i++)
+        for (int h = 0; h < H; h++) {
+            float l = lse[i * H + h];
+            if (i < nq - nkv) EXPECT(isinf(l) && l < 0, "row %d head %d sees no key: lse %g, want -inf", i, h, l);
+            else EXPECT(isfinite(l), "row %d head %d: lse %g", i, h, l);
+        }
+    float *dq = xcalloc((size_t)nq * ld, sizeof(float)), *dk = xcalloc((size_t)nkv * ldkv, sizeof(float));
+    float *dv = xcalloc((size_t)nkv * ldkv, sizeof(float));
+    size_t bn = attention_backward_scratch_floats(nkv, nkv, H, D);
+    float *bscr = xmalloc(sizeof(float) * bn);
+    attention_backward(dq, &dk, &dv, dout, ld, q, ld, (const float *const *)&k, (const float *const *)&v, ldkv, lse, cu,
+                       nk, 1, H, KV, D, 1, bscr, bn);
+    for (int i = 0; i < nq * ld; i++) {
+        EXPECT(isfinite(dq[i]), "dq[%d] = %g", i, dq[i]);
+        if (i < (nq - nkv) * ld) EXPECT(dq[i] == 0.0f, "dq[%d] = %g of a row that sees no key", i, dq[i]);
+    }
+    for (int i = 0; i < nkv * ldkv; i++) EXPECT(isfinite(dk[i]) && isfinite(dv[i]), "dk/dv[%d] = %g %g", i, dk[i], dv[i]);
+    free(q), free(k), free(v), free(dout), free(out), free(lse), free(scratch), free(ref), free(r), free(dq), free(dk),
+        free(dv), free(bscr);
+}
+
 // ----------------------------------------------------------------------------
 // log-probs
 
@@ -325,6 +361,7 @@ int main(void) {
         test_activations();
         test_rope();
         test_attention();
+        test_attention_fewer_keys();
         test_logprobs();
         test_small();
     }

@@ -27,8 +27,12 @@ size_t attention_scratch_floats(int max_nk) {
 // forward
 
 // Softmax of one score row in place over its first `lim` entries (the rest set to 0); returns the
-// log-sum-exp of the row.
+// log-sum-exp of the row: -inf for a row that sees no key (lim <= 0), whose probabilities are all 0.
 static float softmax_row(float *s, int lim, int n) {
+    if (lim <= 0) {
+        for (int j = 0; j < n; j++) s[j] = 0.0f;
+        return -INFINITY;
+    }
     float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
     for (int j = 0; j < lim; j++) mx = s[j] > mx ? s[j] : mx;
@@ -75,6 +79,14 @@ void attention_forward(float *out, int64_t ldo, float *lse, const float *q, int6
                 int nb = nq - i0 < qb ? nq - i0 : qb;
                 int kend = causal ? off + i0 + nb : n_k;
                 if (kend > n_k) kend = n_k;
+                float *O = out + (int64_t)(cu_q[b] + i0) * ldo + (int64_t)h * D;
+                if (kend <= 0) { // causal with fewer keys than queries: these rows see no key (output 0)
+                    for (int r = 0; r < nb; r++) {
+                        for (int d = 0; d < D; d++) O[(int64_t)r * ldo + d] = 0.0f;
+                        if (lse) lse[(int64_t)(cu_q[b] + i0 + r) * H + h] = -INFINITY;
+                    }
+                    continue;
+                }
                 const float *Q = q + (int64_t)(cu_q[b] + i0) * ldq + (int64_t)h * D;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kend, D, scale, Q, (int)ldq, K, (int)ldkv,
                             0.0f, S, kend);
@@ -84,7 +96,6 @@ void attention_forward(float *out, int64_t ldo, float *lse, const float *q, int6
                     float l = softmax_row(S + (size_t)r * kend, lim, kend);
                     if (lse) lse[(int64_t)(cu_q[b] + i0 + r) * H + h] = l;
                 }
-                float *O = out + (int64_t)(cu_q[b] + i0) * ldo + (int64_t)h * D;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, kend, 1.0f, S, kend, Vp, (int)ldkv,
                             0.0f, O, (int)ldo);
             }
@@ -146,6 +157,7 @@ void attention_backward(float *dq, float *const *dk, float *const *dv, const flo
                 int nb = nq - i0 < qb ? nq - i0 : qb;
                 int kend = causal ? off + i0 + nb : n_k;
                 if (kend > n_k) kend = n_k;
+                if (kend <= 0) continue; // rows that see no key: no gradient
                 int64_t row0 = cu_q[b] + i0;
                 const float *Q = q + row0 * ldq + (int64_t)h * D, *dO = dout + row0 * ldo + (int64_t)h * D;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, kend, D, scale, Q, (int)ldq, K, (int)ldkv,
@@ -155,6 +167,7 @@ void attention_backward(float *dq, float *const *dk, float *const *dv, const flo
                 for (int r = 0; r < nb; r++) {
                     int lim = causal ? off + i0 + r + 1 : kend;
                     if (lim > kend) lim = kend;
+                    if (lim < 0) lim = 0;
                     float l = lse[(row0 + r) * H + h], delta = 0;
                     float *p = P + (size_t)r * kend, *ds = dS + (size_t)r * kend;
 #pragma omp simd reduction(+ : delta)

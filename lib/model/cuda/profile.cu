@@ -41,14 +41,22 @@ struct cuda_prof {
     const char *err_what;
 };
 
+// The GPU's nanosecond clock (%globaltimer); under the CPU emulator its stand-in, which runs ahead.
+__device__ __forceinline__ long long global_timer_ns() {
+#ifdef MAYE_CUDA_EMU
+    return cuda_emu_globaltimer();
+#else
+    long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+#endif
+}
+
 // Spins one thread until ns nanoseconds of the GPU's global timer have passed.
 __global__ void prof_hold_kernel(long long ns) {
-    long long t0, t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
-    do {
-        __nanosleep(1000);
-        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    } while (t - t0 < ns);
+    long long t0 = global_timer_ns();
+    do __nanosleep(1000);
+    while (global_timer_ns() - t0 < ns);
 }
 
 static void prof_error(cuda_prof *p, cudaError_t err, const char *what) {
