@@ -9,6 +9,8 @@
 # tests tests/cuda/test_*.cu -> $(BUILD)/tests/cuda/ (they exit 77, a skip, without a GPU) and the GPU
 # benchmarks bench/gpu_*.cu; `make CUDA=1 gpu-check` builds and runs them all (bench/gpu.sh), `make CUDA=1
 # gpu-bundle` packs them for another machine. Without CUDA=1 nothing needs nvcc.
+# CUDA_EMU=1 builds the same CUDA sources with g++ for the CPU emulator (tests/cuda_emu/README.md): `make test`
+# ends with the CUDA tests run that way (build in $(BUILD)/emu, ~15 min on 2 cores; CUDA_EMU_TESTS=0 skips).
 
 BUILD ?= build
 CC ?= gcc
@@ -131,8 +133,14 @@ $(EMU_TEST_BINS): $(BUILD)/tests/cuda_emu/%: $(BUILD)/obj/tests/cuda_emu/%.o $(E
 
 tests: $(BINS) $(TEST_BINS) $(EMU_TEST_BINS)
 
+# then the CUDA tests on the CPU emulator, from their own build ($(BUILD)/emu; CUDA_EMU_TESTS=0 skips them)
+CUDA_EMU_TESTS ?= 1
 test: tests
 	@BUILD=$(BUILD) sh tests/run.sh
+ifeq ($(CUDA_EMU_TESTS)$(CUDA_EMU),10)
+	@echo "make: the CUDA tests on the CPU emulator (make CUDA_EMU=1 BUILD=$(BUILD)/emu test-cuda-emu)"
+	@$(MAKE) --no-print-directory CUDA=0 CUDA_EMU=1 BUILD=$(BUILD)/emu test-cuda-emu
+endif
 
 test-golden: tests
 	@BUILD=$(BUILD) sh tests/run.sh golden
@@ -218,7 +226,8 @@ else ifeq ($(CUDA_EMU),1)
 # CUDA_EMU=1: the same CUDA sources compiled by g++ for the CPU emulator of tests/cuda_emu (its runtime API,
 # cuBLAS and <<<>>> launches through tests/cuda_emu/unchevron.pl): the GPU model, the stages' CUDA backend
 # (model.device=cuda) and the CUDA tests run on the CPU, slowly, without a GPU or the CUDA toolkit. Use its
-# own BUILD; `make CUDA_EMU=1 BUILD=build-emu test-cuda-emu` runs tests/cuda/test_*.cu that way.
+# own BUILD; `make CUDA_EMU=1 BUILD=build-emu test-cuda-emu` runs tests/cuda/test_*.cu that way (`make test`
+# does it in $(BUILD)/emu).
 CUDA_SRC := $(sort $(wildcard lib/kernels/cuda/*.cu lib/model/cuda/*.cu lib/backend/*.cu))
 CUDA_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CUDA_SRC)) $(EMU_RT_OBJ)
 LIBMAYE_CUDA := $(BUILD)/libmaye_cuda.a
@@ -251,9 +260,8 @@ $(CUDA_TEST_BINS): $(BUILD)/tests/cuda/%: $(BUILD)/obj/tests/cuda/%.o $(TEST_SUP
 	@mkdir -p $(dir $@)
 	$(CC) $(MAYE_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(LIBMAYE_CUDA) $(LIBMAYE) $(LIBS) -lstdc++
 
-.PHONY: test-cuda-emu
 test-cuda-emu: $(BINS) $(CUDA_TEST_BINS)
-	@BUILD=$(BUILD) sh tests/cuda_emu/run_cuda_tests.sh $(CUDA_TEST_BINS)
+	@BUILD=$(BUILD) sh tests/run.sh cuda/
 
 gpu-bins gpu-check gpu-bundle:
 	@echo "make: $@ needs the CUDA backend: make CUDA=1 $@"; exit 2

@@ -89,9 +89,22 @@ long long now_ns() {
 // ----------------------------------------------------------------------------
 // device memory: host code cannot touch it outside open_device / close_device
 
+size_t page_bytes() {
+    static size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return page;
+}
+
+// The pages of the allocation at off (need bytes): it ends where its guard page begins.
+void protect_alloc(size_t off, size_t need, int prot) {
+    size_t start = off / page_bytes() * page_bytes();
+    if (mprotect(emu().base + start, off + need - start, prot) != 0) cuda_emu_die("mprotect of device memory failed");
+}
+
+// Device memory readable and writable (kernels, copies) or not at all (host code): each live allocation and
+// IPC mapping; the guard page after each allocation and every free page stay inaccessible.
 void protect(int prot) {
     Emu &e = emu();
-    if (e.committed && mprotect(e.base, e.committed, prot) != 0) cuda_emu_die("mprotect of device memory failed");
+    for (auto &a : e.live) protect_alloc(a.first, a.second, prot);
     for (auto &m : e.opened)
         if (mprotect(m.second.map, m.second.map_bytes, prot) != 0) cuda_emu_die("mprotect of an IPC mapping failed");
 }
@@ -118,12 +131,15 @@ void on_fault(int sig, siginfo_t *info, void *ctx) {
     uintptr_t a = (uintptr_t)info->si_addr, b = (uintptr_t)e.base;
     if (e.base && a >= b && a < b + ARENA_RESERVE) {
         size_t off = a - b;
-        char what[200] = "outside every allocation";
+        char what[200] = "outside every allocation (freed, or never allocated)";
         auto it = e.live.upper_bound(off);
         if (it != e.live.begin()) {
             --it;
             if (off < it->first + it->second)
                 snprintf(what, sizeof what, "byte %zu of a %zu-byte cudaMalloc allocation", off - it->first, it->second);
+            else if (off < it->first + it->second + page_bytes())
+                snprintf(what, sizeof what, "%zu bytes past the end of a %zu-byte cudaMalloc allocation",
+                         off - it->first - it->second, it->second);
         }
         if (e.open_depth == 0)
             fprintf(stderr, "cuda_emu: host code touched device memory at %p (%s); backtrace:\n", info->si_addr, what);
@@ -171,8 +187,8 @@ bool arena_grow(size_t want) {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     want = (want + page - 1) / page * page;
     if (want > ARENA_RESERVE || ftruncate(e.fd, (off_t)want) != 0) return false;
-    int prot = e.open_depth > 0 ? PROT_READ | PROT_WRITE : PROT_NONE;
-    void *p = mmap(e.base + e.committed, want - e.committed, prot, MAP_SHARED | MAP_FIXED, e.fd, (off_t)e.committed);
+    void *p = mmap(e.base + e.committed, want - e.committed, PROT_NONE, MAP_SHARED | MAP_FIXED, e.fd,
+                   (off_t)e.committed);
     if (p == MAP_FAILED) return false;
     if (want > e.committed) e.free_[e.committed] = want - e.committed;
     e.committed = want;
@@ -408,9 +424,11 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     size_t need = (bytes + ALLOC_ALIGN - 1) / ALLOC_ALIGN * ALLOC_ALIGN;
     if (need == 0) need = ALLOC_ALIGN;
     if (e.used + need > EMU_TOTAL_MEM) return cudaErrorMemoryAllocation;
+    // whole pages, the allocation at their end, then an inaccessible guard page: an overrun faults
+    size_t page = page_bytes(), region = (need + page - 1) / page * page + page;
     auto hole = e.free_.end();
     for (auto it = e.free_.begin(); it != e.free_.end(); ++it)
-        if (it->second >= need) {
+        if (it->second >= region) {
             hole = it;
             break;
         }
@@ -420,16 +438,18 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
             auto last = std::prev(e.free_.end());
             if (last->first + last->second == e.committed) tail = last->second;
         }
-        if (!arena_grow(e.committed + need - tail)) return cudaErrorMemoryAllocation;
+        if (!arena_grow(e.committed + region - tail)) return cudaErrorMemoryAllocation;
         coalesce(std::prev(e.free_.end()));
         hole = std::prev(e.free_.end());
-        if (hole->second < need) return cudaErrorMemoryAllocation;
+        if (hole->second < region) return cudaErrorMemoryAllocation;
     }
-    size_t off = hole->first, left = hole->second - need;
+    size_t start = hole->first, left = hole->second - region;
     e.free_.erase(hole);
-    if (left) e.free_[off + need] = left;
+    if (left) e.free_[start + region] = left;
+    size_t off = start + region - page - need;
     e.live[off] = need;
     e.used += need;
+    if (e.open_depth > 0) protect_alloc(off, need, PROT_READ | PROT_WRITE);
     poison(off, need);
     *p = e.base + off;
     return cudaSuccess;
@@ -444,11 +464,13 @@ cudaError_t cudaFree(void *p) {
     if (!e.base || a < (uintptr_t)e.base || a >= (uintptr_t)e.base + e.committed) return cudaErrorInvalidValue;
     auto it = e.live.find(a - (uintptr_t)e.base);
     if (it == e.live.end()) return cudaErrorInvalidValue; // not the start of a live allocation
-    size_t off = it->first, bytes = it->second;
+    size_t off = it->first, bytes = it->second, page = page_bytes();
+    poison(off, bytes); // for IPC mappings of it that other processes keep
+    if (e.open_depth > 0) protect_alloc(off, bytes, PROT_NONE); // freed pages stay inaccessible
     e.live.erase(it);
     e.used -= bytes;
-    poison(off, bytes);
-    coalesce(e.free_.emplace(off, bytes).first);
+    size_t start = off / page * page;
+    coalesce(e.free_.emplace(start, off + bytes + page - start).first);
     return cudaSuccess;
 }
 

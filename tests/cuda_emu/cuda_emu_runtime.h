@@ -6,8 +6,9 @@
 // What it models, beyond the kernels (cuda_emu.h):
 //   - Device memory is one arena that host code cannot touch: it is readable and writable only while a kernel,
 //     a copy, a memset or a cuBLAS call runs, so host code dereferencing a device pointer faults (reported with
-//     the allocation), as it would on a GPU. cudaMalloc fills with 0xFF bytes (NaN in fp32 and bf16), cudaFree
-//     poisons the same way; copies and memsets check that their device ranges lie inside live allocations.
+//     the allocation), as it would on a GPU. cudaMalloc fills with 0xFF bytes (NaN in fp32 and bf16) and puts an
+//     inaccessible guard page right after the allocation (an overrun by a kernel faults); freed memory is
+//     inaccessible; copies and memsets check that their device ranges lie inside live allocations.
 //   - Streams run their work at once, in order (so nothing is ever "in flight"; copies with pageable host
 //     memory are synchronous on a GPU too). Capture records kernels, device-to-device copies, memsets, events
 //     and cuBLAS calls into a graph replayed by cudaGraphLaunch; during a capture the calls a GPU refuses fail

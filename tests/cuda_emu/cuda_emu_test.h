@@ -13,9 +13,12 @@ extern "C" {
 #include "test.h"
 }
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 #include <memory>
 #include <string>
@@ -160,4 +163,32 @@ inline bool emu_check(emu_stats &st, const std::string &what, const std::vector<
 inline void emu_stats_print(const emu_stats &st) {
     printf("%-34s %4ld checks %9lld values  worst error %.2e of max |want| (tolerance %.0e)\n", st.name, st.checks,
            st.values, st.worst, st.tol);
+}
+
+// Runs fn in a child process; expects it to die from a signal with stderr containing `needle`.
+template <typename F> static void expect_abort(const char *what, const char *needle, F fn) {
+    fflush(stdout), fflush(stderr);
+    int fds[2];
+    if (pipe(fds) != 0) maye_die("pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) maye_die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    std::string msg;
+    char buf[512];
+    ssize_t n;
+    while ((n = read(fds[0], buf, sizeof buf)) > 0) msg.append(buf, (size_t)n);
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT(WIFSIGNALED(status), "%s: the child was not killed (exit status %d); stderr: %s", what,
+           WIFEXITED(status) ? WEXITSTATUS(status) : -1, msg.c_str());
+    EXPECT(msg.find(needle) != std::string::npos, "%s: stderr lacks '%s': %s", what, needle, msg.c_str());
 }

@@ -12,10 +12,6 @@
 
 #include "cuda_emu_test.h"
 
-#include <errno.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-
 // ----------------------------------------------------------------------------
 // kernels
 
@@ -286,34 +282,6 @@ static void test_bf16_rounding() {
         unsigned short got = __float2bfloat16_rn(f).__x;
         EXPECT(got == c.want, "__float2bfloat16_rn(0x%08x) = 0x%04x, want 0x%04x", c.f, got, c.want);
     }
-}
-
-// Runs fn in a child process; expects it to die from a signal with stderr containing `needle`.
-template <typename F> static void expect_abort(const char *what, const char *needle, F fn) {
-    fflush(stdout), fflush(stderr);
-    int fds[2];
-    if (pipe(fds) != 0) maye_die("pipe: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0) maye_die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], 2);
-        struct rlimit no_core = {0, 0};
-        setrlimit(RLIMIT_CORE, &no_core);
-        fn();
-        _exit(0);
-    }
-    close(fds[1]);
-    std::string msg;
-    char buf[512];
-    ssize_t n;
-    while ((n = read(fds[0], buf, sizeof buf)) > 0) msg.append(buf, (size_t)n);
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    EXPECT(WIFSIGNALED(status), "%s: the child was not killed (exit status %d); stderr: %s", what,
-           WIFEXITED(status) ? WEXITSTATUS(status) : -1, msg.c_str());
-    EXPECT(msg.find(needle) != std::string::npos, "%s: stderr lacks '%s': %s", what, needle, msg.c_str());
 }
 
 static void test_misuse() {
