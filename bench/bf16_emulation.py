@@ -3,9 +3,11 @@
 Optional reference script, not on any user path (needs torch and transformers). Issue 8 asks that bf16 mode
 give log-probs within a mean |dlogp| of 0.02 of fp32 mode; on the tiny-qwen2-vl fixture (random fp32
 weights) the GPU measured 0.0201-0.0207. This script runs the fixture's samples through transformers in
-fp32 and rounds to bf16 exactly where the GPU model stores bf16 (weights; the outputs of every linear layer,
-norm, rotary, attention, activation and residual add; the final hidden state), fp32 in between as the GPU's
-fp32 accumulation, then switches single rounding points off to see what each one costs. A linear layer's
+fp32 and rounds to bf16 exactly where the GPU model stores bf16 (weights; the pixels; the outputs of the patch
+embedding, every linear layer, norm, rotary, attention (its probabilities too) and activation; the residual
+adds; the final hidden state), fp32 in between as the GPU's fp32 accumulation, then switches rounding points
+off to see what each one costs. The CUDA emulator (tests/cuda_emu, the GPU model's own kernels) is the closer
+measure; this script is quicker for trying what a change would gain. A linear layer's
 output is rounded once, bias included (cuBLASLt's bias epilogue); the variant marked "bias after rounding"
 adds an fp32 bias to the rounded product and rounds again (a GEMM without epilogue, then a bias kernel).
 
@@ -56,6 +58,17 @@ def gated_mlp(self, x):
     return self.down_proj(at(self.act_fn(self.gate_proj(x)) * self.up_proj(x), "activation"))
 
 
+def vision_mlp(self, x):  # Qwen2-VL's vision MLP (fc1, quick_gelu, fc2)
+    return self.fc2(at(self.act(self.fc1(x)), "vision activation"))
+
+
+_softmax = F.softmax
+
+
+def softmax(x, *a, **kw):  # the attention's probabilities (eager attention), rounded before P @ V
+    return at(_softmax(x, *a, **kw), "probabilities")
+
+
 def rounded_rotary(f):
     def rotary(q, k, cos, sin, *a, **kw):
         q, k = f(q, k, cos, sin, *a, **kw)
@@ -66,6 +79,8 @@ def rounded_rotary(f):
 def linear_output(mod, inp, out):
     if "linear" not in ROUND:
         return out
+    if getattr(mod, "residual_branch", False) and "residual branch" not in ROUND:
+        return out  # the add to the residual stream in the GEMM's epilogue: the sum is rounded, not the product
     if mod.bias is None or not BIAS_AFTER[0]:
         return bf16(out)
     b = mod.bias.detach()
@@ -78,30 +93,36 @@ for mod in (q2, q25):
 q2.Qwen2VLDecoderLayer.forward = decoder_layer
 q2.Qwen2VLVisionBlock.forward = vision_block
 q2.Qwen2MLP.forward = gated_mlp
+q2.VisionMlp.forward = vision_mlp
+torch.nn.functional.softmax = softmax
 q25.Qwen2_5_VLDecoderLayer.forward = decoder_layer
 q25.Qwen2_5_VLVisionBlock.forward = vision_block
 q25.Qwen2MLP.forward = gated_mlp
 q25.Qwen2_5_VLMLP.forward = gated_mlp
 
+# "residual branch": the language model's o_proj / down_proj outputs rounded before the residual add (the GPU
+# model until session 7; now the add is in the GEMM's epilogue). "gate/up", "vision activation", "pixels",
+# "patch embedding" and "probabilities" are rounding points the GPU model has that the first version of this
+# script left out.
 POINTS = ["matrix weights", "norm weights", "bias weights", "linear", "norm", "rotary", "attention", "activation", "residual",
-          "vision residual", "final hidden"]
+          "vision residual", "final hidden", "residual branch", "gate/up", "vision activation", "pixels",
+          "patch embedding", "probabilities"]
+NOW = [p for p in POINTS if p not in ("norm weights", "residual branch")]  # the GPU model now
 WEIGHTS = ("matrix weights", "norm weights", "bias weights")
 VARIANTS = [  # (name, rounded points, bias after rounding)
     ("fp32", [], False),
-    ("all bf16 (the GPU model until fb470e2)", POINTS, False),
+    ("the GPU model now: norms in fp32, LLM residual adds in the GEMM epilogue", NOW, False),
+    ("the GPU model before: the residual branch rounded", NOW + ["residual branch"], False),
+    ("all bf16 (the GPU model of the H200 run)", POINTS, False),
     ("weights only", list(WEIGHTS), False),
-    ("norm weights only", ["norm weights"], False),
-    ("bias weights only", ["bias weights"], False),
-    ("activations only", [p for p in POINTS if p not in WEIGHTS], False),
-    ("all but the LLM residual stream", [p for p in POINTS if p != "residual"], False),
-    ("all but both residual streams", [p for p in POINTS if "residual" not in p], False),
-    ("all but the final hidden state", [p for p in POINTS if p != "final hidden"], False),
-    ("all but the norm weights (the GPU model now)", [p for p in POINTS if p != "norm weights"], False),
-    ("all but the norm and bias weights", [p for p in POINTS if p not in ("norm weights", "bias weights")], False),
-    ("all but the norm and bias weights, bias after rounding",
-     [p for p in POINTS if p not in ("norm weights", "bias weights")], True),
-    ("all but the norm weights and residual streams",
-     [p for p in POINTS if p != "norm weights" and "residual" not in p], False),
+    ("activations only", [p for p in NOW if p not in WEIGHTS], False),
+    ("now, fp32 LLM residual stream", [p for p in NOW if p != "residual"], False),
+    ("now, fp32 residual streams", [p for p in NOW if "residual" not in p], False),
+    ("now, fp32 pixels and patch embedding", [p for p in NOW if p not in ("pixels", "patch embedding")], False),
+    ("now, fp32 attention probabilities", [p for p in NOW if p != "probabilities"], False),
+    ("now, fp32 final hidden state", [p for p in NOW if p != "final hidden"], False),
+    ("now, fp32 linear biases", [p for p in NOW if p != "bias weights"], False),
+    ("now, fp32 bias added after the rounded product", [p for p in NOW if p != "bias weights"], True),
 ]
 
 
@@ -120,7 +141,13 @@ def logprobs(fixture, points, bias_after=False):
                 p.copy_(bf16(p))
     for name, m in model.named_modules():
         if isinstance(m, torch.nn.Linear) and not name.endswith(("gate_proj", "up_proj", "lm_head")):
+            m.residual_branch = name.endswith(("o_proj", "down_proj")) and "visual" not in name
             m.register_forward_hook(linear_output)
+        if isinstance(m, torch.nn.Linear) and name.endswith(("gate_proj", "up_proj")):
+            m.register_forward_hook(lambda mod, inp, out: at(out, "gate/up"))
+        if name.endswith("patch_embed"):
+            m.register_forward_pre_hook(lambda mod, inp: (at(inp[0], "pixels"),) + tuple(inp[1:]))
+            m.register_forward_hook(lambda mod, inp, out: at(out, "patch embedding"))
         if name.endswith(("o_proj", "attn.proj")):  # the attention's output, o_proj's input
             m.register_forward_pre_hook(lambda mod, inp: (at(inp[0], "attention"),))
     expected = load_file(fixture + "/expected.safetensors")

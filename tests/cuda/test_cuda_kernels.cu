@@ -38,16 +38,26 @@ static void test_matmul(cuda_ctx *ctx) {
                 expect_close(what("matmul %s %dx%d->%d bias mode %d", dt_name(dt), T, C, OC, mode), got, ref,
                              (int64_t)T * OC, dt_tol(dt));
                 free(got);
-                // added to a residual stream r in place: r + the same product
+                // added to a residual stream r: into another buffer (r unchanged), then in place
                 float *r = host_randn((int64_t)T * OC, 1);
                 round_to(r, (int64_t)T * OC, dt);
                 void *dr = dev_from_f32(r, (int64_t)T * OC, dt);
-                for (int64_t i = 0; i < (int64_t)T * OC; i++) r[i] += ref[i];
-                EXPECT_GPU_OK(cuda_matmul_residual_forward(ctx, dt, dr, dx, dw, bias, T, C, OC, NULL));
+                float *sum = host_zeros((int64_t)T * OC);
+                for (int64_t i = 0; i < (int64_t)T * OC; i++) sum[i] = r[i] + ref[i];
+                dev_poison(dout, (size_t)T * OC * dt_size(dt));
+                EXPECT_GPU_OK(cuda_matmul_residual_forward(ctx, dt, dout, dr, dx, dw, bias, T, C, OC, NULL));
+                got = dev_to_f32(dout, (int64_t)T * OC, dt);
+                expect_close(what("matmul + residual into out %s %dx%d->%d bias mode %d", dt_name(dt), T, C, OC, mode),
+                             got, sum, (int64_t)T * OC, dt_tol(dt));
+                free(got);
                 got = dev_to_f32(dr, (int64_t)T * OC, dt);
-                expect_close(what("matmul + residual %s %dx%d->%d bias mode %d", dt_name(dt), T, C, OC, mode), got,
-                             r, (int64_t)T * OC, dt_tol(dt));
-                free(got), free(r);
+                expect_close(what("matmul + residual: the residual kept %s", dt_name(dt)), got, r, (int64_t)T * OC, 0);
+                free(got);
+                EXPECT_GPU_OK(cuda_matmul_residual_forward(ctx, dt, dr, dr, dx, dw, bias, T, C, OC, NULL));
+                got = dev_to_f32(dr, (int64_t)T * OC, dt);
+                expect_close(what("matmul + residual in place %s %dx%d->%d bias mode %d", dt_name(dt), T, C, OC, mode),
+                             got, sum, (int64_t)T * OC, dt_tol(dt));
+                free(got), free(r), free(sum);
                 dev_free(dr);
             }
             dev_free(dx), dev_free(dw), dev_free(db), dev_free(dout);

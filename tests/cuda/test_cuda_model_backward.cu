@@ -134,7 +134,7 @@ static void check_step_profile(const char *what, const cuda_prof_report &r, int 
         const char *name;
         long calls;
     } want[] = {{"optimizer.zero_grads", 1},       {"forward.attention", L},         {"forward.gate_up_proj", L},
-                {"forward.attn_residual_norm", L}, {"forward.mlp_residual_norm", L}, {"logprobs.logprobs", 1},
+                {"forward.attn_norm", L},          {"forward.mlp_norm", L},           {"logprobs.logprobs", 1},
                 {"backward.logprobs_grad", 1},     {"backward.final_norm_grad", 1},  {"backward.attention_grad", L},
                 {"backward.down_proj_dw", L},      {"backward.qkv_proj_dx", L},      {"backward.ln1_grad", L},
                 {"backward.ln2_grad", L},          {"backward.embed_grad", 1}};

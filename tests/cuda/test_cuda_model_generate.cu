@@ -218,8 +218,8 @@ static int profiled_generate(cuda_model *gm, const maye_gen_config *cfg, const m
         long per;  // calls per pass
         bool exact; // exactly `steps` passes (decode), else a positive whole number of them
     } want[] = {{"decode.attention", c->layers, true},          {"decode.qkv_proj", c->layers, true},
-                {"decode.down_proj", c->layers, true},          {"decode.attn_residual_norm", c->layers, true},
-                {"decode.mlp_residual_norm", c->layers, true},  {"decode.lm_head", 1, true},
+                {"decode.down_proj_residual", c->layers, true}, {"decode.attn_norm", c->layers, true},
+                {"decode.mlp_norm", c->layers, true},           {"decode.lm_head", 1, true},
                 {"decode.sample", 1, true},                     {"prefill.attention", c->layers, false},
                 {"prefill.gate_up_proj", c->layers, false},     {"first_draw.sample", 1, false},
                 {"vision.attention", c->vision.depth, false},   {"vision.norm2", c->vision.depth, false}};

@@ -87,10 +87,11 @@ int cuda_ctx_gemm_last_answers(const cuda_ctx *ctx);
 // out (T, OC) = inp (T, C) @ weight (OC, C)^T + bias (OC) (bias may be NULL), all of dtype dt (nn.Linear).
 int cuda_matmul_forward(cuda_ctx *ctx, cuda_dtype dt, void *out, const void *inp, const void *weight,
                         const void *bias, int T, int C, int OC, cuda_stream stream);
-// x (T, OC) += inp (T, C) @ weight (OC, C)^T + bias (OC): a linear layer added to a residual stream in the
-// GEMM's epilogue (one rounding of the sum, no (T, OC) temporary, no separate residual pass).
-int cuda_matmul_residual_forward(cuda_ctx *ctx, cuda_dtype dt, void *x, const void *inp, const void *weight,
-                                 const void *bias, int T, int C, int OC, cuda_stream stream);
+// out (T, OC) = resid (T, OC) + inp (T, C) @ weight (OC, C)^T + bias (OC): a linear layer added to a residual
+// stream in the GEMM's epilogue (one rounding of the sum, no (T, OC) temporary, no separate residual pass);
+// resid may be out (in place).
+int cuda_matmul_residual_forward(cuda_ctx *ctx, cuda_dtype dt, void *out, const void *resid, const void *inp,
+                                 const void *weight, const void *bias, int T, int C, int OC, cuda_stream stream);
 
 // General row-major GEMM: c (M, N) = alpha * op(a) @ op(b) + beta * c, where op(a) is (M, K) (a stored (M, K)
 // with row stride lda, or (K, M) when trans_a), op(b) is (K, N) (b stored (K, N), or (N, K) when trans_b).

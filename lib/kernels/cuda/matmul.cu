@@ -66,12 +66,13 @@ static cuda_gemm_cache_entry *gemm_cache_find(cuda_ctx *ctx, const cuda_gemm_key
     return NULL;
 }
 
-// Column-major D (m, n) = alpha * opA(A) (m, k) @ opB(B) (k, n) + beta * C (+ bias (m)) through cuBLASLt.
+// Column-major D (m, n) = alpha * opA(A) (m, k) @ opB(B) (k, n) + beta * Cin (+ bias (m)) through cuBLASLt (Cin
+// has D's layout; it may be D).
 // Sets *found = false (and returns 0) when the heuristic offers no algorithm. Heuristic answers are cached
 // in the context (the query costs more host time than a small GEMM takes on the device).
 static int lt_matmul(cuda_ctx *ctx, cudaDataType_t ab, cudaDataType_t cd, cublasOperation_t opa,
                      cublasOperation_t opb, int m, int n, int k, float alpha, const void *A, int64_t lda,
-                     const void *B, int64_t ldb, float beta, void *C, int64_t ldc, const void *bias,
+                     const void *B, int64_t ldb, float beta, const void *Cin, void *C, int64_t ldc, const void *bias,
                      cudaStream_t stream, bool *found) {
     LtCall L;
     *found = false;
@@ -79,7 +80,8 @@ static int lt_matmul(cuda_ctx *ctx, cudaDataType_t ab, cudaDataType_t cd, cublas
     memset(&key, 0, sizeof key); // padding bytes take part in the comparison
     key.ab = ab, key.cd = cd, key.opa = opa, key.opb = opb, key.m = m, key.n = n, key.k = k, key.bias = bias != NULL;
     key.lda = lda, key.ldb = ldb, key.ldc = ldc;
-    key.align_a = ptr_alignment(A), key.align_b = ptr_alignment(B), key.align_c = ptr_alignment(C);
+    uint32_t align_cin = ptr_alignment(Cin), align_d = ptr_alignment(C);
+    key.align_a = ptr_alignment(A), key.align_b = ptr_alignment(B), key.align_c = align_cin < align_d ? align_cin : align_d;
     key.align_bias = bias ? ptr_alignment(bias) : 0;
     cuda_gemm_cache_entry *hit = gemm_cache_find(ctx, key);
     if (hit && !hit->found) return 0;
@@ -132,7 +134,7 @@ static int lt_matmul(cuda_ctx *ctx, cudaDataType_t ab, cudaDataType_t cd, cublas
         if (!none) hit->algo = res[ctx->gemm_algo_rank < returned ? ctx->gemm_algo_rank : returned - 1].algo;
         if (none) return 0;
     }
-    CUBLAS_TRY(cublasLtMatmul(ctx->lt, L.op, &alpha, A, L.la, B, L.lb, &beta, C, L.lc, C, L.lc, &hit->algo,
+    CUBLAS_TRY(cublasLtMatmul(ctx->lt, L.op, &alpha, A, L.la, B, L.lb, &beta, Cin, L.lc, C, L.lc, &hit->algo,
                               ctx->workspace, CUDA_GEMM_WORKSPACE_BYTES, stream),
                "cuBLASLt matmul");
     *found = true;
@@ -142,9 +144,18 @@ static int lt_matmul(cuda_ctx *ctx, cudaDataType_t ab, cudaDataType_t cd, cublas
 // ----------------------------------------------------------------------------
 // row-major GEMM
 
+// Copies c_in (M, N) into c (both row stride ldc) for the paths that scale c in place.
+static int stage_c_in(cuda_dtype c_dt, void *c, const void *c_in, int64_t ldc, int M, int N, cudaStream_t stream) {
+    size_t es = dtype_size(c_dt);
+    CUDA_TRY(cudaMemcpy2DAsync(c, (size_t)ldc * es, c_in, (size_t)ldc * es, (size_t)N * es, (size_t)M,
+                               cudaMemcpyDeviceToDevice, stream),
+             "gemm: copying the %d x %d addend", M, N);
+    return 0;
+}
+
 int gemm_rowmajor(cuda_ctx *ctx, cuda_dtype ab, cuda_dtype c_dt, bool trans_a, bool trans_b, int M, int N, int K,
                   float alpha, const void *a, int64_t lda, const void *b, int64_t ldb, float beta, void *c,
-                  int64_t ldc, const void *bias, cudaStream_t stream) {
+                  int64_t ldc, const void *bias, cudaStream_t stream, const void *c_in) {
     CHECK_OR_FAIL(dtype_valid(ab) && dtype_valid(c_dt), "gemm: unknown dtype (%d, %d)", (int)ab, (int)c_dt);
     CHECK_OR_FAIL(M >= 0 && N >= 0 && K >= 0, "gemm: negative size %d x %d x %d", M, N, K);
     if (M == 0 || N == 0) return 0;
@@ -152,13 +163,18 @@ int gemm_rowmajor(cuda_ctx *ctx, cuda_dtype ab, cuda_dtype c_dt, bool trans_a, b
                   "gemm %d x %d x %d (trans %d %d): leading dimensions %lld %lld %lld are too small", M, N, K,
                   trans_a, trans_b, (long long)lda, (long long)ldb, (long long)ldc);
     CHECK_OR_FAIL(lda <= INT32_MAX && ldb <= INT32_MAX && ldc <= INT32_MAX, "gemm: leading dimension over 2^31");
-    if (K == 0) return scale_add_bias(c_dt, c, ldc, bias, M, N, beta, stream);
+    if (!c_in || beta == 0.0f) c_in = c;
+    if (K == 0) {
+        if (c_in != c) TRY(stage_c_in(c_dt, c, c_in, ldc, M, N, stream));
+        return scale_add_bias(c_dt, c, ldc, bias, M, N, beta, stream);
+    }
     // column-major view: c^T (N, M) = op(b)^T (N, K) @ op(a)^T (K, M)
     cublasOperation_t opa = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, opb = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     bool found = false;
-    TRY(lt_matmul(ctx, cuda_type(ab), cuda_type(c_dt), opa, opb, N, M, K, alpha, b, ldb, a, lda, beta, c, ldc, bias,
-                  stream, &found));
+    TRY(lt_matmul(ctx, cuda_type(ab), cuda_type(c_dt), opa, opb, N, M, K, alpha, b, ldb, a, lda, beta, c_in, c, ldc,
+                  bias, stream, &found));
     if (found) return 0;
+    if (c_in != c) TRY(stage_c_in(c_dt, c, c_in, ldc, M, N, stream));
     CUBLAS_TRY(cublasSetStream(ctx->blas, stream), "cuBLAS stream");
     CUBLAS_TRY(cublasGemmEx(ctx->blas, opa, opb, N, M, K, &alpha, b, cuda_type(ab), (int)ldb, a, cuda_type(ab),
                             (int)lda, &beta, c, cuda_type(c_dt), (int)ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
@@ -178,10 +194,11 @@ extern "C" int cuda_matmul_forward(cuda_ctx *ctx, cuda_dtype dt, void *out, cons
     return 0;
 }
 
-extern "C" int cuda_matmul_residual_forward(cuda_ctx *ctx, cuda_dtype dt, void *x, const void *inp, const void *weight,
-                                            const void *bias, int T, int C, int OC, cuda_stream stream) {
-    if (gemm_rowmajor(ctx, dt, dt, false, true, T, OC, C, 1.0f, inp, C > 0 ? C : 1, weight, C > 0 ? C : 1, 1.0f, x,
-                      OC, bias, stream) < 0)
+extern "C" int cuda_matmul_residual_forward(cuda_ctx *ctx, cuda_dtype dt, void *out, const void *resid,
+                                            const void *inp, const void *weight, const void *bias, int T, int C, int OC,
+                                            cuda_stream stream) {
+    if (gemm_rowmajor(ctx, dt, dt, false, true, T, OC, C, 1.0f, inp, C > 0 ? C : 1, weight, C > 0 ? C : 1, 1.0f, out,
+                      OC, bias, stream, resid) < 0)
         return maye_fail_ctx("matmul_residual_forward %d x %d -> %d (%s)", T, C, OC, dtype_name(dt));
     return 0;
 }

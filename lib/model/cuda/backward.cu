@@ -345,7 +345,7 @@ int cuda_llm_backward(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch *
             gm_mark(gm, "norm");
             TRY(cuda_rmsnorm_forward(dt, la.ln1, la.rstd1, x_in, gm_layer(gm, w->ln1_w, l, (size_t)C), T, C, c->rms_eps,
                                      s));
-            TRY(llm_layer_body(gm, l, x_in, T, a->cos, a->sin, la, a->act, a->tmp, llm_packed_plan(gm, a, l)));
+            TRY(llm_layer_body(gm, l, x_in, NULL, T, a->cos, a->sin, la, a->act, llm_packed_plan(gm, a, l)));
             gm_phase(gm, "backward");
         }
         if (layer_backward(gm, tr, l, la, x_in) < 0) return maye_fail_ctx("backward of layer %d", l);

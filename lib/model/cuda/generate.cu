@@ -129,7 +129,7 @@ struct cuda_gen_run_state {
     int64_t *pos3;            // (3, S)
     int *nk, *cu, *cache_rows; // (S), (S+1), (S)
     const void **kv_ptrs;     // (L, 2, S) each slot's first key / value row per layer
-    void *x, *ln1, *qkv, *att, *h, *ln2, *gu, *act, *tmp, *hidden; // (S, ...) model dtype
+    void *x, *ln1, *qkv, *att, *h, *ln2, *gu, *act, *hidden; // (S, ...) model dtype
     float *rstd1, *rstd2, *rstdf, *cos, *sin;                      // (S), (S), (S), (S, D/2), (S, D/2)
     float *logits;            // (S, V)
     float *lp;                // (S)
@@ -208,7 +208,6 @@ static int run_alloc(cuda_gen *g, cuda_gen_run_state *st, int S, int R, int W_re
     r[n++] = DEV_REGION(st->ln2, Sz * C * es);
     r[n++] = DEV_REGION(st->gu, Sz * 2 * I * es);
     r[n++] = DEV_REGION(st->act, Sz * I * es);
-    r[n++] = DEV_REGION(st->tmp, Sz * C * es);
     r[n++] = DEV_REGION(st->hidden, Sz * C * es);
     r[n++] = DEV_REGION(st->rstd1, Sz * sizeof(float));
     r[n++] = DEV_REGION(st->rstd2, Sz * sizeof(float));
@@ -300,14 +299,13 @@ static int step_launch(cuda_gen *g, cuda_gen_run_state *st) {
         ap.cache_k = gm_at(gm, st->kv.k, (size_t)l * layer_rows);
         ap.cache_v = gm_at(gm, st->kv.v, (size_t)l * layer_rows);
         ap.ws = st->attn_ws, ap.ws_bytes = st->attn_ws_bytes;
-        TRY(llm_layer_body(gm, l, st->x, S, st->cos, st->sin, la, st->act, st->tmp, ap));
-        gm_mark(gm, "mlp_residual_norm");
+        TRY(llm_layer_body(gm, l, st->x, st->x, S, st->cos, st->sin, la, st->act, ap));
+        gm_mark(gm, "mlp_norm");
         if (l + 1 < L)
-            TRY(cuda_residual_rmsnorm_forward(dt, st->x, st->ln1, st->rstd1, st->h, st->tmp,
-                                              gm_layer(gm, w->ln1_w, l + 1, (size_t)C), S, C, c->rms_eps, s));
+            TRY(cuda_rmsnorm_forward(dt, st->ln1, st->rstd1, st->x, gm_layer(gm, w->ln1_w, l + 1, (size_t)C), S, C,
+                                     c->rms_eps, s));
         else
-            TRY(cuda_residual_rmsnorm_forward(dt, st->x, st->hidden, st->rstdf, st->h, st->tmp, w->norm_w, S, C,
-                                              c->rms_eps, s));
+            TRY(cuda_rmsnorm_forward(dt, st->hidden, st->rstdf, st->x, w->norm_w, S, C, c->rms_eps, s));
     }
     gm_mark(gm, "lm_head");
     TRY(cuda_gemm(gm->ctx, dt, CUDA_F32, 0, 1, S, V, C, 1.0f, st->hidden, C, w->lm_head, C, 0.0f, st->logits, V, s));

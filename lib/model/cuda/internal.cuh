@@ -92,10 +92,11 @@ struct LayerActs {
 };
 
 // Layer l from its normalised input la.ln1 (already computed) over T rows: qkv, rotary, the cache write,
-// attention, o_proj, h = x_in + attention output with ln2 = rmsnorm(h) (fused), gate|up, act, down_proj into
-// tmp. The caller adds the residual: x_out = h + tmp (cuda_residual_rmsnorm_forward with the next norm).
-int llm_layer_body(cuda_model *gm, int l, const void *x_in, int T, const float *cos, const float *sin,
-                   const LayerActs &la, void *act, void *tmp, const AttnPlan &ap);
+// attention, h = x_in + o_proj(attention) (the add in the GEMM's epilogue: one rounding), ln2 = rmsnorm(h),
+// gate|up, act, and x_out = h + down_proj(act) the same way (x_out may be x_in; NULL skips it, for the
+// backward's recomputation). The caller normalises x_out for the next layer.
+int llm_layer_body(cuda_model *gm, int l, const void *x_in, void *x_out, int T, const float *cos, const float *sin,
+                   const LayerActs &la, void *act, const AttnPlan &ap);
 
 // The slices layer l uses in a (layer 0's unless keep = 1).
 LayerActs llm_layer_acts(const cuda_model *gm, const cuda_llm_acts *a, int l);

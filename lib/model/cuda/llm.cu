@@ -57,7 +57,6 @@ int cuda_llm_acts_init(cuda_llm_acts *a, const cuda_model *gm, int T_cap, int B_
     r[n++] = DEV_REGION(a->rstd2, Lk * T * sizeof(float));
     r[n++] = DEV_REGION(a->gu, Lk * T * 2 * I * es);
     r[n++] = DEV_REGION(a->act, T * I * es);
-    r[n++] = DEV_REGION(a->tmp, T * C * es);
     r[n++] = DEV_REGION(a->hidden, T * C * es);
     r[n++] = DEV_REGION(a->rstdf, T * sizeof(float));
     r[n++] = DEV_REGION(a->lp_h, T * C * es);
@@ -106,8 +105,8 @@ void *llm_layer_input(const cuda_model *gm, const cuda_llm_acts *a, int l) {
 // ----------------------------------------------------------------------------
 // one decoder layer
 
-int llm_layer_body(cuda_model *gm, int l, const void *x_in, int T, const float *cos, const float *sin,
-                   const LayerActs &la, void *act, void *tmp, const AttnPlan &ap) {
+int llm_layer_body(cuda_model *gm, int l, const void *x_in, void *x_out, int T, const float *cos, const float *sin,
+                   const LayerActs &la, void *act, const AttnPlan &ap) {
     const maye_model_config *c = &gm->cfg;
     const cuda_weights *w = &gm->w;
     cuda_ctx *ctx = gm->ctx;
@@ -130,19 +129,22 @@ int llm_layer_body(cuda_model *gm, int l, const void *x_in, int T, const float *
     gm_mark(gm, "attention");
     TRY(cuda_attention_forward(ctx, dt, la.att, HD, la.lse, la.qkv, QKV, ap.kv, ap.kv + ap.B, ap.ldkv, ap.cu_q, ap.nk,
                                ap.B, H, KV, D, 1, ap.max_nq, ap.max_nk, ap.ws, ap.ws_bytes, s));
-    gm_mark(gm, "o_proj");
-    TRY(cuda_matmul_forward(ctx, dt, tmp, la.att, gm_layer(gm, w->o_w, l, Cz * HD), NULL, T, HD, C, s));
-    gm_mark(gm, "attn_residual_norm");
-    TRY(cuda_residual_rmsnorm_forward(dt, la.h, la.ln2, la.rstd2, x_in, tmp, gm_layer(gm, w->ln2_w, l, Cz), T, C,
-                                      c->rms_eps, s));
+    // the residual add in the GEMM's epilogue: the sum rounded once (bf16), no temporary
+    gm_mark(gm, "o_proj_residual");
+    TRY(cuda_matmul_residual_forward(ctx, dt, la.h, x_in, la.att, gm_layer(gm, w->o_w, l, Cz * HD), NULL, T, HD, C,
+                                     s));
+    gm_mark(gm, "attn_norm");
+    TRY(cuda_rmsnorm_forward(dt, la.ln2, la.rstd2, la.h, gm_layer(gm, w->ln2_w, l, Cz), T, C, c->rms_eps, s));
 
-    // MLP: down(silu(gate(ln2)) * up(ln2)), added to h by the caller
+    // MLP: x_out = h + down(silu(gate(ln2)) * up(ln2))
     gm_mark(gm, "gate_up_proj");
     TRY(cuda_matmul_forward(ctx, dt, la.gu, la.ln2, gm_layer(gm, w->gu_w, l, 2 * Iz * Cz), NULL, T, C, 2 * I, s));
     gm_mark(gm, "silu_mul");
     TRY(cuda_gated_rows_forward(dt, act, la.gu, T, I, ACT_SILU, s));
-    gm_mark(gm, "down_proj");
-    TRY(cuda_matmul_forward(ctx, dt, tmp, act, gm_layer(gm, w->down_w, l, Cz * Iz), NULL, T, I, C, s));
+    if (!x_out) return 0; // recomputation for the backward: the layer's output is not needed
+    gm_mark(gm, "down_proj_residual");
+    TRY(cuda_matmul_residual_forward(ctx, dt, x_out, la.h, act, gm_layer(gm, w->down_w, l, Cz * Iz), NULL, T, I, C,
+                                     s));
     return 0;
 }
 
@@ -238,16 +240,15 @@ int llm_forward_impl(cuda_model *gm, const cuda_llm_batch *b, cuda_llm_acts *a, 
             ap.cache_k = gm_at(gm, cache_k, (size_t)l * cache_stride);
             ap.cache_v = gm_at(gm, cache_v, (size_t)l * cache_stride);
         }
-        TRY(llm_layer_body(gm, l, llm_layer_input(gm, a, l), T, a->cos, a->sin, la, a->act, a->tmp, ap));
         void *x_out = llm_layer_input(gm, a, l + 1);
-        gm_mark(gm, "mlp_residual_norm");
+        TRY(llm_layer_body(gm, l, llm_layer_input(gm, a, l), x_out, T, a->cos, a->sin, la, a->act, ap));
+        gm_mark(gm, "mlp_norm");
         if (l + 1 < L) {
             LayerActs next = llm_layer_acts(gm, a, l + 1);
-            TRY(cuda_residual_rmsnorm_forward(dt, x_out, next.ln1, next.rstd1, la.h, a->tmp,
-                                              gm_layer(gm, w->ln1_w, l + 1, (size_t)C), T, C, c->rms_eps, s));
+            TRY(cuda_rmsnorm_forward(dt, next.ln1, next.rstd1, x_out, gm_layer(gm, w->ln1_w, l + 1, (size_t)C), T, C,
+                                     c->rms_eps, s));
         } else {
-            TRY(cuda_residual_rmsnorm_forward(dt, x_out, a->hidden, a->rstdf, la.h, a->tmp, w->norm_w, T, C,
-                                              c->rms_eps, s));
+            TRY(cuda_rmsnorm_forward(dt, a->hidden, a->rstdf, x_out, w->norm_w, T, C, c->rms_eps, s));
         }
     }
     return 0;

@@ -245,7 +245,6 @@ typedef struct {
     float *rstd2;        // (n_kept, T)
     void *gu;            // (n_kept, T, 2*I) gate | up
     void *act;           // (T, I) act(gate) * up, shared
-    void *tmp;           // (T, C) o_proj / down_proj output, shared
     void *hidden;        // (T, C) after the final norm
     float *rstdf;        // (T)
     // log-probs of the last cuda_llm_logprobs call, rows with a target only

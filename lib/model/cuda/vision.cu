@@ -180,7 +180,7 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
                                         mx, mx, NULL, 0, s);
         gm_mark(gm, "proj_residual");
         if (rc == 0)
-            rc = cuda_matmul_residual_forward(ctx, dt, x, att, gm_layer(gm, w->v_proj_w, l, VCz * VCz),
+            rc = cuda_matmul_residual_forward(ctx, dt, x, x, att, gm_layer(gm, w->v_proj_w, l, VCz * VCz),
                                               gm_layer(gm, w->v_proj_b, l, VCz), P, VC, VC, s);
         gm_mark(gm, "norm2");
         if (rc == 0)
@@ -197,7 +197,7 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
                      : cuda_activation_forward(dt, f1, f1, (int64_t)Pz * VIz, c->vision.act, s);
         gm_mark(gm, "fc2_residual");
         if (rc == 0)
-            rc = cuda_matmul_residual_forward(ctx, dt, x, mlp_in, gm_layer(gm, w->v_fc2_w, l, VCz * VIz),
+            rc = cuda_matmul_residual_forward(ctx, dt, x, x, mlp_in, gm_layer(gm, w->v_fc2_w, l, VCz * VIz),
                                               gm_layer(gm, w->v_fc2_b, l, VCz), P, VI, VC, s);
     }
 
