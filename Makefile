@@ -13,6 +13,8 @@
 # ends with the CUDA tests run that way (build in $(BUILD)/emu, ~15 min on 2 cores; CUDA_EMU_TESTS=0 skips).
 
 BUILD ?= build
+CUDA ?= 0
+CUDA_EMU ?= 0
 CC ?= gcc
 OPT ?= -O3 -march=native
 CFLAGS ?=
@@ -164,8 +166,6 @@ clean:
 # ----------------------------------------------------------------------------
 # CUDA backend (CUDA=1)
 
-CUDA ?= 0
-CUDA_EMU ?= 0
 .PHONY: gpu-bins gpu-check gpu-bundle test-cuda-emu
 ifeq ($(CUDA),1)
 ifeq ($(NVCC),)
@@ -233,7 +233,9 @@ CUDA_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CUDA_SRC)) $(EMU_RT_OBJ)
 LIBMAYE_CUDA := $(BUILD)/libmaye_cuda.a
 CUDA_TEST_SRC := $(sort $(wildcard tests/cuda/test_*.cu))
 CUDA_TEST_BINS := $(patsubst %.cu,$(BUILD)/%,$(CUDA_TEST_SRC))
-EMU_CU_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CUDA_SRC) $(CUDA_TEST_SRC))
+GPU_BENCH_SRC := bench/gpu_kernels.cu bench/gpu_model.cu
+GPU_BENCH_BINS := $(patsubst %.cu,$(BUILD)/%,$(GPU_BENCH_SRC))
+EMU_CU_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CUDA_SRC) $(CUDA_TEST_SRC) $(GPU_BENCH_SRC))
 
 all: $(LIBMAYE_CUDA)
 tests: $(CUDA_TEST_BINS)
@@ -260,7 +262,12 @@ $(CUDA_TEST_BINS): $(BUILD)/tests/cuda/%: $(BUILD)/obj/tests/cuda/%.o $(TEST_SUP
 	@mkdir -p $(dir $@)
 	$(CC) $(MAYE_LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(LIBMAYE_CUDA) $(LIBMAYE) $(LIBS) -lstdc++
 
-test-cuda-emu: $(BINS) $(CUDA_TEST_BINS)
+# the GPU benchmarks, for their --smoke runs (tests/cuda/test_gpu_bench_smoke.sh)
+$(GPU_BENCH_BINS): $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBMAYE_CUDA) $(LIBMAYE)
+	@mkdir -p $(dir $@)
+	$(CC) $(MAYE_LDFLAGS) -o $@ $< $(LIBMAYE_CUDA) $(LIBMAYE) $(LIBS) -lstdc++
+
+test-cuda-emu: $(BINS) $(CUDA_TEST_BINS) $(GPU_BENCH_BINS)
 	@BUILD=$(BUILD) sh tests/run.sh cuda/
 
 gpu-bins gpu-check gpu-bundle:

@@ -19,6 +19,8 @@
 //   elementwise  RMSNorm, residual + RMSNorm, SiLU-gated MLP, AdamW over 256M parameters
 // Inputs are pseudo-random (never zeros). Timing: CUDA events around `reps` launches after two warm-up
 // launches, the median of 5 such trials, per launch. Exits 77 without a GPU.
+//   gpu_kernels [--smoke]   --smoke: every benchmark on shapes about 64x smaller (the names keep the 2B shapes),
+//                           for the CUDA emulator (tests/cuda/test_gpu_bench_smoke.sh); its numbers mean nothing
 #ifndef _Noreturn
 #define _Noreturn [[noreturn]]
 #endif
@@ -37,6 +39,7 @@ extern "C" {
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <vector>
 
 // ----------------------------------------------------------------------------
@@ -54,6 +57,10 @@ extern "C" {
 
 static cuda_ctx *ctx;
 static double copy_gbps = 0, gemm_peak_tflops = 0;
+static bool smoke = false; // --smoke
+
+// A dimension of the 2B shapes, or in a smoke run about 64 times less (a multiple of 16, at least 16).
+static int S(int n) { return smoke ? ((n / 64 + 15) / 16 * 16 > 16 ? (n / 64 + 15) / 16 * 16 : 16) : n; }
 
 static void *dalloc(size_t bytes) {
     void *p = NULL;
@@ -80,16 +87,19 @@ static void *drandom(cuda_dtype dt, int64_t n, float scale) {
     return p;
 }
 
-// Median over 5 trials of the time per call of fn (ms), `reps` calls per trial, after 2 warm-up calls; fn
-// enqueues its work on `stream`.
+// Median over 5 trials of the time per call of fn (ms), `reps` calls per trial, after 2 warm-up calls (--smoke:
+// one warm-up, one call); fn enqueues its work on `stream`.
 static double time_ms(const std::function<void()> &fn, int reps, cudaStream_t stream = NULL) {
     cudaEvent_t a, b;
     CK(cudaEventCreate(&a));
     CK(cudaEventCreate(&b));
-    fn(), fn();
+    int trials = smoke ? 1 : 5; // a smoke run times one call
+    if (smoke) reps = 1;
+    fn();
+    if (!smoke) fn();
     CK(cudaDeviceSynchronize());
     std::vector<float> t;
-    for (int trial = 0; trial < 5; trial++) {
+    for (int trial = 0; trial < trials; trial++) {
         CK(cudaEventRecord(a, stream));
         for (int r = 0; r < reps; r++) fn();
         CK(cudaEventRecord(b, stream));
@@ -101,7 +111,7 @@ static double time_ms(const std::function<void()> &fn, int reps, cudaStream_t st
     CK(cudaEventDestroy(a));
     CK(cudaEventDestroy(b));
     std::sort(t.begin(), t.end());
-    return t[2];
+    return t[t.size() / 2];
 }
 
 static void emit(const char *bench, const char *shape, double ms, const char *extra_fmt, ...)
@@ -121,7 +131,7 @@ static void emit(const char *bench, const char *shape, double ms, const char *ex
 // ceilings
 
 static void bench_copy(void) {
-    size_t bytes = (size_t)2 << 30;
+    size_t bytes = smoke ? (size_t)8 << 20 : (size_t)2 << 30;
     void *a = dalloc(bytes), *b = dalloc(bytes);
     CK(cudaMemset(a, 1, bytes));
     double ms = time_ms([&] { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); }, 5);
@@ -150,15 +160,15 @@ static double gemm_tflops(int M, int N, int K, int trans_a, double *ms_out) {
 
 static void bench_gemm(void) {
     double ms;
-    gemm_peak_tflops = gemm_tflops(8192, 8192, 8192, 0, &ms);
+    gemm_peak_tflops = gemm_tflops(S(8192), S(8192), S(8192), 0, &ms);
     emit("gemm_peak", "8192x8192x8192 bf16", ms, "\"tflops\": %.1f", gemm_peak_tflops);
     struct {
         const char *name;
         int M, N, K, trans_a;
     } shapes[] = {
-        {"qkv 8192x1536->2048", 8192, 2048, 1536, 0},     {"o 8192x1536->1536", 8192, 1536, 1536, 0},
-        {"gate_up 8192x1536->17920", 8192, 17920, 1536, 0}, {"down 8192x8960->1536", 8192, 1536, 8960, 0},
-        {"dW gate_up 17920x1536 over 8192", 17920, 1536, 8192, 1},
+        {"qkv 8192x1536->2048", S(8192), S(2048), S(1536), 0},     {"o 8192x1536->1536", S(8192), S(1536), S(1536), 0},
+        {"gate_up 8192x1536->17920", S(8192), S(17920), S(1536), 0}, {"down 8192x8960->1536", S(8192), S(1536), S(8960), 0},
+        {"dW gate_up 17920x1536 over 8192", S(17920), S(1536), S(8192), 1},
     };
     for (auto &s : shapes) {
         double tf = gemm_tflops(s.M, s.N, s.K, s.trans_a, &ms);
@@ -171,14 +181,16 @@ static void bench_gemm(void) {
 // answers: weight bytes per second against the copy bandwidth, and which rank is fastest (0 is what the
 // model runs).
 static void bench_gemm_decode(void) {
-    const int M = 64, L = 28;
+    const int M = 64, L = smoke ? 2 : 28;
     struct {
         const char *name;
         int N, K, copies, bias;
         cuda_dtype out;
-    } shapes[] = {{"qkv 64x1536->2048 +bias", 2048, 1536, L, 1, CUDA_BF16}, {"o 64x1536->1536", 1536, 1536, L, 0, CUDA_BF16},
-                  {"gate_up 64x1536->17920", 17920, 1536, L, 0, CUDA_BF16}, {"down 64x8960->1536", 1536, 8960, L, 0, CUDA_BF16},
-                  {"lm_head 64x1536->151936 fp32", 151936, 1536, 1, 0, CUDA_F32}};
+    } shapes[] = {{"qkv 64x1536->2048 +bias", S(2048), S(1536), L, 1, CUDA_BF16},
+                  {"o 64x1536->1536", S(1536), S(1536), L, 0, CUDA_BF16},
+                  {"gate_up 64x1536->17920", S(17920), S(1536), L, 0, CUDA_BF16},
+                  {"down 64x8960->1536", S(1536), S(8960), L, 0, CUDA_BF16},
+                  {"lm_head 64x1536->151936 fp32", S(151936), S(1536), 1, 0, CUDA_F32}};
     for (auto &s : shapes) {
         size_t wn = (size_t)s.N * s.K;
         void *x = drandom(CUDA_BF16, (int64_t)M * s.K, 1), *w = drandom(CUDA_BF16, (int64_t)wn * s.copies, 0.05f);
@@ -384,7 +396,7 @@ static double decode_graph_ms(AttnSetup &s, int L, cudaStream_t st) {
 // 64 one-token queries over 512 cached keys per layer, 28 layers of separate caches (470 MB of K/V, far
 // beyond L2) so every call streams its keys from HBM, as a decode step does.
 static void bench_decode(int B, int nk) {
-    int H = 12, KV = 2, D = 128, L = 28;
+    int H = 12, KV = 2, D = 128, L = smoke ? 2 : 28;
     AttnSetup s = attn_setup(B, H, KV, D, 1, nk, 1, L);
     double kv_bytes = 2.0 * B * nk * KV * D * 2; // K and V of one layer, bf16
     cudaStream_t st;
@@ -432,13 +444,13 @@ static void bench_decode(int B, int nk) {
 // log-probs and sampling
 
 static void bench_logprobs(void) {
-    int N = 8192, C = 1536, V = 151936;
+    int N = S(8192), C = S(1536), V = S(151936);
     void *h = drandom(CUDA_BF16, (int64_t)N * C, 1), *w = drandom(CUDA_BF16, (int64_t)V * C, 0.05f);
     int64_t *tgt = (int64_t *)dalloc(sizeof(int64_t) * N);
     CK(cudaMemset(tgt, 0, sizeof(int64_t) * N));
     float *lp = (float *)dalloc(sizeof(float) * N), *ent = (float *)dalloc(sizeof(float) * N);
     double flops = 2.0 * N * V * C;
-    int blocking[][2] = {{2048, 4096}, {1024, 8192}, {4096, 4096}};
+    int blocking[][2] = {{S(2048), S(4096)}, {S(1024), S(8192)}, {S(4096), S(4096)}};
     for (auto &bl : blocking) {
         void *scr = dalloc(cuda_logprobs_scratch_bytes(bl[0], bl[1]));
         double ms = time_ms(
@@ -471,7 +483,7 @@ static void bench_logprobs(void) {
 }
 
 static void bench_sampling(void) {
-    int B = 64, V = 151936;
+    int B = 64, V = S(151936);
     float *z = (float *)drandom(CUDA_F32, (int64_t)B * V, 8.0f);
     int64_t *tok = (int64_t *)dalloc(sizeof(int64_t) * B);
     float *lp = (float *)dalloc(sizeof(float) * B);
@@ -512,7 +524,7 @@ static void bench_sampling(void) {
 // memory-bound kernels
 
 static void bench_elementwise(void) {
-    int T = 8192, C = 1536, I = 8960;
+    int T = S(8192), C = S(1536), I = S(8960);
     void *x = drandom(CUDA_BF16, (int64_t)T * C, 1), *y = drandom(CUDA_BF16, (int64_t)T * C, 1);
     float *w = (float *)drandom(CUDA_F32, C, 1); // norm weights are fp32 in every dtype
     void *out = dalloc((size_t)T * C * 2), *res = dalloc((size_t)T * C * 2);
@@ -534,7 +546,7 @@ static void bench_elementwise(void) {
     void *ps[] = {x, y, w, out, res, rstd, g, u, a};
     for (void *p : ps) CK(cudaFree(p));
 
-    int64_t N = (int64_t)256 << 20;
+    int64_t N = smoke ? (int64_t)1 << 20 : (int64_t)256 << 20;
     float *p = (float *)drandom(CUDA_F32, N, 1), *gr = (float *)drandom(CUDA_F32, N, 0.01f);
     float *m = (float *)dalloc(sizeof(float) * N), *v = (float *)dalloc(sizeof(float) * N);
     void *pb = dalloc(2 * (size_t)N);
@@ -548,7 +560,15 @@ static void bench_elementwise(void) {
     for (void *q : ps2) CK(cudaFree(q));
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--smoke")) {
+            smoke = true;
+        } else {
+            fprintf(stderr, "usage: gpu_kernels [--smoke]\n");
+            return 2;
+        }
+    }
     if (cuda_device_count() == 0) {
         printf("gpu_kernels: no CUDA device: skipped\n");
         return 77;
@@ -556,12 +576,15 @@ int main(void) {
     OK(cuda_ctx_init(&ctx, 0));
     bench_copy();
     bench_gemm();
-    bench_prefill("prefill causal", 8, 12, 2, 128, 1024, 1, 1);
-    bench_prefill("vision bidirectional", 4, 16, 16, 80, 1024, 0, 1);
-    bench_prefill("vision bidirectional", 64, 16, 16, 80, 1024, 0, 0);
-    bench_attention_backward(8, 12, 2, 128, 1024);
-    bench_decode(64, 512);
-    bench_decode(64, 2048);
+    // smoke: a few sequences of 160 tokens (two 128-row tiles, three 64-row ones, a partial last tile), decode
+    // over 200 and 700 keys (4 and 11 key tiles, for the split sweep)
+    int n = smoke ? 160 : 1024, b8 = smoke ? 2 : 8, b64 = smoke ? 3 : 64;
+    bench_prefill("prefill causal", b8, 12, 2, 128, n, 1, 1);
+    bench_prefill("vision bidirectional", smoke ? 2 : 4, 16, 16, 80, n, 0, 1);
+    bench_prefill("vision bidirectional", b64, 16, 16, 80, n, 0, 0);
+    bench_attention_backward(b8, 12, 2, 128, n);
+    bench_decode(smoke ? 4 : 64, smoke ? 200 : 512);
+    bench_decode(smoke ? 4 : 64, smoke ? 700 : 2048);
     bench_gemm_decode(); // after the attention benchmarks: a rank cuBLASLt cannot run must not cost them
     bench_logprobs();
     bench_sampling();

@@ -16,8 +16,11 @@
 //            the time per phase (vision, prefill, first_draw, decode; forward, logprobs, backward, optimizer)
 //            and per region (decode.attention, backward.down_proj_dw, ...), largest first
 // bench/gpu_model_baseline.py runs the same jobs in PyTorch / transformers and prints the ratios.
-//   gpu_model [--prompts N] [--new N] [--steps N] [--only rollout|update]
+//   gpu_model [--prompts N] [--new N] [--steps N] [--only rollout|update] [--smoke]
 //   gpu_model --write-config PATH     writes the model's config.json (for the baseline) and exits
+// --smoke runs every code path of the benchmark on a tiny model and tiny shapes (2 layers, hidden 128, vocabulary
+// 4096; 112x112 images; 2 x 64 update tokens; 8 MiB copy, 256^3 GEMM): for the CUDA emulator
+// (tests/cuda/test_gpu_bench_smoke.sh), its numbers mean nothing.
 // Exits 77 without a GPU.
 #ifndef _Noreturn
 #define _Noreturn [[noreturn]]
@@ -75,9 +78,49 @@ static const char *CONFIG_2B =
     "                    \"temporal_patch_size\": 2, \"hidden_act\": \"quick_gelu\"}\n"
     "}\n";
 
-#define IM_START 151644
-#define IM_END 151645
-#define TEXT_IDS 151643 // ordinary text ids are below this
+static const char *CONFIG_SMOKE =
+    "{\n"
+    "  \"architectures\": [\"Qwen2VLForConditionalGeneration\"],\n"
+    "  \"model_type\": \"qwen2_vl\",\n"
+    "  \"vocab_size\": 4096,\n"
+    "  \"hidden_size\": 128,\n"
+    "  \"intermediate_size\": 256,\n"
+    "  \"num_hidden_layers\": 2,\n"
+    "  \"num_attention_heads\": 2,\n"
+    "  \"num_key_value_heads\": 1,\n"
+    "  \"hidden_act\": \"silu\",\n"
+    "  \"max_position_embeddings\": 4096,\n"
+    "  \"rms_norm_eps\": 1e-06,\n"
+    "  \"rope_theta\": 1000000.0,\n"
+    "  \"rope_scaling\": {\"type\": \"mrope\", \"mrope_section\": [8, 12, 12]},\n"
+    "  \"tie_word_embeddings\": true,\n"
+    "  \"initializer_range\": 0.02,\n"
+    "  \"bos_token_id\": 4000,\n"
+    "  \"eos_token_id\": 4002,\n"
+    "  \"vision_start_token_id\": 4003,\n"
+    "  \"vision_end_token_id\": 4004,\n"
+    "  \"vision_token_id\": 4005,\n"
+    "  \"image_token_id\": 4006,\n"
+    "  \"video_token_id\": 4007,\n"
+    "  \"torch_dtype\": \"bfloat16\",\n"
+    "  \"vision_config\": {\"depth\": 2, \"embed_dim\": 160, \"mlp_ratio\": 2, \"num_heads\": 2, \"in_chans\": 3,\n"
+    "                    \"hidden_size\": 128, \"patch_size\": 14, \"spatial_merge_size\": 2,\n"
+    "                    \"temporal_patch_size\": 2, \"hidden_act\": \"quick_gelu\"}\n"
+    "}\n";
+
+// The benchmark's sizes: the 2B model's, or the smoke test's (--smoke).
+struct Sizes {
+    const char *config, *config_name;
+    int64_t im_start, im_end, text_ids; // chat markers; ordinary text ids are below text_ids
+    int image_side;                     // patches per side of each prompt's image
+    int update_b, update_s;             // update: sequences x tokens
+    size_t copy_bytes;                  // the copy-bandwidth ceiling's buffer
+    int gemm_n;                         // the GEMM ceiling's n^3 product
+};
+static const Sizes SIZES_2B = {CONFIG_2B, "Qwen2-VL-2B-shaped config", 151644, 151645, 151643, 32, 8, 1024,
+                               (size_t)2 << 30, 8192};
+static const Sizes SIZES_SMOKE = {CONFIG_SMOKE, "smoke-test config", 4001, 4002, 3990, 8, 2, 64, (size_t)8 << 20, 256};
+static Sizes sz = SIZES_2B;
 
 #define CK(expr)                                                                                           \
     do {                                                                                                   \
@@ -126,24 +169,24 @@ static double time_ms(const std::function<void()> &fn, int reps) {
 }
 
 static void ceilings(void) {
-    size_t bytes = (size_t)2 << 30;
+    size_t bytes = sz.copy_bytes;
     void *a = NULL, *b = NULL;
     CK(cudaMalloc(&a, bytes));
     CK(cudaMalloc(&b, bytes));
     CK(cudaMemset(a, 1, bytes));
     double ms = time_ms([&] { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); }, 5);
     copy_gbps = 2.0 * bytes / (ms * 1e-3) / 1e9;
-    printf("{\"bench\": \"copy\", \"device\": \"%s\", \"shape\": \"2 GiB device to device\", \"ms\": %.4f, "
-           "\"gb_per_s\": %.1f}\n", cuda_ctx_device_name(ctx), ms, copy_gbps);
-    const int n = 8192;
+    printf("{\"bench\": \"copy\", \"device\": \"%s\", \"shape\": \"%.0f MiB device to device\", \"ms\": %.4f, "
+           "\"gb_per_s\": %.1f}\n", cuda_ctx_device_name(ctx), bytes / 1048576.0, ms, copy_gbps);
+    const int n = sz.gemm_n;
     OK(cuda_fill_normal(CUDA_BF16, a, (int64_t)n * n, 1.0f, 1, 1, NULL));
     OK(cuda_fill_normal(CUDA_BF16, b, (int64_t)n * n, 1.0f, 1, 2, NULL));
     void *c = NULL;
     CK(cudaMalloc(&c, (size_t)n * n * 2));
     ms = time_ms([&] { OK(cuda_gemm(ctx, CUDA_BF16, CUDA_BF16, 0, 1, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n, NULL)); }, 5);
     gemm_peak_tflops = 2.0 * n * (double)n * n / (ms * 1e-3) / 1e12;
-    printf("{\"bench\": \"gemm_peak\", \"device\": \"%s\", \"shape\": \"8192x8192x8192 bf16\", \"ms\": %.4f, "
-           "\"tflops\": %.1f}\n", cuda_ctx_device_name(ctx), ms, gemm_peak_tflops);
+    printf("{\"bench\": \"gemm_peak\", \"device\": \"%s\", \"shape\": \"%dx%dx%d bf16\", \"ms\": %.4f, "
+           "\"tflops\": %.1f}\n", cuda_ctx_device_name(ctx), n, n, n, ms, gemm_peak_tflops);
     CK(cudaFree(a));
     CK(cudaFree(b));
     CK(cudaFree(c));
@@ -178,25 +221,26 @@ struct Prompts {
 };
 
 // n chat-shaped prompts, each: <|im_start|> 4 text ids <|vision_start|> pads <|vision_end|> 30 text ids
-// <|im_end|> <|im_start|> 3 text ids, one 448x448 image (32 x 32 patches, 256 merged tokens) with random pixels.
+// <|im_end|> <|im_start|> 3 text ids, one 448x448 image (32 x 32 patches, 256 merged tokens; --smoke: 8 x 8)
+// with random pixels.
 static Prompts make_prompts(const maye_model_config *c, int n, uint64_t seed) {
     Prompts p;
-    p.grid[0] = 1, p.grid[1] = 32, p.grid[2] = 32;
-    p.P1 = 32 * 32;
+    p.grid[0] = 1, p.grid[1] = sz.image_side, p.grid[2] = sz.image_side;
+    p.P1 = (int64_t)sz.image_side * sz.image_side;
     int pads = (int)(p.P1 / (c->vision.merge * c->vision.merge));
     maye_rng rng;
     maye_rng_init(&rng, seed, 0x726f6c6c);
     for (int i = 0; i < n; i++) {
         std::vector<int64_t> v;
-        v.push_back(IM_START);
-        for (int k = 0; k < 4; k++) v.push_back((int64_t)maye_rng_below(&rng, TEXT_IDS));
+        v.push_back(sz.im_start);
+        for (int k = 0; k < 4; k++) v.push_back((int64_t)maye_rng_below(&rng, sz.text_ids));
         v.push_back(c->vision_start_token_id);
         for (int k = 0; k < pads; k++) v.push_back(c->image_token_id);
         v.push_back(c->vision_end_token_id);
-        for (int k = 0; k < 30; k++) v.push_back((int64_t)maye_rng_below(&rng, TEXT_IDS));
-        v.push_back(IM_END);
-        v.push_back(IM_START);
-        for (int k = 0; k < 3; k++) v.push_back((int64_t)maye_rng_below(&rng, TEXT_IDS));
+        for (int k = 0; k < 30; k++) v.push_back((int64_t)maye_rng_below(&rng, sz.text_ids));
+        v.push_back(sz.im_end);
+        v.push_back(sz.im_start);
+        for (int k = 0; k < 3; k++) v.push_back((int64_t)maye_rng_below(&rng, sz.text_ids));
         p.ids.push_back(v);
     }
     p.pixels.resize((size_t)n * p.P1 * c->vision.patch_dim);
@@ -290,13 +334,14 @@ static void bench_rollout(cuda_model *gm, int n_prompts, int n_new) {
 
 static void bench_update(cuda_model *gm, int steps) {
     const maye_model_config *c = &gm->cfg;
-    const int B = 8, S = 1024, T = B * S;
+    const int B = sz.update_b, S = sz.update_s, T = B * S;
+    const std::string shape = std::to_string(B) + "x" + std::to_string(S) + " tokens";
     std::vector<int64_t> ids((size_t)T), pos(3 * (size_t)T), targets((size_t)T);
     std::vector<int> cu((size_t)B + 1);
     std::vector<float> lp((size_t)T), dlp((size_t)T);
     maye_rng rng;
     maye_rng_init(&rng, 5, 0x75706474);
-    for (int t = 0; t < T; t++) ids[(size_t)t] = (int64_t)maye_rng_below(&rng, TEXT_IDS);
+    for (int t = 0; t < T; t++) ids[(size_t)t] = (int64_t)maye_rng_below(&rng, sz.text_ids);
     int n_tgt = 0;
     for (int b = 0; b <= B; b++) cu[(size_t)b] = b * S;
     for (int b = 0; b < B; b++) {
@@ -345,11 +390,11 @@ static void bench_update(cuda_model *gm, int steps) {
         double loss = 0;
         for (int t = 0; t < T; t++) loss += dlp[(size_t)t] * lp[(size_t)t];
         size_t held = gm->device_bytes + cuda_llm_train_bytes(&tr);
-        printf("{\"bench\": \"update\", \"impl\": \"maye\", \"device\": \"%s\", \"shape\": \"8x1024 tokens\", "
+        printf("{\"bench\": \"update\", \"impl\": \"maye\", \"device\": \"%s\", \"shape\": \"%s\", "
                "\"recompute\": %s, \"attention_backward\": \"%s\", \"ms\": %.2f, \"tokens_per_s\": %.1f, "
                "\"model_tflops\": %.1f, \"mfu\": %.3f, \"allocated_gb\": %.2f, \"device_used_gb\": %.2f, "
                "\"loss\": %.4f}\n",
-               cuda_ctx_device_name(ctx), recompute ? "true" : "false", attn, secs * 1e3, tok_s, tflops,
+               cuda_ctx_device_name(ctx), shape.c_str(), recompute ? "true" : "false", attn, secs * 1e3, tok_s, tflops,
                gemm_peak_tflops > 0 ? tflops / gemm_peak_tflops : 0, held / 1e9, (device_used() - base_used) / 1e9,
                loss);
         fflush(stdout);
@@ -358,8 +403,7 @@ static void bench_update(cuda_model *gm, int steps) {
             OK(cuda_model_profile_begin(gm));
             step();
             OK(cuda_model_profile_end(gm, &rep));
-            print_profile("update", rep, std::string(", \"shape\": \"8x1024 tokens\", \"attention_backward\": \"") +
-                                             attn + "\"");
+            print_profile("update", rep, ", \"shape\": \"" + shape + "\", \"attention_backward\": \"" + attn + "\"");
         }
         cuda_llm_train_free(&tr);
     }
@@ -376,6 +420,8 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--write-config") && i + 1 < argc) {
             if (maye_write_file_atomic(argv[i + 1], CONFIG_2B, strlen(CONFIG_2B)) < 0) maye_die("%s", maye_errmsg());
             return 0;
+        } else if (!strcmp(argv[i], "--smoke")) {
+            sz = SIZES_SMOKE;
         } else if (!strcmp(argv[i], "--prompts") && i + 1 < argc) {
             prompts = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--new") && i + 1 < argc) {
@@ -385,7 +431,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             only = argv[++i];
         } else {
-            fprintf(stderr, "usage: gpu_model [--prompts N] [--new N] [--steps N] [--only rollout|update] | "
+            fprintf(stderr, "usage: gpu_model [--prompts N] [--new N] [--steps N] [--only rollout|update] [--smoke] | "
                             "--write-config PATH\n");
             return 2;
         }
@@ -400,7 +446,7 @@ int main(int argc, char **argv) {
     ceilings();
     cuda_model gm;
     double t0 = maye_now();
-    OK(cuda_model_init_random(&gm, ctx, CONFIG_2B, "Qwen2-VL-2B-shaped config", CUDA_BF16, true, 42));
+    OK(cuda_model_init_random(&gm, ctx, sz.config, sz.config_name, CUDA_BF16, true, 42));
     printf("{\"bench\": \"model_init\", \"impl\": \"maye\", \"device\": \"%s\", \"seconds\": %.3f, \"weights_gb\": %.3f, "
            "\"params\": %zu}\n", cuda_ctx_device_name(ctx), maye_now() - t0, gm.device_bytes / 1e9, gm.n_elems);
     fflush(stdout);
