@@ -10,7 +10,7 @@
 # benchmarks bench/gpu_*.cu; `make CUDA=1 gpu-check` builds and runs them all (bench/gpu.sh), `make CUDA=1
 # gpu-bundle` packs them for another machine. Without CUDA=1 nothing needs nvcc.
 # CUDA_EMU=1 builds the same CUDA sources with g++ for the CPU emulator (tests/cuda_emu/README.md): `make test`
-# ends with the CUDA tests run that way (build in $(BUILD)/emu, ~15 min on 2 cores; CUDA_EMU_TESTS=0 skips).
+# ends with the CUDA tests run that way (build in $(BUILD)/emu, ~12 min on 2 cores; CUDA_EMU_TESTS=0 skips).
 
 BUILD ?= build
 CUDA ?= 0
