@@ -1,8 +1,8 @@
 // The language model on the GPU (model/cuda/model.h): the activations' size table, the decoder layer shared
 // by every caller (fused q/k/v GEMM with bias, rotary in place on the fused rows, attention over per-segment
-// key/value pointers, o_proj, fused residual + RMSNorm, fused gate|up GEMM, SiLU-gated product, down_proj),
-// the packed forward and the chunked log-probs. Each layer's residual add is fused with the next layer's
-// input norm (or the final norm). Dimension letters as in model/cuda/model.h.
+// key/value pointers, o_proj with the residual add in its epilogue, RMSNorm, fused gate|up GEMM, SiLU-gated
+// product, down_proj with the residual add in its epilogue), the packed forward and the chunked log-probs.
+// Dimension letters as in model/cuda/model.h.
 #include "model/cuda/internal.cuh"
 
 #include <stdlib.h>
