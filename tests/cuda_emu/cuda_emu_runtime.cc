@@ -242,6 +242,13 @@ void run_ops(const std::vector<Op> &ops) {
     for (const Op &op : ops) op.run();
 }
 
+// What a runtime call returns; an error also becomes the last error (cudaGetLastError), as in CUDA, so a check
+// after the next launch reports an earlier failed call that its caller ignored.
+cudaError_t ret(cudaError_t err) {
+    if (err != cudaSuccess && err != cudaErrorNotReady) emu().last_error = err;
+    return err;
+}
+
 } // namespace
 
 // ----------------------------------------------------------------------------
@@ -250,20 +257,20 @@ void run_ops(const std::vector<Op> &ops) {
 cudaError_t cuda_emu_stream_op(cudaStream_t s, bool device_only, std::function<void()> op) {
     Emu &e = emu();
     std::lock_guard<std::recursive_mutex> lock(e.mu);
-    if (!stream_valid(s)) return cudaErrorInvalidResourceHandle;
+    if (!stream_valid(s)) return ret(cudaErrorInvalidResourceHandle);
     Stream *st = stream_of(s);
     if (!st) { // the legacy stream synchronises with every blocking stream: a capture there cannot take it
         for (Stream *c : e.streams)
             if (c->capturing && !(c->flags & cudaStreamNonBlocking)) {
                 c->invalidated = true;
-                return cudaErrorStreamCaptureImplicit;
+                return ret(cudaErrorStreamCaptureImplicit);
             }
     }
     if (st && st->capturing) {
-        if (st->invalidated) return cudaErrorStreamCaptureInvalidated;
+        if (st->invalidated) return ret(cudaErrorStreamCaptureInvalidated);
         if (!device_only) {
             st->invalidated = true;
-            return cudaErrorStreamCaptureUnsupported;
+            return ret(cudaErrorStreamCaptureUnsupported);
         }
         st->captured.push_back(Op{std::move(op)});
         return cudaSuccess;
@@ -273,9 +280,7 @@ cudaError_t cuda_emu_stream_op(cudaStream_t s, bool device_only, std::function<v
     return cudaSuccess;
 }
 
-void cuda_emu_set_last_error(cudaError_t err) {
-    if (emu().last_error == cudaSuccess) emu().last_error = err;
-}
+void cuda_emu_set_last_error(cudaError_t err) { ret(err); }
 
 size_t cuda_emu_func_max_smem(const void *fn) {
     Emu &e = emu();
@@ -310,8 +315,8 @@ long long cuda_emu_globaltimer(void) {
 cudaError_t cuda_emu_func_set_attribute(const void *fn, cudaFuncAttribute attr, int value) {
     Emu &e = emu();
     std::lock_guard<std::recursive_mutex> lock(e.mu);
-    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;
-    if (value < 0 || value > CUDA_EMU_MAX_DYNAMIC_SMEM) return cudaErrorInvalidValue;
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return ret(cudaErrorInvalidValue);
+    if (value < 0 || value > CUDA_EMU_MAX_DYNAMIC_SMEM) return ret(cudaErrorInvalidValue);
     e.smem_limit[fn] = value > DEFAULT_SMEM ? value : DEFAULT_SMEM;
     return cudaSuccess;
 }
@@ -382,7 +387,7 @@ cudaError_t cudaGetDeviceCount(int *n) {
 }
 
 cudaError_t cudaSetDevice(int device) {
-    if (device != 0) return cudaErrorInvalidDevice;
+    if (device != 0) return ret(cudaErrorInvalidDevice);
     emu().device = device;
     return cudaSuccess;
 }
@@ -393,7 +398,7 @@ cudaError_t cudaGetDevice(int *device) {
 }
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
-    if (device != 0) return cudaErrorInvalidDevice;
+    if (device != 0) return ret(cudaErrorInvalidDevice);
     memset(prop, 0, sizeof *prop);
     snprintf(prop->name, sizeof prop->name, "CPU emulator (H100-shaped)");
     prop->totalGlobalMem = EMU_TOTAL_MEM;
@@ -409,7 +414,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
 
 cudaError_t cudaDeviceSynchronize(void) {
     std::lock_guard<std::recursive_mutex> lock(emu().mu);
-    return unsafe_during_capture();
+    return ret(unsafe_during_capture());
 }
 
 // ----------------------------------------------------------------------------
@@ -419,11 +424,11 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     Emu &e = emu();
     std::lock_guard<std::recursive_mutex> lock(e.mu);
     *p = nullptr;
-    if (cudaError_t err = unsafe_during_capture()) return err;
+    if (cudaError_t err = unsafe_during_capture()) return ret(err);
     arena_init();
     size_t need = (bytes + ALLOC_ALIGN - 1) / ALLOC_ALIGN * ALLOC_ALIGN;
     if (need == 0) need = ALLOC_ALIGN;
-    if (e.used + need > EMU_TOTAL_MEM) return cudaErrorMemoryAllocation;
+    if (e.used + need > EMU_TOTAL_MEM) return ret(cudaErrorMemoryAllocation);
     // whole pages, the allocation at their end, then an inaccessible guard page: an overrun faults
     size_t page = page_bytes(), region = (need + page - 1) / page * page + page;
     auto hole = e.free_.end();
@@ -438,10 +443,10 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
             auto last = std::prev(e.free_.end());
             if (last->first + last->second == e.committed) tail = last->second;
         }
-        if (!arena_grow(e.committed + region - tail)) return cudaErrorMemoryAllocation;
+        if (!arena_grow(e.committed + region - tail)) return ret(cudaErrorMemoryAllocation);
         coalesce(std::prev(e.free_.end()));
         hole = std::prev(e.free_.end());
-        if (hole->second < region) return cudaErrorMemoryAllocation;
+        if (hole->second < region) return ret(cudaErrorMemoryAllocation);
     }
     size_t start = hole->first, left = hole->second - region;
     e.free_.erase(hole);
@@ -459,11 +464,11 @@ cudaError_t cudaFree(void *p) {
     Emu &e = emu();
     std::lock_guard<std::recursive_mutex> lock(e.mu);
     if (!p) return cudaSuccess;
-    if (cudaError_t err = unsafe_during_capture()) return err;
+    if (cudaError_t err = unsafe_during_capture()) return ret(err);
     uintptr_t a = (uintptr_t)p;
-    if (!e.base || a < (uintptr_t)e.base || a >= (uintptr_t)e.base + e.committed) return cudaErrorInvalidValue;
+    if (!e.base || a < (uintptr_t)e.base || a >= (uintptr_t)e.base + e.committed) return ret(cudaErrorInvalidValue);
     auto it = e.live.find(a - (uintptr_t)e.base);
-    if (it == e.live.end()) return cudaErrorInvalidValue; // not the start of a live allocation
+    if (it == e.live.end()) return ret(cudaErrorInvalidValue); // not the start of a live allocation
     size_t off = it->first, bytes = it->second, page = page_bytes();
     poison(off, bytes); // for IPC mappings of it that other processes keep
     if (e.open_depth > 0) protect_alloc(off, bytes, PROT_NONE); // freed pages stay inaccessible
@@ -495,9 +500,9 @@ cudaError_t copy_check(void *dst, size_t dpitch, const void *src, size_t spitch,
                        : (stouch ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
     bool want_ddev = *kind == cudaMemcpyHostToDevice || *kind == cudaMemcpyDeviceToDevice;
     bool want_sdev = *kind == cudaMemcpyDeviceToHost || *kind == cudaMemcpyDeviceToDevice;
-    if (*kind > cudaMemcpyDefault) return cudaErrorInvalidMemcpyDirection;
-    if (want_ddev ? !ddev : dtouch) return cudaErrorInvalidValue;
-    if (want_sdev ? !sdev : stouch) return cudaErrorInvalidValue;
+    if (*kind > cudaMemcpyDefault) return ret(cudaErrorInvalidMemcpyDirection);
+    if (want_ddev ? !ddev : dtouch) return ret(cudaErrorInvalidValue);
+    if (want_sdev ? !sdev : stouch) return ret(cudaErrorInvalidValue);
     return cudaSuccess;
 }
 
@@ -506,9 +511,9 @@ cudaError_t copy2d(void *dst, size_t dpitch, const void *src, size_t spitch, siz
     Emu &e = emu();
     std::lock_guard<std::recursive_mutex> lock(e.mu);
     if (sync) {
-        if (cudaError_t err = unsafe_during_capture()) return err;
+        if (cudaError_t err = unsafe_during_capture()) return ret(err);
     }
-    if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
+    if (width > dpitch || width > spitch) return ret(cudaErrorInvalidValue);
     if (cudaError_t err = copy_check(dst, dpitch, src, spitch, width, height, &kind)) return err;
     if (width == 0 || height == 0) return cudaSuccess;
     unsigned char *d = (unsigned char *)dst;
@@ -522,10 +527,10 @@ cudaError_t set2d(void *p, size_t pitch, int value, size_t width, size_t height,
     Emu &e = emu();
     std::lock_guard<std::recursive_mutex> lock(e.mu);
     if (sync) {
-        if (cudaError_t err = unsafe_during_capture()) return err;
+        if (cudaError_t err = unsafe_during_capture()) return ret(err);
     }
     if (width == 0 || height == 0) return cudaSuccess;
-    if (width > pitch || !cuda_emu_is_device(p, pitch * (height - 1) + width)) return cudaErrorInvalidValue;
+    if (width > pitch || !cuda_emu_is_device(p, pitch * (height - 1) + width)) return ret(cudaErrorInvalidValue);
     unsigned char *d = (unsigned char *)p;
     return cuda_emu_stream_op(sync ? nullptr : s, true, [=] {
         for (size_t r = 0; r < height; r++) memset(d + r * pitch, value, width);
@@ -535,26 +540,26 @@ cudaError_t set2d(void *p, size_t pitch, int value, size_t width, size_t height,
 } // namespace
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
-    return copy2d(dst, n, src, n, n, 1, kind, nullptr, true);
+    return ret(copy2d(dst, n, src, n, n, 1, kind, nullptr, true));
 }
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
-    return copy2d(dst, n, src, n, n, 1, kind, s, false);
+    return ret(copy2d(dst, n, src, n, n, 1, kind, s, false));
 }
 
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
                               cudaMemcpyKind kind, cudaStream_t s) {
-    return copy2d(dst, dpitch, src, spitch, width, height, kind, s, false);
+    return ret(copy2d(dst, dpitch, src, spitch, width, height, kind, s, false));
 }
 
-cudaError_t cudaMemset(void *p, int value, size_t n) { return set2d(p, n, value, n, 1, nullptr, true); }
+cudaError_t cudaMemset(void *p, int value, size_t n) { return ret(set2d(p, n, value, n, 1, nullptr, true)); }
 
 cudaError_t cudaMemsetAsync(void *p, int value, size_t n, cudaStream_t s) {
-    return set2d(p, n, value, n, 1, s, false);
+    return ret(set2d(p, n, value, n, 1, s, false));
 }
 
 cudaError_t cudaMemset2DAsync(void *p, size_t pitch, int value, size_t width, size_t height, cudaStream_t s) {
-    return set2d(p, pitch, value, width, height, s, false);
+    return ret(set2d(p, pitch, value, width, height, s, false));
 }
 
 // ----------------------------------------------------------------------------
@@ -573,7 +578,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
 
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
     std::lock_guard<std::recursive_mutex> lock(emu().mu);
-    if (!s || !emu().streams.count(stream_of(s))) return cudaErrorInvalidResourceHandle;
+    if (!s || !emu().streams.count(stream_of(s))) return ret(cudaErrorInvalidResourceHandle);
     emu().streams.erase(stream_of(s));
     delete stream_of(s);
     return cudaSuccess;
@@ -581,21 +586,21 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
 
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     std::lock_guard<std::recursive_mutex> lock(emu().mu);
-    if (!stream_valid(s)) return cudaErrorInvalidResourceHandle;
+    if (!stream_valid(s)) return ret(cudaErrorInvalidResourceHandle);
     Stream *st = stream_of(s);
     if (st && st->capturing) {
         st->invalidated = true;
-        return cudaErrorStreamCaptureUnsupported;
+        return ret(cudaErrorStreamCaptureUnsupported);
     }
-    return unsafe_during_capture();
+    return ret(unsafe_during_capture());
 }
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
     std::lock_guard<std::recursive_mutex> lock(emu().mu);
-    if (!s) return cudaErrorStreamCaptureUnsupported; // the legacy stream cannot be captured
-    if (!stream_valid(s)) return cudaErrorInvalidResourceHandle;
+    if (!s) return ret(cudaErrorStreamCaptureUnsupported); // the legacy stream cannot be captured
+    if (!stream_valid(s)) return ret(cudaErrorInvalidResourceHandle);
     Stream *st = stream_of(s);
-    if (st->capturing) return cudaErrorIllegalState;
+    if (st->capturing) return ret(cudaErrorIllegalState);
     st->capturing = true, st->invalidated = false;
     st->capture_thread = std::this_thread::get_id();
     st->captured.clear();
@@ -606,14 +611,14 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
 cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
     std::lock_guard<std::recursive_mutex> lock(emu().mu);
     *graph = nullptr;
-    if (!s || !stream_valid(s)) return cudaErrorInvalidResourceHandle;
+    if (!s || !stream_valid(s)) return ret(cudaErrorInvalidResourceHandle);
     Stream *st = stream_of(s);
-    if (!st->capturing) return cudaErrorIllegalState;
-    if (st->capture_thread != std::this_thread::get_id()) return cudaErrorStreamCaptureUnmatched;
+    if (!st->capturing) return ret(cudaErrorIllegalState);
+    if (st->capture_thread != std::this_thread::get_id()) return ret(cudaErrorStreamCaptureUnmatched);
     st->capturing = false;
     std::vector<Op> ops;
     ops.swap(st->captured);
-    if (st->invalidated) return cudaErrorStreamCaptureInvalidated;
+    if (st->invalidated) return ret(cudaErrorStreamCaptureInvalidated);
     Graph *g = new Graph;
     g->ops = std::move(ops);
     *graph = (cudaGraph_t)g;
@@ -622,7 +627,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
 
 cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status) {
     std::lock_guard<std::recursive_mutex> lock(emu().mu);
-    if (!stream_valid(s)) return cudaErrorInvalidResourceHandle;
+    if (!stream_valid(s)) return ret(cudaErrorInvalidResourceHandle);
     Stream *st = stream_of(s);
     *status = !st || !st->capturing ? cudaStreamCaptureStatusNone
               : st->invalidated     ? cudaStreamCaptureStatusInvalidated
@@ -631,7 +636,7 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *statu
 }
 
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags) {
-    if (!graph) return cudaErrorInvalidValue;
+    if (!graph) return ret(cudaErrorInvalidValue);
     Graph *copy = new Graph(*(Graph *)graph); // an executable graph outlives the graph it came from
     *exec = (cudaGraphExec_t)copy;
     (void)flags;
@@ -639,9 +644,9 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsig
 }
 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
-    if (!exec) return cudaErrorInvalidValue;
+    if (!exec) return ret(cudaErrorInvalidValue);
     const Graph *g = (const Graph *)exec;
-    return cuda_emu_stream_op(s, true, [g] { run_ops(g->ops); });
+    return ret(cuda_emu_stream_op(s, true, [g] { run_ops(g->ops); }));
 }
 
 cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
@@ -667,22 +672,22 @@ cudaError_t cudaEventCreate(cudaEvent_t *ev) {
 
 cudaError_t cudaEventDestroy(cudaEvent_t ev) {
     std::lock_guard<std::recursive_mutex> lock(emu().mu);
-    if (!emu().events.erase((Event *)ev)) return cudaErrorInvalidResourceHandle;
+    if (!emu().events.erase((Event *)ev)) return ret(cudaErrorInvalidResourceHandle);
     delete (Event *)ev;
     return cudaSuccess;
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t s) {
     std::lock_guard<std::recursive_mutex> lock(emu().mu);
-    if (!emu().events.count((Event *)ev)) return cudaErrorInvalidResourceHandle;
+    if (!emu().events.count((Event *)ev)) return ret(cudaErrorInvalidResourceHandle);
     Event *e = (Event *)ev;
-    return cuda_emu_stream_op(s, true, [e] { e->ns = now_ns(); });
+    return ret(cuda_emu_stream_op(s, true, [e] { e->ns = now_ns(); }));
 }
 
 cudaError_t cudaEventQuery(cudaEvent_t ev) {
     std::lock_guard<std::recursive_mutex> lock(emu().mu);
-    if (!emu().events.count((Event *)ev)) return cudaErrorInvalidResourceHandle;
-    return unsafe_during_capture();
+    if (!emu().events.count((Event *)ev)) return ret(cudaErrorInvalidResourceHandle);
+    return ret(unsafe_during_capture());
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t ev) { return cudaEventQuery(ev); }
@@ -690,8 +695,8 @@ cudaError_t cudaEventSynchronize(cudaEvent_t ev) { return cudaEventQuery(ev); }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
     std::lock_guard<std::recursive_mutex> lock(emu().mu);
     Event *a = (Event *)start, *b = (Event *)end;
-    if (!emu().events.count(a) || !emu().events.count(b)) return cudaErrorInvalidResourceHandle;
-    if (a->ns < 0 || b->ns < 0) return cudaErrorInvalidResourceHandle; // never recorded
+    if (!emu().events.count(a) || !emu().events.count(b)) return ret(cudaErrorInvalidResourceHandle);
+    if (a->ns < 0 || b->ns < 0) return ret(cudaErrorInvalidResourceHandle); // never recorded
     *ms = (float)((b->ns - a->ns) / 1e6);
     return cudaSuccess;
 }
@@ -703,12 +708,12 @@ cudaError_t cudaIpcGetMemHandle(cudaIpcMemHandle_t *handle, void *p) {
     Emu &e = emu();
     std::lock_guard<std::recursive_mutex> lock(e.mu);
     uintptr_t a = (uintptr_t)p;
-    if (!e.base || a < (uintptr_t)e.base || a >= (uintptr_t)e.base + e.committed) return cudaErrorInvalidValue;
+    if (!e.base || a < (uintptr_t)e.base || a >= (uintptr_t)e.base + e.committed) return ret(cudaErrorInvalidValue);
     size_t off = a - (uintptr_t)e.base;
     auto it = e.live.upper_bound(off);
-    if (it == e.live.begin()) return cudaErrorInvalidValue;
+    if (it == e.live.begin()) return ret(cudaErrorInvalidValue);
     --it;
-    if (off >= it->first + it->second) return cudaErrorInvalidValue;
+    if (off >= it->first + it->second) return ret(cudaErrorInvalidValue);
     IpcHandle h = {IPC_MAGIC, (int32_t)getpid(), e.fd, 0, it->first, it->second}; // the whole allocation, as CUDA
     memset(handle, 0, sizeof *handle);
     memcpy(handle->reserved, &h, sizeof h);
@@ -721,19 +726,19 @@ cudaError_t cudaIpcOpenMemHandle(void **p, cudaIpcMemHandle_t handle, unsigned f
     *p = nullptr;
     IpcHandle h;
     memcpy(&h, handle.reserved, sizeof h);
-    if (h.magic != IPC_MAGIC || h.bytes == 0) return cudaErrorInvalidValue;
-    if (h.pid == (int32_t)getpid()) return cudaErrorDeviceUninitialized; // CUDA refuses a handle of this process
+    if (h.magic != IPC_MAGIC || h.bytes == 0) return ret(cudaErrorInvalidValue);
+    if (h.pid == (int32_t)getpid()) return ret(cudaErrorDeviceUninitialized); // CUDA refuses a handle of this process
     arena_init();
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)h.pid, (int)h.fd);
     int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) return cudaErrorMapBufferObjectFailed;
+    if (fd < 0) return ret(cudaErrorMapBufferObjectFailed);
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t start = h.offset / page * page, end = (h.offset + h.bytes + page - 1) / page * page;
     int prot = e.open_depth > 0 ? PROT_READ | PROT_WRITE : PROT_NONE;
     void *m = mmap(nullptr, end - start, prot, MAP_SHARED, fd, (off_t)start);
     close(fd);
-    if (m == MAP_FAILED) return cudaErrorMapBufferObjectFailed;
+    if (m == MAP_FAILED) return ret(cudaErrorMapBufferObjectFailed);
     IpcMapping im = {(unsigned char *)m, end - start, h.offset - start, h.bytes};
     *p = im.map + im.offset;
     e.opened[*p] = im;
@@ -745,7 +750,7 @@ cudaError_t cudaIpcCloseMemHandle(void *p) {
     Emu &e = emu();
     std::lock_guard<std::recursive_mutex> lock(e.mu);
     auto it = e.opened.find(p);
-    if (it == e.opened.end()) return cudaErrorInvalidValue;
+    if (it == e.opened.end()) return ret(cudaErrorInvalidValue);
     munmap(it->second.map, it->second.map_bytes);
     e.opened.erase(it);
     return cudaSuccess;

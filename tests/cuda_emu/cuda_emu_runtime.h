@@ -14,6 +14,8 @@
 //     and cuBLAS calls into a graph replayed by cudaGraphLaunch; during a capture the calls a GPU refuses fail
 //     the same way and invalidate it: synchronisation, cudaMalloc/cudaFree, copies to or from host memory,
 //     work on the legacy stream.
+//   - A call that fails sets the last error (cudaGetLastError) as in CUDA, so a launch check reports an earlier
+//     failure its caller ignored.
 //   - Launch checks: grid and block limits and dynamic shared memory over 48 KiB without
 //     cudaFuncSetAttribute fail the launch (cudaGetLastError), as on a GPU.
 //   - IPC handles: the arena is a memfd, so another process maps an exported allocation through

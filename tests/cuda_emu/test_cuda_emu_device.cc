@@ -60,11 +60,14 @@ static void test_memory() {
     // direction and bounds
     EXPECT(cudaMemcpy(back.data(), src.data(), 400, cudaMemcpyHostToDevice) == cudaErrorInvalidValue,
            "H2D into host memory must fail");
+    EXPECT(cudaGetLastError() == cudaErrorInvalidValue, "a failed call is the last error (as in CUDA)");
+    EXPECT(cudaGetLastError() == cudaSuccess, "cudaGetLastError clears it");
     EXPECT(cudaMemcpy(d, src.data(), 404 + 256, cudaMemcpyHostToDevice) == cudaErrorInvalidValue,
            "a copy past the allocation must fail");
     EXPECT(cudaMemsetAsync(back.data(), 0, 4, 0) == cudaErrorInvalidValue, "memset of host memory must fail");
     EXPECT(cudaMemcpy(back.data(), d, 400, cudaMemcpyDefault) == cudaSuccess && back[0] == 3.0f, "cudaMemcpyDefault");
     EXPECT(cudaFree(d + 1) == cudaErrorInvalidValue, "cudaFree inside an allocation must fail");
+    cudaGetLastError();
     EXPECT(cudaFree(d) == cudaSuccess, "cudaFree");
     EXPECT(!cuda_emu_is_device(d, 4), "freed memory still counts as device memory");
     // allocations reuse freed space and stay apart
@@ -134,11 +137,13 @@ static void test_capture() {
     cuda_emu_launcher(add_kernel, dim3(1), dim3(64))(d, 64, 1.0f); // the legacy stream
     EXPECT(cudaGetLastError() == cudaErrorStreamCaptureImplicit, "a launch on the legacy stream during a capture");
     EXPECT(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated, "invalidated by the legacy stream");
+    cudaGetLastError();
     // events
     cudaEvent_t a, b;
     cudaEventCreate(&a), cudaEventCreate(&b);
     float ms = -1;
     EXPECT(cudaEventElapsedTime(&ms, a, b) != cudaSuccess, "elapsed time of unrecorded events");
+    cudaGetLastError();
     cudaEventRecord(a, s), cudaEventRecord(b, s);
     EXPECT(cudaEventSynchronize(b) == cudaSuccess && cudaEventElapsedTime(&ms, a, b) == cudaSuccess && ms >= 0,
            "elapsed time %g", ms);
@@ -230,6 +235,7 @@ static void test_ipc() {
     void *self = NULL;
     EXPECT(cudaIpcOpenMemHandle(&self, h, cudaIpcMemLazyEnablePeerAccess) == cudaErrorDeviceUninitialized,
            "opening a handle in its own process must fail, as with CUDA");
+    cudaGetLastError();
     fflush(stdout), fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
