@@ -16,7 +16,7 @@
 //                GEMMs
 //   logprobs     8192 tokens, V 151936, C 1536 (fused lm_head + online log-sum-exp) against the bare GEMM
 //   sampling     64 rows of 151936 logits: plain, top-p 0.9, top-k 50 + top-p 0.9
-//   elementwise  RMSNorm, residual + RMSNorm, SiLU-gated MLP, AdamW over 256M parameters
+//   elementwise  RMSNorm, SiLU-gated MLP, AdamW over 256M parameters
 // Inputs are pseudo-random (never zeros). Timing: CUDA events around `reps` launches after two warm-up
 // launches, the median of 5 such trials, per launch. Exits 77 without a GPU.
 //   gpu_kernels [--smoke]   --smoke: every benchmark on shapes about 64x smaller (the names keep the 2B shapes),
@@ -525,17 +525,13 @@ static void bench_sampling(void) {
 
 static void bench_elementwise(void) {
     int T = S(8192), C = S(1536), I = S(8960);
-    void *x = drandom(CUDA_BF16, (int64_t)T * C, 1), *y = drandom(CUDA_BF16, (int64_t)T * C, 1);
+    void *x = drandom(CUDA_BF16, (int64_t)T * C, 1);
     float *w = (float *)drandom(CUDA_F32, C, 1); // norm weights are fp32 in every dtype
-    void *out = dalloc((size_t)T * C * 2), *res = dalloc((size_t)T * C * 2);
+    void *out = dalloc((size_t)T * C * 2);
     float *rstd = (float *)dalloc(sizeof(float) * T);
     double ms = time_ms([&] { OK(cuda_rmsnorm_forward(CUDA_BF16, out, rstd, x, w, T, C, 1e-6f, NULL)); }, 20);
     double gb = 2.0 * T * C * 2 / 1e9;
     emit("rmsnorm", "8192x1536 bf16", ms, "\"gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f", gb / (ms * 1e-3),
-         gb / (ms * 1e-3) / copy_gbps);
-    ms = time_ms([&] { OK(cuda_residual_rmsnorm_forward(CUDA_BF16, res, out, rstd, x, y, w, T, C, 1e-6f, NULL)); }, 20);
-    gb = 4.0 * T * C * 2 / 1e9;
-    emit("residual_rmsnorm", "8192x1536 bf16", ms, "\"gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f", gb / (ms * 1e-3),
          gb / (ms * 1e-3) / copy_gbps);
     void *g = drandom(CUDA_BF16, (int64_t)T * I, 1), *u = drandom(CUDA_BF16, (int64_t)T * I, 1);
     void *a = dalloc((size_t)T * I * 2);
@@ -543,7 +539,7 @@ static void bench_elementwise(void) {
     gb = 3.0 * T * I * 2 / 1e9;
     emit("silu_gated", "8192x8960 bf16", ms, "\"gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f", gb / (ms * 1e-3),
          gb / (ms * 1e-3) / copy_gbps);
-    void *ps[] = {x, y, w, out, res, rstd, g, u, a};
+    void *ps[] = {x, w, out, rstd, g, u, a};
     for (void *p : ps) CK(cudaFree(p));
 
     int64_t N = smoke ? (int64_t)1 << 20 : (int64_t)256 << 20;

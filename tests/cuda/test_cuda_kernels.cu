@@ -1,7 +1,7 @@
 // CUDA kernels against the CPU reference (kernels/cpu) on odd shapes, in fp32 (1e-5) and bf16 (2e-2) mode:
-// matmul (with and without bias, aligned and unaligned bias; also added in place to a residual stream in the
-// GEMM's epilogue), the general GEMM in every transpose
-// combination, embedding, residual, RMSNorm (plain and fused with the residual), LayerNorm (their weights and
+// matmul (with and without bias, aligned and unaligned bias; also added to a residual stream in the GEMM's
+// epilogue, into another buffer and in place), the general GEMM in every transpose
+// combination, embedding, RMSNorm, LayerNorm (their weights and
 // biases fp32 in both modes, as the GPU model keeps them), the activations plain and gated (in place too),
 // the M-RoPE and vision rotary tables, the rotation with strided rows, and the rotation with KV-cache writes
 // (equal to the bit to the rotation followed by row copies).
@@ -113,9 +113,9 @@ static void test_gemm(cuda_ctx *ctx) {
 }
 
 // ----------------------------------------------------------------------------
-// embedding, residual, activations
+// embedding, activations
 
-static void test_embedding_residual(void) {
+static void test_embedding(void) {
     for (cuda_dtype dt : DTYPES) {
         for (int C : {13, 16, 1}) {
             int V = 37, T = 9;
@@ -134,20 +134,7 @@ static void test_embedding_residual(void) {
             free(got), free(table), free(ref);
             dev_free(dtab), dev_free(dout), dev_free(dids);
         }
-        for (int64_t N : {(int64_t)1037, (int64_t)8, (int64_t)1}) {
-            float *a = host_randn(N, 1), *b = host_randn(N, 1), *ref = host_zeros(N);
-            round_to(a, N, dt), round_to(b, N, dt);
-            residual_forward(ref, a, b, N);
-            round_to(ref, N, dt);
-            void *da = dev_from_f32(a, N, dt), *db = dev_from_f32(b, N, dt);
-            EXPECT_GPU_OK(cuda_residual_forward(dt, da, da, db, N, NULL)); // in place: out aliases a
-            float *got = dev_to_f32(da, N, dt);
-            test_close_f32(what("residual %s N %lld (in place)", dt_name(dt), (long long)N), got, ref, N, 0, 0);
-            free(got), free(a), free(b), free(ref);
-            dev_free(da), dev_free(db);
-        }
     }
-    EXPECT_GPU_OK(cuda_residual_forward(CUDA_F32, NULL, NULL, NULL, 0, NULL)); // empty
 }
 
 static void test_activations(void) {
@@ -199,12 +186,11 @@ static void test_norms(void) {
             int T = shapes[s][0], C = shapes[s][1];
             int64_t n = (int64_t)T * C;
             float eps = 1e-6f;
-            float *x = host_randn(n, 2), *y = host_randn(n, 1), *w = host_randn(C, 1), *bb = host_randn(C, 1);
-            round_to(x, n, dt), round_to(y, n, dt); // the weight and bias stay fp32
-            float *ref = host_zeros(n), *rstd = host_zeros(T), *mean = host_zeros(T), *res = host_zeros(n);
-            void *dx = dev_from_f32(x, n, dt), *dy = dev_from_f32(y, n, dt), *dout = dev_alloc((size_t)n * dt_size(dt));
+            float *x = host_randn(n, 2), *w = host_randn(C, 1), *bb = host_randn(C, 1);
+            round_to(x, n, dt); // the weight and bias stay fp32
+            float *ref = host_zeros(n), *rstd = host_zeros(T), *mean = host_zeros(T);
+            void *dx = dev_from_f32(x, n, dt), *dout = dev_alloc((size_t)n * dt_size(dt));
             float *dw = (float *)dev_from_f32(w, C, CUDA_F32), *dbias = (float *)dev_from_f32(bb, C, CUDA_F32);
-            void *dres = dev_alloc((size_t)n * dt_size(dt));
             float *drstd = (float *)dev_alloc(sizeof(float) * (size_t)T), *dmean = (float *)dev_alloc(sizeof(float) * (size_t)T);
             double tol = dt_tol(dt);
 
@@ -215,19 +201,6 @@ static void test_norms(void) {
             expect_close(what("rmsnorm %s %dx%d", dt_name(dt), T, C), got, ref, n, tol);
             expect_close(what("rmsnorm rstd %s %dx%d", dt_name(dt), T, C), got_r, rstd, T, 1e-5);
             free(got), free(got_r);
-
-            // fused residual + rmsnorm == residual (rounded to dt) then rmsnorm
-            residual_forward(res, x, y, n);
-            round_to(res, n, dt);
-            rmsnorm_forward(ref, rstd, res, w, T, C, eps);
-            dev_poison(dout, (size_t)n * dt_size(dt)), dev_poison(dres, (size_t)n * dt_size(dt));
-            EXPECT_GPU_OK(cuda_residual_rmsnorm_forward(dt, dres, dout, drstd, dx, dy, dw, T, C, eps, NULL));
-            got = dev_to_f32(dout, n, dt), got_r = dev_to_f32(drstd, T, CUDA_F32);
-            float *got_res = dev_to_f32(dres, n, dt);
-            test_close_f32(what("residual_rmsnorm resid %s %dx%d", dt_name(dt), T, C), got_res, res, n, 0, 0);
-            expect_close(what("residual_rmsnorm %s %dx%d", dt_name(dt), T, C), got, ref, n, tol);
-            expect_close(what("residual_rmsnorm rstd %s %dx%d", dt_name(dt), T, C), got_r, rstd, T, 1e-5);
-            free(got), free(got_r), free(got_res);
 
             layernorm_forward(ref, mean, rstd, x, w, bb, T, C, eps);
             dev_poison(dout, (size_t)n * dt_size(dt)), dev_poison(drstd, sizeof(float) * (size_t)T);
@@ -240,8 +213,8 @@ static void test_norms(void) {
             expect_close(what("layernorm mean %s %dx%d", dt_name(dt), T, C), got_m, mean, T, 1e-5);
             free(got), free(got_r), free(got_m);
 
-            free(x), free(y), free(w), free(bb), free(ref), free(rstd), free(mean), free(res);
-            dev_free(dx), dev_free(dy), dev_free(dw), dev_free(dbias), dev_free(dout), dev_free(dres);
+            free(x), free(w), free(bb), free(ref), free(rstd), free(mean);
+            dev_free(dx), dev_free(dw), dev_free(dbias), dev_free(dout);
             dev_free(drstd), dev_free(dmean);
         }
     }
@@ -351,7 +324,7 @@ int main(void) {
     maye_rng_init(&test_rng, 1234, 1);
     test_matmul(ctx);
     test_gemm(ctx);
-    test_embedding_residual();
+    test_embedding();
     test_activations();
     test_norms();
     test_rope();

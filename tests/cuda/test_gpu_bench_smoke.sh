@@ -19,7 +19,7 @@ rc=$?
 if [ $rc -ne 0 ]; then echo "FAIL: gpu_kernels --smoke exited with $rc"; cat "$T/err.txt"; fail=1; fi
 cat "$T/bench.jsonl"
 for kind in copy gemm_peak gemm attention_prefill attention_backward attention_decode attention_decode_split \
-    gemm_decode logprobs sampling rmsnorm residual_rmsnorm silu_gated adamw; do
+    gemm_decode logprobs sampling rmsnorm silu_gated adamw; do
     grep -q "\"bench\": \"$kind\"" "$T/bench.jsonl" || { echo "FAIL: gpu_kernels --smoke printed no $kind line"; fail=1; }
 done
 grep -q '"error"' "$T/bench.jsonl" && { echo "FAIL: a gemm_decode rank failed"; fail=1; }

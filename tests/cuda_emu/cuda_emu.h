@@ -682,24 +682,32 @@ inline void cuda_emu_launch_run() {
     rt.in_launch = false;
 }
 
+// Runs the whole grid with f(params...) as each thread's kernel before returning; each thread calls f with its
+// own copies of the tuple's elements (as kernel parameters).
+template <typename F, typename Tuple>
+void cuda_emu_launch_callable(F f, dim3 grid, dim3 block, size_t smem_bytes, Tuple &params) {
+    struct call {
+        F *f;
+        Tuple *params;
+        static void run(void *self) {
+            call *c = static_cast<call *>(self);
+            std::apply([c](auto &...p) { (*c->f)(p...); }, *c->params);
+        }
+    };
+    call c{&f, &params};
+    cuda_emu_launch_begin(grid, block, smem_bytes);
+    cuda_emu_rt.entry = call::run;
+    cuda_emu_rt.entry_arg = &c;
+    cuda_emu_launch_run();
+}
+
 // kernel<<<grid, block, smem_bytes>>>(args...): runs the whole grid before returning. The arguments are
 // converted to the kernel's parameter types once, and every thread gets its own copy (as kernel parameters).
 template <typename... P, typename... A>
 void cuda_emu_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A &&...args) {
     static_assert(sizeof...(P) == sizeof...(A), "cuda_emu_launch: wrong number of kernel arguments");
-    struct call {
-        void (*kernel)(P...);
-        std::tuple<std::decay_t<P>...> params;
-        static void run(void *self) {
-            call *c = static_cast<call *>(self);
-            std::apply(c->kernel, c->params);
-        }
-    };
-    call c{kernel, std::tuple<std::decay_t<P>...>(std::forward<A>(args)...)};
-    cuda_emu_launch_begin(grid, block, smem_bytes);
-    cuda_emu_rt.entry = call::run;
-    cuda_emu_rt.entry_arg = &c;
-    cuda_emu_launch_run();
+    std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+    cuda_emu_launch_callable(kernel, grid, block, smem_bytes, params);
 }
 
 // the runtime API (cuda_emu_runtime.cc): memory, streams, graphs, events, IPC, and the <<<>>> launcher

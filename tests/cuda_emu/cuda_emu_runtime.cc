@@ -26,9 +26,7 @@ namespace {
 // ----------------------------------------------------------------------------
 // state
 
-struct Op {
-    std::function<void()> run;
-};
+using Op = std::function<void()>; // a recorded kernel, copy, memset, event or GEMM
 
 struct Stream {
     unsigned flags = 0;
@@ -239,7 +237,7 @@ cudaError_t unsafe_during_capture() {
 }
 
 void run_ops(const std::vector<Op> &ops) {
-    for (const Op &op : ops) op.run();
+    for (const Op &op : ops) op();
 }
 
 // What a runtime call returns; an error also becomes the last error (cudaGetLastError), as in CUDA, so a check
@@ -272,7 +270,7 @@ cudaError_t cuda_emu_stream_op(cudaStream_t s, bool device_only, std::function<v
             st->invalidated = true;
             return ret(cudaErrorStreamCaptureUnsupported);
         }
-        st->captured.push_back(Op{std::move(op)});
+        st->captured.push_back(std::move(op));
         return cudaSuccess;
     }
     DeviceOpen o;

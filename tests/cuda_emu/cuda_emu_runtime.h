@@ -155,23 +155,6 @@ bool cuda_emu_is_device(const void *p, size_t n);
 long long cuda_emu_globaltimer(void);
 inline void __nanosleep(unsigned ns) { (void)ns; }
 
-// Runs the grid with f(params...) as each thread's kernel (each thread calls f with its own copies).
-template <typename F, typename Tuple> void cuda_emu_launch_callable(F f, dim3 grid, dim3 block, size_t smem, Tuple &params) {
-    struct call {
-        F *f;
-        Tuple *params;
-        static void run(void *self) {
-            call *c = static_cast<call *>(self);
-            std::apply([c](auto &...p) { (*c->f)(p...); }, *c->params);
-        }
-    };
-    call c{&f, &params};
-    cuda_emu_launch_begin(grid, block, smem);
-    cuda_emu_rt.entry = call::run;
-    cuda_emu_rt.entry_arg = &c;
-    cuda_emu_launch_run();
-}
-
 // The launch's limits as a GPU checks them; smem_limit: the kernel's dynamic shared memory (cudaFuncSetAttribute).
 inline bool cuda_emu_launch_ok(dim3 grid, dim3 block, size_t smem, size_t smem_limit) {
     unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
@@ -190,7 +173,8 @@ inline bool cuda_emu_launch_ok(dim3 grid, dim3 block, size_t smem, size_t smem_l
 // Queues (or records) the launch of f over the grid with the arguments stored in *params.
 template <typename F, typename Tuple>
 void cuda_emu_launch_queue(F f, dim3 g, dim3 b, size_t smem, cudaStream_t s, std::shared_ptr<Tuple> params) {
-    cudaError_t err = cuda_emu_stream_op(s, true, [f, g, b, smem, params] { cuda_emu_launch_callable(f, g, b, smem, *params); });
+    cudaError_t err =
+        cuda_emu_stream_op(s, true, [f, g, b, smem, params] { cuda_emu_launch_callable(f, g, b, smem, *params); });
     if (err != cudaSuccess) cuda_emu_set_last_error(err);
 }
 

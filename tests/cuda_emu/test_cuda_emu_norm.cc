@@ -1,11 +1,10 @@
 // The normalisation kernels of lib/kernels/cuda/norm.cuh on the CPU emulator against the CPU reference
-// (kernels/cpu: rmsnorm_forward, residual_forward, layernorm_forward): rmsnorm_kernel plain and fused with the
-// residual add, layernorm_kernel, in fp32 and bf16 storage with fp32 weights and biases. Widths: 1, odd ones
-// (scalar path only), multiples of 4 but not 8 (vector path in fp32 only), multiples of 8 with a partial last
-// 256-wide stride; pointers aligned, weights and biases one float off (scalar path although the width allows
-// vectors) and activations one element off. The launches pick the kernel variant and grid as norm.cu does;
-// outputs are poisoned and their guards must stay poisoned. bf16 outputs are compared with the reference
-// rounded to bf16. Dimension letters: T rows, C channels.
+// (kernels/cpu: rmsnorm_forward, layernorm_forward): rmsnorm_kernel and layernorm_kernel, in fp32 and bf16
+// storage with fp32 weights and biases. Widths: 1, odd ones (scalar path only), multiples of 4 but not 8
+// (vector path in fp32 only), multiples of 8 with a partial last 256-wide stride; pointers aligned, weights
+// and biases one float off (scalar path although the width allows vectors) and activations one element off.
+// The launches pick the kernel variant and grid as norm.cu does; outputs are poisoned and their guards must
+// stay poisoned. bf16 outputs are compared with the reference rounded to bf16. Dimension letters: T rows, C channels.
 #include "kernels/cuda/norm.cuh"
 
 #include "cuda_emu_test.h"
@@ -15,7 +14,6 @@
 
 static emu_stats rms_f32 = {"rmsnorm_kernel<float> out", 1e-5};
 static emu_stats rms_bf16 = {"rmsnorm_kernel<bf16> out", 4e-3};
-static emu_stats resid_exact = {"rmsnorm_kernel fused resid (exact)", 0};
 static emu_stats ln_f32 = {"layernorm_kernel<float> out", 1e-5};
 static emu_stats ln_bf16 = {"layernorm_kernel<bf16> out", 4e-3};
 static emu_stats stats_st = {"rstd and mean (both kernels)", 1e-5};
@@ -24,17 +22,13 @@ static emu_stats stats_st = {"rstd and mean (both kernels)", 1e-5};
 static int vec_launches[2], scalar_launches[2];
 
 template <typename T>
-static void rmsnorm_launch(T *out, float *rstd, T *resid, const T *a, const T *b, const float *weight, int rows, int C,
-                           float eps) {
+static void rmsnorm_launch(T *out, float *rstd, const T *inp, const float *weight, int rows, int C, float eps) {
     constexpr int VW = VecWidth<T>::value;
-    bool vec = C % VW == 0 && aligned16(out) && aligned16(a) && aligned16(weight) &&
-               (!resid || (aligned16(resid) && aligned16(b)));
+    bool vec = C % VW == 0 && aligned16(out) && aligned16(inp) && aligned16(weight);
     dim3 grid((unsigned)((rows + NORM_ROWS_PER_BLOCK - 1) / NORM_ROWS_PER_BLOCK)), block(32 * NORM_ROWS_PER_BLOCK);
     (vec ? vec_launches : scalar_launches)[sizeof(T) == 2]++;
-    if (resid && vec) cuda_emu_launch(rmsnorm_kernel<T, VW, true>, grid, block, 0, out, rstd, resid, a, b, weight, rows, C, eps);
-    else if (resid) cuda_emu_launch(rmsnorm_kernel<T, 1, true>, grid, block, 0, out, rstd, resid, a, b, weight, rows, C, eps);
-    else if (vec) cuda_emu_launch(rmsnorm_kernel<T, VW, false>, grid, block, 0, out, rstd, resid, a, b, weight, rows, C, eps);
-    else cuda_emu_launch(rmsnorm_kernel<T, 1, false>, grid, block, 0, out, rstd, resid, a, b, weight, rows, C, eps);
+    if (vec) cuda_emu_launch(rmsnorm_kernel<T, VW>, grid, block, 0, out, rstd, inp, weight, rows, C, eps);
+    else cuda_emu_launch(rmsnorm_kernel<T, 1>, grid, block, 0, out, rstd, inp, weight, rows, C, eps);
 }
 
 template <typename T>
@@ -67,34 +61,22 @@ template <typename T> static void run_shape(int rows, int C, align_mode mode, bo
     int woff = mode == WEIGHT_OFF ? 1 : 0, aoff = mode == ACT_OFF ? 1 : 0;
     std::string shape = emu_what("%s %dx%d %s%s", is_bf16 ? "bf16" : "f32", rows, C, align_names[mode],
                                  with_stats ? "" : " no stats");
-    std::vector<float> x = emu_randn((size_t)n, 2.0f), y = emu_randn((size_t)n, 1.0f);
+    std::vector<float> x = emu_randn((size_t)n, 2.0f);
     std::vector<float> w = emu_randn((size_t)C, 1.0f), bias = emu_randn((size_t)C, 1.0f);
-    if (is_bf16) emu_round_bf16(x), emu_round_bf16(y); // the weight and bias stay fp32
-    emu_array<T> dx(n, aoff), dy(n, aoff), dout(n, aoff), dres(n, aoff);
+    if (is_bf16) emu_round_bf16(x); // the weight and bias stay fp32
+    emu_array<T> dx(n, aoff), dout(n, aoff);
     emu_array<float> dw(C, woff), db(C, woff), drstd(rows), dmean(rows);
-    dx.set(x), dy.set(y), dw.set(w), db.set(bias);
+    dx.set(x), dw.set(w), db.set(bias);
     float *prstd = with_stats ? drstd.data() : nullptr, *pmean = with_stats ? dmean.data() : nullptr;
-    std::vector<float> ref((size_t)n), rstd((size_t)rows), mean((size_t)rows), res((size_t)n);
+    std::vector<float> ref((size_t)n), rstd((size_t)rows), mean((size_t)rows);
     emu_stats &rms = is_bf16 ? rms_bf16 : rms_f32, &ln = is_bf16 ? ln_bf16 : ln_f32;
 
     rmsnorm_forward(ref.data(), rstd.data(), x.data(), w.data(), rows, C, eps);
     if (is_bf16) emu_round_bf16(ref);
-    rmsnorm_launch<T>(dout.data(), prstd, nullptr, dx.data(), nullptr, dw.data(), rows, C, eps);
+    rmsnorm_launch<T>(dout.data(), prstd, dx.data(), dw.data(), rows, C, eps);
     emu_check(rms, "rmsnorm " + shape, dout.get(), ref);
     if (with_stats) emu_check(stats_st, "rmsnorm rstd " + shape, drstd.get(), rstd);
     expect_guards("rmsnorm", shape, dout.guards_intact() && drstd.guards_intact());
-
-    // fused: resid = a + b rounded to the dtype, then the RMSNorm of resid
-    residual_forward(res.data(), x.data(), y.data(), n);
-    if (is_bf16) emu_round_bf16(res);
-    rmsnorm_forward(ref.data(), rstd.data(), res.data(), w.data(), rows, C, eps);
-    if (is_bf16) emu_round_bf16(ref);
-    dout.poison(), drstd.poison();
-    rmsnorm_launch<T>(dout.data(), prstd, dres.data(), dx.data(), dy.data(), dw.data(), rows, C, eps);
-    emu_check(resid_exact, "residual_rmsnorm resid " + shape, dres.get(), res);
-    emu_check(rms, "residual_rmsnorm " + shape, dout.get(), ref);
-    if (with_stats) emu_check(stats_st, "residual_rmsnorm rstd " + shape, drstd.get(), rstd);
-    expect_guards("residual_rmsnorm", shape, dout.guards_intact() && dres.guards_intact() && drstd.guards_intact());
 
     layernorm_forward(ref.data(), mean.data(), rstd.data(), x.data(), w.data(), bias.data(), rows, C, eps);
     if (is_bf16) emu_round_bf16(ref);
@@ -128,6 +110,6 @@ int main(void) {
                d ? "bf16" : "f32", vec_launches[d], scalar_launches[d]);
     printf("launches: f32 %d vector, %d scalar; bf16 %d vector, %d scalar\n", vec_launches[0], scalar_launches[0],
            vec_launches[1], scalar_launches[1]);
-    for (const emu_stats *st : {&rms_f32, &rms_bf16, &resid_exact, &ln_f32, &ln_bf16, &stats_st}) emu_stats_print(*st);
+    for (const emu_stats *st : {&rms_f32, &rms_bf16, &ln_f32, &ln_bf16, &stats_st}) emu_stats_print(*st);
     return TEST_RESULT();
 }

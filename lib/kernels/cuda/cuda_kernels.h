@@ -105,9 +105,6 @@ int cuda_gemm(cuda_ctx *ctx, cuda_dtype ab, cuda_dtype c_dt, int trans_a, int tr
 int cuda_embedding_forward(cuda_dtype dt, void *out, const int64_t *ids, const void *table, int T, int C,
                            cuda_stream stream);
 
-// out (N) = a (N) + b (N); out may alias a or b.
-int cuda_residual_forward(cuda_dtype dt, void *out, const void *a, const void *b, int64_t N, cuda_stream stream);
-
 // ----------------------------------------------------------------------------
 // normalisation
 
@@ -116,11 +113,6 @@ int cuda_residual_forward(cuda_dtype dt, void *out, const void *a, const void *b
 // RMSNorm: out (T, C) = inp * rsqrt(mean(inp^2) + eps) * weight (C); rstd (T) fp32, may be NULL.
 int cuda_rmsnorm_forward(cuda_dtype dt, void *out, float *rstd, const void *inp, const float *weight, int T, int C,
                          float eps, cuda_stream stream);
-
-// Fused residual add + RMSNorm: resid (T, C) = a + b (rounded to dt), out (T, C) = rmsnorm(resid) * weight;
-// the same values as cuda_residual_forward followed by cuda_rmsnorm_forward. resid may alias a or b.
-int cuda_residual_rmsnorm_forward(cuda_dtype dt, void *resid, void *out, float *rstd, const void *a, const void *b,
-                                  const float *weight, int T, int C, float eps, cuda_stream stream);
 
 // LayerNorm with affine weight and bias (C): out (T, C); mean, rstd (T) fp32, may be NULL.
 int cuda_layernorm_forward(cuda_dtype dt, void *out, float *mean, float *rstd, const void *inp, const float *weight,

@@ -1,4 +1,4 @@
-// C API of the elementwise kernels (elementwise.cuh): residual adds, activations, embedding gathers.
+// C API of the elementwise kernels (elementwise.cuh): activations, embedding gathers.
 #include "kernels/cuda/elementwise.cuh"
 
 // ----------------------------------------------------------------------------
@@ -25,11 +25,6 @@ static int map_any(const char *what, cuda_dtype dt, void *out, const void *a, co
     else map_launch<float, OP>(out, a, b, N, act, stream);
     CUDA_LAUNCHED("%s over %lld elements", what, (long long)N);
     return 0;
-}
-
-extern "C" int cuda_residual_forward(cuda_dtype dt, void *out, const void *a, const void *b, int64_t N,
-                                     cuda_stream stream) {
-    return map_any<OP_ADD>("residual_forward", dt, out, a, b, N, ACT_SILU, stream);
 }
 
 extern "C" int cuda_activation_forward(cuda_dtype dt, void *out, const void *inp, int64_t N, act_kind act,

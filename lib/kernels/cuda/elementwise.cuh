@@ -1,4 +1,4 @@
-// Elementwise kernels: residual adds, the MLP activations (SiLU, exact GELU, tanh-GELU, QuickGELU) plain and
+// Elementwise kernels: the MLP activations (SiLU, exact GELU, tanh-GELU, QuickGELU) plain and
 // gated, and the embedding gather. Grid-stride loops over 16-byte vectors with a scalar tail; the math is
 // fp32 with accurate expf/erff/tanhf (the library is built without --use_fast_math), in the CPU's order.
 #pragma once
@@ -23,12 +23,11 @@ __device__ __forceinline__ float act_apply(float x, act_kind act) {
 // ----------------------------------------------------------------------------
 // maps over N elements
 
-// The binary operations of this file: out = op(a, b) per element, b unused by the unary ones.
-enum ElementOp { OP_ADD, OP_ACT, OP_GATED_ACT };
+// The operations of this file: out = op(a, b) per element, b unused by the unary one.
+enum ElementOp { OP_ACT, OP_GATED_ACT };
 
 template <ElementOp OP> __device__ __forceinline__ float element_op(float a, float b, act_kind act) {
-    if constexpr (OP == OP_ADD) return a + b;
-    else if constexpr (OP == OP_ACT) return act_apply(a, act);
+    if constexpr (OP == OP_ACT) return act_apply(a, act);
     else return act_apply(a, act) * b;
 }
 

@@ -2,45 +2,30 @@
 #include "kernels/cuda/norm.cuh"
 
 // ----------------------------------------------------------------------------
-// RMSNorm (plain and fused with the residual add)
+// RMSNorm
 
 template <typename T>
-static int rmsnorm_launch(void *out, float *rstd, void *resid, const void *a, const void *b, const float *weight,
-                          int T_, int C, float eps, cudaStream_t stream) {
+static int rmsnorm_launch(void *out, float *rstd, const void *inp, const float *weight, int T_, int C, float eps,
+                          cudaStream_t stream) {
     constexpr int VW = VecWidth<T>::value;
-    bool vec = C % VW == 0 && aligned16(out) && aligned16(a) && aligned16(weight) &&
-               (!resid || (aligned16(resid) && aligned16(b)));
+    bool vec = C % VW == 0 && aligned16(out) && aligned16(inp) && aligned16(weight);
     unsigned grid = (unsigned)((T_ + NORM_ROWS_PER_BLOCK - 1) / NORM_ROWS_PER_BLOCK);
     dim3 block(32 * NORM_ROWS_PER_BLOCK);
-    T *o = (T *)out, *r = (T *)resid;
-    const T *x = (const T *)a, *y = (const T *)b;
-    const float *w = weight;
-    if (resid && vec) rmsnorm_kernel<T, VW, true><<<grid, block, 0, stream>>>(o, rstd, r, x, y, w, T_, C, eps);
-    else if (resid) rmsnorm_kernel<T, 1, true><<<grid, block, 0, stream>>>(o, rstd, r, x, y, w, T_, C, eps);
-    else if (vec) rmsnorm_kernel<T, VW, false><<<grid, block, 0, stream>>>(o, rstd, r, x, y, w, T_, C, eps);
-    else rmsnorm_kernel<T, 1, false><<<grid, block, 0, stream>>>(o, rstd, r, x, y, w, T_, C, eps);
+    T *o = (T *)out;
+    const T *x = (const T *)inp;
+    if (vec) rmsnorm_kernel<T, VW><<<grid, block, 0, stream>>>(o, rstd, x, weight, T_, C, eps);
+    else rmsnorm_kernel<T, 1><<<grid, block, 0, stream>>>(o, rstd, x, weight, T_, C, eps);
     CUDA_LAUNCHED("rmsnorm_forward %d x %d", T_, C);
     return 0;
 }
 
-static int rmsnorm_any(cuda_dtype dt, void *out, float *rstd, void *resid, const void *a, const void *b,
-                       const float *weight, int T, int C, float eps, cuda_stream stream) {
+extern "C" int cuda_rmsnorm_forward(cuda_dtype dt, void *out, float *rstd, const void *inp, const float *weight, int T,
+                                    int C, float eps, cuda_stream stream) {
     CHECK_OR_FAIL(dtype_valid(dt), "rmsnorm_forward: unknown dtype %d", (int)dt);
     CHECK_OR_FAIL(T >= 0 && C >= 1, "rmsnorm_forward: bad shape %d x %d", T, C);
     if (T == 0) return 0;
-    if (dt == CUDA_BF16) return rmsnorm_launch<bf16>(out, rstd, resid, a, b, weight, T, C, eps, stream);
-    return rmsnorm_launch<float>(out, rstd, resid, a, b, weight, T, C, eps, stream);
-}
-
-extern "C" int cuda_rmsnorm_forward(cuda_dtype dt, void *out, float *rstd, const void *inp, const float *weight, int T,
-                                    int C, float eps, cuda_stream stream) {
-    return rmsnorm_any(dt, out, rstd, NULL, inp, NULL, weight, T, C, eps, stream);
-}
-
-extern "C" int cuda_residual_rmsnorm_forward(cuda_dtype dt, void *resid, void *out, float *rstd, const void *a,
-                                             const void *b, const float *weight, int T, int C, float eps,
-                                             cuda_stream stream) {
-    return rmsnorm_any(dt, out, rstd, resid, a, b, weight, T, C, eps, stream);
+    if (dt == CUDA_BF16) return rmsnorm_launch<bf16>(out, rstd, inp, weight, T, C, eps, stream);
+    return rmsnorm_launch<float>(out, rstd, inp, weight, T, C, eps, stream);
 }
 
 // ----------------------------------------------------------------------------

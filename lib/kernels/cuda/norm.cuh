@@ -1,4 +1,4 @@
-// RMSNorm (with an optional fused residual add) and LayerNorm kernels: one warp per row, W elements per lane
+// RMSNorm and LayerNorm kernels: one warp per row, W elements per lane
 // per access (16-byte vectors when the row length and pointers allow, else scalars). Row statistics are
 // accumulated in double like the CPU reference; the scaling runs in fp32 in the CPU's operation order. The
 // weights and biases are fp32 whatever the activations' dtype (the GPU model keeps its norms in fp32).
@@ -7,37 +7,19 @@
 
 #define NORM_ROWS_PER_BLOCK 4 // one warp each
 
-// out (T, C) = rmsnorm(inp (T, C)) * weight (C); with a and b given instead of inp (fused residual),
-// resid (T, C) = a + b is written first and normalised. rstd (T) may be NULL.
-template <typename T, int W, bool FUSED_RESIDUAL>
+// out (T, C) = rmsnorm(inp (T, C)) * weight (C); rstd (T) may be NULL.
+template <typename T, int W>
 __global__ void __launch_bounds__(32 * NORM_ROWS_PER_BLOCK)
-    rmsnorm_kernel(T *out, float *rstd, T *resid, const T *inp, const T *b, const float *weight, int rows, int C,
-                   float eps) {
+    rmsnorm_kernel(T *out, float *rstd, const T *inp, const float *weight, int rows, int C, float eps) {
     int row = blockIdx.x * NORM_ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= rows) return;
     const T *x = inp + (int64_t)row * C;
     double ss = 0;
-    if constexpr (FUSED_RESIDUAL) {
-        const T *y = b + (int64_t)row * C;
-        T *r = resid + (int64_t)row * C;
-        for (int i = lane * W; i < C; i += 32 * W) {
-            float u[W], v[W], s[W];
-            load_f32<T, W>(u, x + i);
-            load_f32<T, W>(v, y + i);
+    for (int i = lane * W; i < C; i += 32 * W) {
+        float u[W];
+        load_f32<T, W>(u, x + i);
 #pragma unroll
-            for (int k = 0; k < W; k++) s[k] = to_f32(from_f32<T>(u[k] + v[k])); // the stored (rounded) sum
-            store_f32<T, W>(r + i, s);
-#pragma unroll
-            for (int k = 0; k < W; k++) ss += (double)s[k] * s[k];
-        }
-        x = r; // each lane re-reads exactly the elements it wrote
-    } else {
-        for (int i = lane * W; i < C; i += 32 * W) {
-            float u[W];
-            load_f32<T, W>(u, x + i);
-#pragma unroll
-            for (int k = 0; k < W; k++) ss += (double)u[k] * u[k];
-        }
+        for (int k = 0; k < W; k++) ss += (double)u[k] * u[k];
     }
     ss = warp_sum_f64(ss);
     float r = (float)(1.0 / sqrt(ss / C + (double)eps));

@@ -48,7 +48,6 @@ extern "C" int cuda_rope_forward(cuda_dtype dt, void *x, const float *cos, const
 extern "C" int cuda_rope_backward(cuda_dtype dt, void *dx, const float *cos, const float *sin, int T, int NH, int D,
                                   int64_t ld, cuda_stream stream) {
     return rope_launch("rope_backward", dt, dx, cos, sin, -1.0f, T, NH, D, ld, stream);
-    return 0;
 }
 
 extern "C" int cuda_rope_cache_forward(cuda_dtype dt, void *qkv, const float *cos, const float *sin, int T, int H,
