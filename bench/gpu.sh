@@ -6,15 +6,16 @@
 # its tests (the 2B-shaped rollout and update against transformers / PyTorch, and a GPU-trained checkpoint
 # in transformers; GPU_MODEL=0 skips it), and last compute-sanitizer's memcheck on the attention and model
 # kernel tests (the forward and backward attention kernels) when the tool exists, and a digest of the
-# results (bench/gpu_digest.py: targets, attention kernels, where the GPU time goes). About 5-7 minutes on an
-# H100/H200 without the memcheck, which adds up to 3 minutes (GPU_SANITIZE=0 skips it).
+# results (bench/gpu_digest.py: targets, attention kernels, where the GPU time goes). About 3.5 minutes on an
+# H100 without the memcheck (measured 193 s), which adds up to 3 minutes (GPU_SANITIZE=0 skips it); GPU_NCU=1
+# adds Nsight Compute reports of the attention and log-prob kernels (bench/gpu_ncu.sh, about a minute).
 #
 #   sh bench/gpu.sh                    build in $BUILD (default build) with make CUDA=1, then run
 #   sh bench/gpu.sh --no-build         run the binaries already in $BUILD
 #   sh bench/gpu.sh --bundle B         run a bundle made elsewhere by `make CUDA=1 gpu-bundle`: the directory
 #                                      (B/bin, B/lib) or its .tar.gz
 #
-# Logs go to $OUT when set (device.txt, tests.log, sanitizer.log, bench.jsonl, torch.jsonl, and
+# Logs go to $OUT when set (device.txt, tests.log, sanitizer.log, bench.jsonl, torch.jsonl, ncu.txt, and
 # gpu_model.sh's model_tests.log, model_bench.jsonl, model_torch.jsonl, checkpoint_parity.jsonl), else to
 # $BUILD/gpu-logs. Exit status: 0 when every test passed (or skipped without a GPU),
 # 1 otherwise. GPU_SANITIZE=0 skips the sanitizer.
@@ -103,6 +104,13 @@ if [ "${GPU_SANITIZE:-1}" != 0 ] && [ $skip -eq 0 ] && command -v compute-saniti
          fail=$((fail+1)); failed="$failed memcheck_$name"; grep -m 10 "=========" "$LOGS/sanitizer.log" | sed 's/^/      /' ;;
     esac
   done
+fi
+
+# ----------------------------------------------------------------------------
+# Nsight Compute on the attention and log-prob kernels (GPU_NCU=1; bench/gpu_ncu.sh), into ncu.txt
+
+if [ "${GPU_NCU:-0}" = 1 ] && [ $skip -eq 0 ] && [ -x "$BENCH" ]; then
+  sh "$here/gpu_ncu.sh" "$BENCH" "$LOGS/ncu.txt" || echo "gpu.sh: gpu_ncu.sh exited with $? (see ncu.txt)"
 fi
 
 # ----------------------------------------------------------------------------

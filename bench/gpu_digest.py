@@ -82,6 +82,12 @@ def kernels(bench, torch_rows):
         section("decode attention per layer (ms, fraction of copy bandwidth)")
         for r in dec:
             print("  %-70s %8.4f  %.3f" % (r["shape"], r["ms"], r.get("vs_copy_bandwidth", 0)))
+    ew = [r for r in bench if r.get("bench") in ("rmsnorm", "silu_gated", "silu_gated_rows", "silu_gated_rows_backward",
+                                                  "adamw")]
+    if ew:
+        section("memory-bound kernels (ms, fraction of copy bandwidth)")
+        for r in ew:
+            print("  %-70s %8.4f  %.3f" % (r["bench"] + " " + r["shape"], r["ms"], r.get("vs_copy_bandwidth", 0)))
 
 
 def profiles(model_bench, n_regions):

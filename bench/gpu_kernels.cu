@@ -19,8 +19,11 @@
 //   elementwise  RMSNorm, SiLU-gated MLP, AdamW over 256M parameters
 // Inputs are pseudo-random (never zeros). Timing: CUDA events around `reps` launches after two warm-up
 // launches, the median of 5 such trials, per launch. Exits 77 without a GPU.
-//   gpu_kernels [--smoke]   --smoke: every benchmark on shapes about 64x smaller (the names keep the 2B shapes),
-//                           for the CUDA emulator (tests/cuda/test_gpu_bench_smoke.sh); its numbers mean nothing
+//   gpu_kernels [--smoke] [--only NAME,...]
+//     --smoke  every benchmark on shapes about 64x smaller (the names keep the 2B shapes), for the CUDA
+//              emulator (tests/cuda/test_gpu_bench_smoke.sh); its numbers mean nothing
+//     --only   these benchmarks alone (copy, gemm, prefill, backward, decode, gemm_decode, logprobs, sampling,
+//              elementwise), e.g. under a profiler; ratios to a peak that did not run print as 0
 #ifndef _Noreturn
 #define _Noreturn [[noreturn]]
 #endif
@@ -57,6 +60,9 @@ extern "C" {
 
 static cuda_ctx *ctx;
 static double copy_gbps = 0, gemm_peak_tflops = 0;
+
+// a / b, or 0 when b is (a peak whose benchmark did not run: --only)
+static double ratio(double a, double b) { return b > 0 ? a / b : 0; }
 static bool smoke = false; // --smoke
 
 // A dimension of the 2B shapes, or in a smoke run about 64 times less (a multiple of 16, at least 16).
@@ -172,7 +178,7 @@ static void bench_gemm(void) {
     };
     for (auto &s : shapes) {
         double tf = gemm_tflops(s.M, s.N, s.K, s.trans_a, &ms);
-        emit("gemm", s.name, ms, "\"tflops\": %.1f, \"vs_peak\": %.3f", tf, tf / gemm_peak_tflops);
+        emit("gemm", s.name, ms, "\"tflops\": %.1f, \"vs_peak\": %.3f", tf, ratio(tf, gemm_peak_tflops));
     }
 }
 
@@ -229,7 +235,7 @@ static void bench_gemm_decode(void) {
             if (rank == 0) base = ms;
             double gbps = wn * 2.0 / (ms * 1e-3) / 1e9;
             emit("gemm_decode", s.name, ms, "\"algo_rank\": %d, \"weight_gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f, "
-                 "\"vs_rank0\": %.3f", rank, gbps, gbps / copy_gbps, base / ms);
+                 "\"vs_rank0\": %.3f", rank, gbps, ratio(gbps, copy_gbps), base / ms);
         }
         OK(cuda_ctx_set_gemm_algo_rank(ctx, 0));
         void *ps[] = {x, w, b, y};
@@ -315,7 +321,7 @@ static void bench_prefill(const char *name, int B, int H, int KV, int D, int n, 
         }
         emit("attention_prefill", shape, ms, "\"kernel\": \"%s\"%s, \"tokens_per_s\": %.0f, \"tflops\": %.1f, "
              "\"vs_gemm_peak\": %.3f", k < 2 ? "tensor-core" : "simt", extra, B * n / (ms * 1e-3),
-             flops / (ms * 1e-3) / 1e12, flops / (ms * 1e-3) / 1e12 / gemm_peak_tflops);
+             flops / (ms * 1e-3) / 1e12, ratio(flops / (ms * 1e-3) / 1e12, gemm_peak_tflops));
     }
     cuda_ctx_set_attention_kernel(ctx, CUDA_ATTN_AUTO);
     OK(cuda_ctx_set_prefill_rows(ctx, 0));
@@ -370,7 +376,7 @@ static void bench_attention_backward(int B, int H, int KV, int D, int n) {
         emit("attention_backward", shape, ms[k],
              "\"tokens_per_s\": %.0f, \"tflops\": %.1f, \"vs_gemm_peak\": %.3f, \"workspace_mb\": %.1f, "
              "\"vs_gemm_path\": %.3f",
-             B * n / (ms[k] * 1e-3), flops / (ms[k] * 1e-3) / 1e12, flops / (ms[k] * 1e-3) / 1e12 / gemm_peak_tflops,
+             B * n / (ms[k] * 1e-3), flops / (ms[k] * 1e-3) / 1e12, ratio(flops / (ms[k] * 1e-3) / 1e12, gemm_peak_tflops),
              (k == 0 ? fws_bytes : gws_bytes) / 1e6, ms[1] / ms[k]);
     }
     void *ps[] = {dout, dq, dkv, (void *)dd, fws, gws};
@@ -417,7 +423,7 @@ static void bench_decode(int B, int nk) {
         emit("attention_decode", shape, gms / L,
              "\"ms_per_layer_launched\": %.4f, \"tokens_per_s_per_layer\": %.0f, \"kv_gb_per_s\": %.1f, "
              "\"vs_copy_bandwidth\": %.3f",
-             ms / L, B / (gms / L * 1e-3), gbps, gbps / copy_gbps);
+             ms / L, B / (gms / L * 1e-3), gbps, ratio(gbps, copy_gbps));
     }
     cuda_ctx_set_attention_kernel(ctx, CUDA_ATTN_AUTO);
     // the split-K decode with fixed keys per block (64-key tiles per split) against the heuristic above, in a
@@ -433,7 +439,7 @@ static void bench_decode(int B, int nk) {
                  H, KV, D, L, tps);
         double gbps = kv_bytes * L / (gms * 1e-3) / 1e9;
         emit("attention_decode_split", shape, gms / L, "\"tiles_per_split\": %d, \"kv_gb_per_s\": %.1f, "
-             "\"vs_copy_bandwidth\": %.3f", tps, gbps, gbps / copy_gbps);
+             "\"vs_copy_bandwidth\": %.3f", tps, gbps, ratio(gbps, copy_gbps));
     }
     cuda_ctx_set_decode_split_tiles(ctx, 0);
     CK(cudaStreamDestroy(st));
@@ -472,7 +478,7 @@ static void bench_logprobs(void) {
         emit("logprobs", shape, ms,
              "\"tokens_per_s\": %.0f, \"tflops\": %.1f, \"gemm_only_ms\": %.4f, \"vs_gemm_only\": %.3f, "
              "\"vs_gemm_peak\": %.3f",
-             N / (ms * 1e-3), flops / (ms * 1e-3) / 1e12, gms, gms / ms, flops / (ms * 1e-3) / 1e12 / gemm_peak_tflops);
+             N / (ms * 1e-3), flops / (ms * 1e-3) / 1e12, gms, gms / ms, ratio(flops / (ms * 1e-3) / 1e12, gemm_peak_tflops));
         CK(cudaFree(scr));
     }
     CK(cudaFree(h));
@@ -532,14 +538,23 @@ static void bench_elementwise(void) {
     double ms = time_ms([&] { OK(cuda_rmsnorm_forward(CUDA_BF16, out, rstd, x, w, T, C, 1e-6f, NULL)); }, 20);
     double gb = 2.0 * T * C * 2 / 1e9;
     emit("rmsnorm", "8192x1536 bf16", ms, "\"gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f", gb / (ms * 1e-3),
-         gb / (ms * 1e-3) / copy_gbps);
+         ratio(gb / (ms * 1e-3), copy_gbps));
     void *g = drandom(CUDA_BF16, (int64_t)T * I, 1), *u = drandom(CUDA_BF16, (int64_t)T * I, 1);
     void *a = dalloc((size_t)T * I * 2);
     ms = time_ms([&] { OK(cuda_gated_activation_forward(CUDA_BF16, a, g, u, (int64_t)T * I, ACT_SILU, NULL)); }, 20);
     gb = 3.0 * T * I * 2 / 1e9;
     emit("silu_gated", "8192x8960 bf16", ms, "\"gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f", gb / (ms * 1e-3),
-         gb / (ms * 1e-3) / copy_gbps);
-    void *ps[] = {x, w, out, rstd, g, u, a};
+         ratio(gb / (ms * 1e-3), copy_gbps));
+    // the model's form: gate|up rows of one GEMM; the backward also rebuilding the output (as the update does)
+    void *gu = drandom(CUDA_BF16, (int64_t)T * 2 * I, 1), *dgu = dalloc((size_t)T * 2 * I * 2);
+    ms = time_ms([&] { OK(cuda_gated_rows_forward(CUDA_BF16, a, gu, T, I, ACT_SILU, NULL)); }, 20);
+    emit("silu_gated_rows", "8192x8960 bf16 from 8192x17920 gate|up rows", ms,
+         "\"gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f", gb / (ms * 1e-3), ratio(gb / (ms * 1e-3), copy_gbps));
+    ms = time_ms([&] { OK(cuda_gated_rows_backward(CUDA_BF16, dgu, a, g, gu, T, I, ACT_SILU, NULL)); }, 20);
+    gb = 6.0 * T * I * 2 / 1e9; // read gate, up, d out; write d gate, d up, out
+    emit("silu_gated_rows_backward", "8192x8960 bf16, with the forward's output", ms,
+         "\"gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f", gb / (ms * 1e-3), ratio(gb / (ms * 1e-3), copy_gbps));
+    void *ps[] = {x, w, out, rstd, g, u, a, gu, dgu};
     for (void *p : ps) CK(cudaFree(p));
 
     int64_t N = smoke ? (int64_t)1 << 20 : (int64_t)256 << 20;
@@ -551,40 +566,71 @@ static void bench_elementwise(void) {
     ms = time_ms([&] { OK(cuda_adamw_step(p, pb, gr, CUDA_F32, m, v, N, 1e-6, 0.9, 0.999, 1e-8, 0.0, 1, NULL, NULL)); }, 5);
     gb = 30.0 * N / 1e9; // read p, m, v, g; write p, m, v, bf16 copy
     emit("adamw", "256M params, fp32 grads + bf16 copy", ms, "\"gb_per_s\": %.1f, \"vs_copy_bandwidth\": %.3f",
-         gb / (ms * 1e-3), gb / (ms * 1e-3) / copy_gbps);
+         gb / (ms * 1e-3), ratio(gb / (ms * 1e-3), copy_gbps));
     void *ps2[] = {p, gr, m, v, pb};
     for (void *q : ps2) CK(cudaFree(q));
 }
 
+static const char *only = NULL; // --only: a comma-separated list of benchmark names
+
+// Whether benchmark `name` runs (every one without --only).
+static bool wanted(const char *name) {
+    if (!only) return true;
+    size_t n = strlen(name);
+    for (const char *p = only; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return true;
+        p += len + (end ? 1 : 0);
+    }
+    return false;
+}
+
 int main(int argc, char **argv) {
+    static const char *names[] = {"copy", "gemm", "prefill", "backward", "decode", "gemm_decode", "logprobs",
+                                  "sampling", "elementwise"};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--smoke")) {
             smoke = true;
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            only = argv[++i];
         } else {
-            fprintf(stderr, "usage: gpu_kernels [--smoke]\n");
+            fprintf(stderr, "usage: gpu_kernels [--smoke] [--only NAME,...]\n");
             return 2;
         }
+    }
+    int known = 0;
+    for (const char *name : names) known += wanted(name);
+    if (only && !known) {
+        fprintf(stderr, "gpu_kernels: --only %s names no benchmark (copy, gemm, prefill, backward, decode, "
+                        "gemm_decode, logprobs, sampling, elementwise)\n", only);
+        return 2;
     }
     if (cuda_device_count() == 0) {
         printf("gpu_kernels: no CUDA device: skipped\n");
         return 77;
     }
     OK(cuda_ctx_init(&ctx, 0));
-    bench_copy();
-    bench_gemm();
+    if (wanted("copy")) bench_copy();
+    if (wanted("gemm")) bench_gemm();
     // smoke: a few sequences of 160 tokens (two 128-row tiles, three 64-row ones, a partial last tile), decode
     // over 200 and 700 keys (4 and 11 key tiles, for the split sweep)
     int n = smoke ? 160 : 1024, b8 = smoke ? 2 : 8, b64 = smoke ? 3 : 64;
-    bench_prefill("prefill causal", b8, 12, 2, 128, n, 1, 1);
-    bench_prefill("vision bidirectional", smoke ? 2 : 4, 16, 16, 80, n, 0, 1);
-    bench_prefill("vision bidirectional", b64, 16, 16, 80, n, 0, 0);
-    bench_attention_backward(b8, 12, 2, 128, n);
-    bench_decode(smoke ? 4 : 64, smoke ? 200 : 512);
-    bench_decode(smoke ? 4 : 64, smoke ? 700 : 2048);
-    bench_gemm_decode(); // after the attention benchmarks: a rank cuBLASLt cannot run must not cost them
-    bench_logprobs();
-    bench_sampling();
-    bench_elementwise();
+    if (wanted("prefill")) {
+        bench_prefill("prefill causal", b8, 12, 2, 128, n, 1, 1);
+        bench_prefill("vision bidirectional", smoke ? 2 : 4, 16, 16, 80, n, 0, 1);
+        bench_prefill("vision bidirectional", b64, 16, 16, 80, n, 0, 0);
+    }
+    if (wanted("backward")) bench_attention_backward(b8, 12, 2, 128, n);
+    if (wanted("decode")) {
+        bench_decode(smoke ? 4 : 64, smoke ? 200 : 512);
+        bench_decode(smoke ? 4 : 64, smoke ? 700 : 2048);
+    }
+    if (wanted("gemm_decode")) bench_gemm_decode(); // after the attention benchmarks: a rank cuBLASLt cannot run
+                                                    // must not cost them
+    if (wanted("logprobs")) bench_logprobs();
+    if (wanted("sampling")) bench_sampling();
+    if (wanted("elementwise")) bench_elementwise();
     cuda_ctx_free(ctx);
     return 0;
 }

@@ -197,6 +197,11 @@ static void fp32_case(cuda_ctx *ctx, const char *what, maye_model *m, const Case
     EXPECT_OK(cuda_llm_adamw(&gm, &keep, &hp, 1e-3));
     EXPECT(fabs(norm_gpu - norm_cpu) <= 1e-5 * norm_cpu, "%s: gradient norm %.9g on the GPU, %.9g on the CPU", what,
            norm_gpu, norm_cpu);
+    // a zero with no backward after it (the projection gradients are left for a backward to write): still zeros
+    double norm_none = -1;
+    EXPECT_OK(cuda_llm_train_zero(&gm, &keep));
+    EXPECT_OK(cuda_llm_clip(&gm, &keep, 0.05, &norm_none));
+    EXPECT(norm_none == 0, "%s: gradient norm %g after a zero without a backward, want 0", what, norm_none);
     EXPECT_OK(cuda_model_download(&gm, fresh, LLM));
     for (int i = 0; i < m->n_specs; i++) {
         const maye_param *p = &m->specs[i];

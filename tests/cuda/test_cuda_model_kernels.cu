@@ -82,7 +82,7 @@ static void test_copy_rows(void) {
 
 static void test_gated_rows(void) {
     for (cuda_dtype dt : DTYPES)
-        for (int I : {13, 64})
+        for (int I : {13, 64, 1100, 1104})
             for (int a = ACT_SILU; a <= ACT_QUICK_GELU; a++) {
                 int T = 7;
                 int64_t n = (int64_t)T * I;
@@ -101,12 +101,21 @@ static void test_gated_rows(void) {
                 void *dgu = dev_from_f32(gu, 2 * n, dt), *dd = dev_from_f32(dout, n, dt);
                 void *dout_f = dev_alloc((size_t)n * dt_size(dt)), *dgrad = dev_alloc((size_t)2 * n * dt_size(dt));
                 dev_poison(dout_f, (size_t)n * dt_size(dt)), dev_poison(dgrad, (size_t)2 * n * dt_size(dt));
+                void *dact = dev_alloc((size_t)n * dt_size(dt)), *dgrad2 = dev_alloc((size_t)2 * n * dt_size(dt));
+                dev_poison(dact, (size_t)n * dt_size(dt)), dev_poison(dgrad2, (size_t)2 * n * dt_size(dt));
                 EXPECT_GPU_OK(cuda_gated_rows_forward(dt, dout_f, dgu, T, I, (act_kind)a, NULL));
-                EXPECT_GPU_OK(cuda_gated_rows_backward(dt, dgrad, dd, dgu, T, I, (act_kind)a, NULL));
+                EXPECT_GPU_OK(cuda_gated_rows_backward(dt, dgrad, NULL, dd, dgu, T, I, (act_kind)a, NULL));
+                EXPECT_GPU_OK(cuda_gated_rows_backward(dt, dgrad2, dact, dd, dgu, T, I, (act_kind)a, NULL));
                 float *got = dev_to_f32(dout_f, n, dt), *got_g = dev_to_f32(dgrad, 2 * n, dt);
+                float *got_a = dev_to_f32(dact, n, dt), *got_g2 = dev_to_f32(dgrad2, 2 * n, dt);
                 double tol = dt == CUDA_BF16 ? 2e-2 : 1e-5;
                 expect_close(what("gated_rows_forward act %d %s I %d", a, dt_name(dt), I), got, out, n, tol);
                 expect_close(what("gated_rows_backward act %d %s I %d", a, dt_name(dt), I), got_g, want, 2 * n, tol);
+                EXPECT(memcmp(got_a, got, sizeof(float) * (size_t)n) == 0 &&
+                           memcmp(got_g2, got_g, sizeof(float) * (size_t)2 * n) == 0,
+                       "gated_rows_backward act %d %s I %d: with act_out, the forward's output and the same "
+                       "gradients bit for bit", a, dt_name(dt), I);
+                free(got_a), free(got_g2), dev_free(dact), dev_free(dgrad2);
                 free(gu), free(dout), free(gate), free(up), free(out), free(dg), free(du), free(want), free(got),
                     free(got_g);
                 dev_free(dgu), dev_free(dd), dev_free(dout_f), dev_free(dgrad);

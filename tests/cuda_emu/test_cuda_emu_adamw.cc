@@ -4,7 +4,8 @@
 // (grad_sq_kernel partial sums over 65536-element chunks, grad_norm_finish_kernel, grad_scale_kernel) for
 // no elements, a few, and several chunks with a partial last one, clipped, unclipped, max_norm 0 and
 // negative (no scaling launch, as adamw.cu), and with a NaN that leaves the gradients alone. Launches as
-// adamw.cu; the element-wise kernels once more with 3 blocks so the grid-stride loops take several turns.
+// adamw.cu (4-wide vectors when aligned, scalars with the gradients one element off); the element-wise kernels
+// once more with 3 blocks so the grid-stride loops take several turns.
 // AdamW applying the clipping coefficient itself (grad_clip_coef_kernel) equal to the bit to clipping in
 // place first, clipped, unclipped and max_norm 0, with and without an infinite gradient.
 // Dimension letters: N elements.
@@ -37,10 +38,31 @@ static AdamWConsts adamw_consts(double lr, const maye_adamw_hparams &hp, int64_t
     return c;
 }
 
-template <typename G> static void test_adamw(int64_t N, bool with_copy, bool small) {
+// The launches of adamw.cu: the vector variant when the pointers allow (counted in vec_launches), grid 3 when
+// small.
+static int vec_launches, scalar_launches;
+template <typename G>
+static void adamw_launch(float *p, bf16 *pb, const G *g, float *m, float *v, int64_t N, AdamWConsts c,
+                         const float *coef, bool small) {
+    bool vec = adamw_vec_ok(p, pb, g, m, v);
+    (vec ? vec_launches : scalar_launches)++;
+    dim3 grid(small ? 3u : grid_for(vec ? N / ADAMW_VEC + 1 : N, 256, 8192));
+    if (vec) cuda_emu_launch(adamw_kernel<G, ADAMW_VEC>, grid, dim3(256), 0, p, pb, g, m, v, N, c, coef);
+    else cuda_emu_launch(adamw_kernel<G, 1>, grid, dim3(256), 0, p, pb, g, m, v, N, c, coef);
+}
+
+template <typename G> static void grad_sq_launch(double *partial, const G *g, int64_t N) {
+    constexpr int VW = VecWidth<G>::value;
+    dim3 grid((unsigned)((N + CLIP_CHUNK - 1) / CLIP_CHUNK));
+    if (aligned16(g)) cuda_emu_launch(grad_sq_kernel<G, VW>, grid, dim3(CLIP_THREADS), 0, partial, g, N);
+    else cuda_emu_launch(grad_sq_kernel<G, 1>, grid, dim3(CLIP_THREADS), 0, partial, g, N);
+}
+
+// off: the gradients one element past 16-byte alignment (the scalar variant).
+template <typename G> static void test_adamw(int64_t N, bool with_copy, bool small, int off = 0) {
     bool is_bf16 = sizeof(G) == 2;
-    std::string what = emu_what("adamw grads %s N %lld%s grid %s", is_bf16 ? "bf16" : "f32", (long long)N,
-                                with_copy ? "" : " no bf16 copy", small ? "3" : "adamw.cu");
+    std::string what = emu_what("adamw grads %s N %lld%s grid %s%s", is_bf16 ? "bf16" : "f32", (long long)N,
+                                with_copy ? "" : " no bf16 copy", small ? "3" : "adamw.cu", off ? " grads+1" : "");
     maye_adamw_hparams hp = {0.9, 0.95, 1e-8, 0.1};
     maye_optim_tensor t = {"w", 0, 0, N, true};
     maye_adamw opt;
@@ -48,7 +70,7 @@ template <typename G> static void test_adamw(int64_t N, bool with_copy, bool sma
     std::vector<float> p = emu_randn((size_t)N, 1.0f);
     emu_array<float> dp(N), dm(N), dv(N);
     emu_array<bf16> dpb(N);
-    emu_array<G> dg(N);
+    emu_array<G> dg(N, off);
     dp.set(p), dm.set(std::vector<float>((size_t)N, 0.0f)), dv.set(std::vector<float>((size_t)N, 0.0f));
     for (int step = 1; step <= 3; step++) {
         std::vector<float> g = emu_randn((size_t)N, 0.01f);
@@ -57,10 +79,8 @@ template <typename G> static void test_adamw(int64_t N, bool with_copy, bool sma
         maye_adamw_step(&opt, p.data(), g.data(), lr);
         dg.set(g);
         dpb.poison();
-        dim3 grid(small ? 3u : grid_for(N, 256, 8192));
-        cuda_emu_launch(adamw_kernel<G>, grid, dim3(256), 0, dp.data(), with_copy ? dpb.data() : nullptr,
-                        (const G *)dg.data(), dm.data(), dv.data(), N, adamw_consts(lr, hp, step),
-                        (const float *)nullptr);
+        adamw_launch<G>(dp.data(), with_copy ? dpb.data() : nullptr, (const G *)dg.data(), dm.data(), dv.data(), N,
+                        adamw_consts(lr, hp, step), nullptr, small);
     }
     std::vector<float> m(opt.m, opt.m + N), v(opt.v, opt.v + N), gp = dp.get();
     emu_check(adamw_st, what + " params", gp, p);
@@ -86,19 +106,21 @@ template <typename G> static void test_adamw(int64_t N, bool with_copy, bool sma
 template <typename G> static void grad_norm_clip(G *g, int64_t N, double *norm, double max_norm, bool small) {
     int64_t chunks = (N + CLIP_CHUNK - 1) / CLIP_CHUNK;
     emu_array<double> partial(chunks > 0 ? chunks : 1);
-    if (chunks > 0)
-        cuda_emu_launch(grad_sq_kernel<G>, dim3((unsigned)chunks), dim3(CLIP_THREADS), 0, partial.data(), (const G *)g, N);
-    cuda_emu_launch(grad_norm_finish_kernel, dim3(1), dim3(1), 0, norm, (const double *)partial.data(), chunks);
+    if (chunks > 0) grad_sq_launch<G>(partial.data(), g, N);
+    cuda_emu_launch(grad_norm_finish_kernel, dim3(1), dim3(CLIP_THREADS), 0, norm, (const double *)partial.data(),
+                    chunks);
     EXPECT(partial.guards_intact(), "grad_norm N %lld: an element outside the partial sums was written", (long long)N);
     if (N == 0 || max_norm <= 0) return;
     cuda_emu_launch(grad_scale_kernel<G>, dim3(small ? 3u : grid_for(N, 256, 8192)), dim3(256), 0, g, N,
                     (const double *)norm, (float)max_norm);
 }
 
-template <typename G> static void test_clip(int64_t N, double max_norm, bool nan, bool small) {
+// off: the gradients one element past 16-byte alignment (grad_sq_kernel's scalar variant).
+template <typename G> static void test_clip(int64_t N, double max_norm, bool nan, bool small, int off = 0) {
     bool is_bf16 = sizeof(G) == 2;
-    std::string what = emu_what("grad_clip %s N %lld max_norm %g%s grid %s", is_bf16 ? "bf16" : "f32", (long long)N,
-                                max_norm, nan ? " with a NaN" : "", small ? "3" : "adamw.cu");
+    std::string what = emu_what("grad_clip %s N %lld max_norm %g%s grid %s%s", is_bf16 ? "bf16" : "f32",
+                                (long long)N, max_norm, nan ? " with a NaN" : "", small ? "3" : "adamw.cu",
+                                off ? " grads+1" : "");
     std::vector<float> g = emu_randn((size_t)N, 0.05f);
     if (is_bf16) emu_round_bf16(g);
     if (nan) g[(size_t)N / 2] = NAN;
@@ -106,7 +128,7 @@ template <typename G> static void test_clip(int64_t N, double max_norm, bool nan
     std::vector<float> want = g;
     double want_norm = maye_grad_clip(1, &t, want.data(), max_norm);
     if (is_bf16) emu_round_bf16(want);
-    emu_array<G> dg(N);
+    emu_array<G> dg(N, off);
     emu_array<double> dnorm(1);
     dg.set(g);
     grad_norm_clip<G>(dg.data(), N, dnorm.data(), max_norm, small);
@@ -145,17 +167,16 @@ template <typename G> static void test_clip_in_adamw(double max_norm, bool inf) 
         float coef = 0;
         int64_t chunks = (N + CLIP_CHUNK - 1) / CLIP_CHUNK;
         std::vector<double> partial((size_t)chunks);
-        cuda_emu_launch(grad_sq_kernel<G>, dim3((unsigned)chunks), dim3(CLIP_THREADS), 0, partial.data(),
-                        (const G *)dg.data(), N);
-        cuda_emu_launch(grad_norm_finish_kernel, dim3(1), dim3(1), 0, &norm, (const double *)partial.data(), chunks);
+        grad_sq_launch<G>(partial.data(), dg.data(), N);
+        cuda_emu_launch(grad_norm_finish_kernel, dim3(1), dim3(CLIP_THREADS), 0, &norm, (const double *)partial.data(),
+                        chunks);
         if (fused)
             cuda_emu_launch(grad_clip_coef_kernel, dim3(1), dim3(1), 0, &coef, (const double *)&norm, (float)max_norm);
         else if (max_norm > 0)
             cuda_emu_launch(grad_scale_kernel<G>, dim3(grid_for(N, 256, 8192)), dim3(256), 0, dg.data(), N,
                             (const double *)&norm, (float)max_norm);
-        cuda_emu_launch(adamw_kernel<G>, dim3(grid_for(N, 256, 8192)), dim3(256), 0, dp.data(), dpb.data(),
-                        (const G *)dg.data(), dm.data(), dv.data(), N, adamw_consts(1e-3, hp, 2),
-                        fused ? (const float *)&coef : (const float *)nullptr);
+        adamw_launch<G>(dp.data(), dpb.data(), (const G *)dg.data(), dm.data(), dv.data(), N, adamw_consts(1e-3, hp, 2),
+                        fused ? &coef : nullptr, false);
         out[fused][0] = dp, out[fused][1] = dm, out[fused][2] = dv, copy[fused] = dpb;
     }
     const char *names[3] = {"weights", "m", "v"};
@@ -176,6 +197,9 @@ int main(void) {
         test_adamw<float>(N, false, N == 1037);
     }
     test_adamw<bf16>(1037, true, true);
+    test_adamw<float>(20011, true, false, 1), test_adamw<bf16>(1037, true, false, 1);
+    EXPECT(vec_launches > 0 && scalar_launches > 0, "adamw: %d vector and %d scalar launches (want both)", vec_launches,
+           scalar_launches);
     for (int64_t N : {(int64_t)0, (int64_t)5, (int64_t)200001})
         for (double max_norm : {1.0, 1e9, 0.0, -1.0})
             for (bool nan : {false, true}) {
@@ -183,6 +207,7 @@ int main(void) {
                 test_clip<float>(N, max_norm, nan, false), test_clip<bf16>(N, max_norm, nan, false);
             }
     test_clip<float>(3001, 0.5, false, true), test_clip<bf16>(3001, 0.5, false, true);
+    test_clip<float>(200001, 0.5, false, false, 1), test_clip<bf16>(200001, 0.5, false, false, 1);
     for (double max_norm : {0.5, 1e9, 0.0})
         for (bool inf : {false, true}) test_clip_in_adamw<float>(max_norm, inf), test_clip_in_adamw<bf16>(max_norm, inf);
     for (const emu_stats *st : {&adamw_st, &copy_st, &clip_f32, &clip_bf16}) emu_stats_print(*st);

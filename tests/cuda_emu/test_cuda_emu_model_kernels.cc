@@ -157,14 +157,26 @@ template <typename T> static void test_gated_rows(int rows, int I, act_kind act,
             want[(size_t)t * 2 * I + i] = dg[(size_t)t * I + i], want[(size_t)t * 2 * I + I + i] = du[(size_t)t * I + i];
     round_as<T>(out), round_as<T>(want);
 
-    emu_array<T> dgu(2 * n), dd(n), dout_fwd(n), dgrad(2 * n);
+    emu_array<T> dgu(2 * n), dd(n), dout_fwd(n), dgrad(2 * n), dact(n), dgrad2(2 * n);
     dgu.set(gu), dd.set(dout);
-    cuda_emu_launch(gated_rows_kernel<T>, dim3(row_grid(rows, small)), dim3(ROW_THREADS), 0, dout_fwd.data(),
+    // the launcher's choice in model_kernels.cu: 16-byte vectors when I allows (the arrays are aligned)
+    constexpr int VW = VecWidth<T>::value;
+    bool vec = I % VW == 0;
+    int W = vec ? VW : 1, per_block = GATED_THREADS * W;
+    dim3 grid((unsigned)((I + per_block - 1) / per_block), (unsigned)(small ? 3 : rows));
+    auto fwd = vec ? gated_rows_kernel<T, VW> : gated_rows_kernel<T, 1>;
+    auto bwd = vec ? gated_rows_backward_kernel<T, VW> : gated_rows_backward_kernel<T, 1>;
+    cuda_emu_launch(fwd, grid, dim3(GATED_THREADS), 0, dout_fwd.data(), (const T *)dgu.data(), rows, I, act);
+    cuda_emu_launch(bwd, grid, dim3(GATED_THREADS), 0, dgrad.data(), (T *)nullptr, (const T *)dd.data(),
                     (const T *)dgu.data(), rows, I, act);
-    cuda_emu_launch(gated_rows_backward_kernel<T>, dim3(row_grid(rows, small)), dim3(ROW_THREADS), 0, dgrad.data(),
-                    (const T *)dd.data(), (const T *)dgu.data(), rows, I, act);
+    cuda_emu_launch(bwd, grid, dim3(GATED_THREADS), 0, dgrad2.data(), dact.data(), (const T *)dd.data(),
+                    (const T *)dgu.data(), rows, I, act);
     emu_check(is_bf16<T>() ? gated_bf16 : gated_f32, "gated_rows " + shape, dout_fwd.get(), out);
     emu_check(is_bf16<T>() ? gated_bwd_bf16 : gated_bwd_f32, "gated_rows_backward " + shape, dgrad.get(), want);
+    EXPECT(dact.get() == dout_fwd.get() && dgrad2.get() == dgrad.get(),
+           "gated_rows_backward %s: with act_out, the forward's output and the same gradients bit for bit",
+           shape.c_str());
+    expect_guards("gated_rows", shape, dact.guards_intact() && dgrad2.guards_intact());
     expect_guards("gated_rows", shape, dout_fwd.guards_intact() && dgrad.guards_intact());
 }
 
@@ -330,8 +342,9 @@ template <typename T> static void run_dtype(void) {
     test_copy_rows<T, bf16>(13, true, 1, true);
 
     for (int a = ACT_SILU; a <= ACT_QUICK_GELU; a++)
-        for (int I : {13, 64, 300}) test_gated_rows<T>(7, I, (act_kind)a, false);
+        for (int I : {13, 64, 300, 1104}) test_gated_rows<T>(7, I, (act_kind)a, false);
     test_gated_rows<T>(7, 13, ACT_SILU, true);
+    test_gated_rows<T>(7, 1104, ACT_SILU, true);
 
     // T, C: one row and one column; odd widths; a multiple of 4 only (fp32 vectors, bf16 scalars); multiples
     // of 8 with several 64-row chunks and 256-column blocks (520: a partial last 256-wide stride of the lanes'

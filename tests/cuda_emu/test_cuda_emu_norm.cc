@@ -1,8 +1,9 @@
 // The normalisation kernels of lib/kernels/cuda/norm.cuh on the CPU emulator against the CPU reference
-// (kernels/cpu: rmsnorm_forward, layernorm_forward): rmsnorm_kernel and layernorm_kernel, in fp32 and bf16
-// storage with fp32 weights and biases. Widths: 1, odd ones (scalar path only), multiples of 4 but not 8
-// (vector path in fp32 only), multiples of 8 with a partial last 256-wide stride; pointers aligned, weights
-// and biases one float off (scalar path although the width allows vectors) and activations one element off.
+// (kernels/cpu: rmsnorm_forward, layernorm_forward): rmsnorm_kernel, rmsnorm_row_kernel (fewer than 1024 rows)
+// and layernorm_kernel, in fp32 and bf16 storage with fp32 weights and biases. Widths: 1, odd ones (scalar
+// path only), multiples of 4 but not 8 (vector path in fp32 only), multiples of 8 with a partial last 256-wide
+// stride; pointers aligned, weights and biases one float off (scalar path although the width allows vectors) and
+// activations one element off.
 // The launches pick the kernel variant and grid as norm.cu does; outputs are poisoned and their guards must
 // stay poisoned. bf16 outputs are compared with the reference rounded to bf16. Dimension letters: T rows, C channels.
 #include "kernels/cuda/norm.cuh"
@@ -20,6 +21,8 @@ static emu_stats stats_st = {"rstd and mean (both kernels)", 1e-5};
 
 // Launches of the 16-byte vector variant and of the scalar one, by dtype (0 fp32, 1 bf16).
 static int vec_launches[2], scalar_launches[2];
+// RMSNorm launches by norm_row_vectors: 0 the warp kernel, else the block-per-row one with 1, 2 or 4 vectors.
+static int row_launches[5];
 
 template <typename T>
 static void rmsnorm_launch(T *out, float *rstd, const T *inp, const float *weight, int rows, int C, float eps) {
@@ -27,7 +30,16 @@ static void rmsnorm_launch(T *out, float *rstd, const T *inp, const float *weigh
     bool vec = C % VW == 0 && aligned16(out) && aligned16(inp) && aligned16(weight);
     dim3 grid((unsigned)((rows + NORM_ROWS_PER_BLOCK - 1) / NORM_ROWS_PER_BLOCK)), block(32 * NORM_ROWS_PER_BLOCK);
     (vec ? vec_launches : scalar_launches)[sizeof(T) == 2]++;
-    if (vec) cuda_emu_launch(rmsnorm_kernel<T, VW>, grid, block, 0, out, rstd, inp, weight, rows, C, eps);
+    int K = norm_row_vectors(rows, C, vec ? VW : 1);
+    row_launches[K]++;
+    if (K > 0) {
+        dim3 rgrid((unsigned)rows), rblock((unsigned)norm_row_threads(C, vec ? VW : 1, K));
+        auto kernel = vec ? (K == 1 ? rmsnorm_row_kernel<T, VW, 1> : K == 2 ? rmsnorm_row_kernel<T, VW, 2>
+                                                                            : rmsnorm_row_kernel<T, VW, 4>)
+                          : (K == 1 ? rmsnorm_row_kernel<T, 1, 1> : K == 2 ? rmsnorm_row_kernel<T, 1, 2>
+                                                                           : rmsnorm_row_kernel<T, 1, 4>);
+        cuda_emu_launch(kernel, rgrid, rblock, 0, out, rstd, inp, weight, C, eps);
+    } else if (vec) cuda_emu_launch(rmsnorm_kernel<T, VW>, grid, block, 0, out, rstd, inp, weight, rows, C, eps);
     else cuda_emu_launch(rmsnorm_kernel<T, 1>, grid, block, 0, out, rstd, inp, weight, rows, C, eps);
 }
 
@@ -98,7 +110,10 @@ int main(void) {
     maye_rng_init(&emu_rng, 20240612, 1);
     // rows, C: one row; odd widths; a multiple of 4 only; multiples of 8 (520: a partial last stride of the
     // 8-wide vectors, 1536: the Qwen2 hidden size)
-    int shapes[][2] = {{1, 1}, {1, 13}, {7, 67}, {3, 129}, {6, 20}, {9, 64}, {5, 520}, {2, 1536}};
+    // 1030 x 136: the warp RMSNorm kernel (1024 rows and more); 2 x 2056: the block-per-row one with 2 (bf16) or
+    // 4 (fp32) vectors per thread; 3 x 9000: rows too long for it
+    int shapes[][2] = {{1, 1}, {1, 13}, {7, 67}, {3, 129}, {6, 20}, {9, 64}, {5, 520}, {2, 1536}, {1030, 136},
+                       {2, 2056}, {3, 9000}};
     for (const auto &s : shapes)
         for (align_mode mode : {ALIGNED, WEIGHT_OFF, ACT_OFF}) {
             bool with_stats = !(s[0] == 9 && mode == ALIGNED); // once without rstd / mean
@@ -108,6 +123,7 @@ int main(void) {
     for (int d = 0; d < 2; d++)
         EXPECT(vec_launches[d] > 0 && scalar_launches[d] > 0, "%s: %d vector and %d scalar launches (want both)",
                d ? "bf16" : "f32", vec_launches[d], scalar_launches[d]);
+    for (int K : {0, 1, 2, 4}) EXPECT(row_launches[K] > 0, "no RMSNorm launch with norm_row_vectors %d", K);
     printf("launches: f32 %d vector, %d scalar; bf16 %d vector, %d scalar\n", vec_launches[0], scalar_launches[0],
            vec_launches[1], scalar_launches[1]);
     for (const emu_stats *st : {&rms_f32, &rms_bf16, &ln_f32, &ln_bf16, &stats_st}) emu_stats_print(*st);

@@ -1,6 +1,15 @@
 // C API of the optimizer kernels (adamw.cuh).
 #include "kernels/cuda/adamw.cuh"
 
+template <typename G>
+static void adamw_launch(float *p, bf16 *p_bf16, const G *g, float *m, float *v, int64_t N, const AdamWConsts &c,
+                         const float *coef, cudaStream_t stream) {
+    if (adamw_vec_ok(p, p_bf16, g, m, v))
+        adamw_kernel<G, ADAMW_VEC>
+            <<<grid_for(N / ADAMW_VEC + 1, 256, 8192), 256, 0, stream>>>(p, p_bf16, g, m, v, N, c, coef);
+    else adamw_kernel<G, 1><<<grid_for(N, 256, 8192), 256, 0, stream>>>(p, p_bf16, g, m, v, N, c, coef);
+}
+
 extern "C" int cuda_adamw_step(float *params, void *params_bf16, const void *grads, cuda_dtype gdt, float *m, float *v,
                                int64_t N, double lr, double beta1, double beta2, double eps, double weight_decay,
                                int64_t step, const float *grad_coef, cuda_stream stream) {
@@ -15,13 +24,8 @@ extern "C" int cuda_adamw_step(float *params, void *params_bf16, const void *gra
     c.neg_step_size = (float)(-(lr / (1.0 - pow(beta1, t))));
     c.bc2_sqrt = (float)sqrt(1.0 - pow(beta2, t));
     c.eps = (float)eps;
-    unsigned grid = grid_for(N, 256, 8192);
-    if (gdt == CUDA_BF16)
-        adamw_kernel<bf16><<<grid, 256, 0, stream>>>(params, (bf16 *)params_bf16, (const bf16 *)grads, m, v, N, c,
-                                                      grad_coef);
-    else
-        adamw_kernel<float><<<grid, 256, 0, stream>>>(params, (bf16 *)params_bf16, (const float *)grads, m, v, N, c,
-                                                       grad_coef);
+    if (gdt == CUDA_BF16) adamw_launch(params, (bf16 *)params_bf16, (const bf16 *)grads, m, v, N, c, grad_coef, stream);
+    else adamw_launch(params, (bf16 *)params_bf16, (const float *)grads, m, v, N, c, grad_coef, stream);
     CUDA_LAUNCHED("adamw_step over %lld elements", (long long)N);
     return 0;
 }
@@ -39,13 +43,17 @@ extern "C" int cuda_grad_norm(double *norm, const void *grads, cuda_dtype gdt, i
     CHECK_OR_FAIL(chunks <= INT32_MAX, "grad_norm: %lld elements are too many", (long long)N);
     double *partial = (double *)scratch;
     if (chunks > 0) {
-        if (gdt == CUDA_BF16)
-            grad_sq_kernel<bf16><<<(unsigned)chunks, CLIP_THREADS, 0, stream>>>(partial, (const bf16 *)grads, N);
-        else
-            grad_sq_kernel<float><<<(unsigned)chunks, CLIP_THREADS, 0, stream>>>(partial, (const float *)grads, N);
+        unsigned grid = (unsigned)chunks;
+        if (gdt == CUDA_BF16 && aligned16(grads))
+            grad_sq_kernel<bf16, 8><<<grid, CLIP_THREADS, 0, stream>>>(partial, (const bf16 *)grads, N);
+        else if (gdt == CUDA_BF16)
+            grad_sq_kernel<bf16, 1><<<grid, CLIP_THREADS, 0, stream>>>(partial, (const bf16 *)grads, N);
+        else if (aligned16(grads))
+            grad_sq_kernel<float, 4><<<grid, CLIP_THREADS, 0, stream>>>(partial, (const float *)grads, N);
+        else grad_sq_kernel<float, 1><<<grid, CLIP_THREADS, 0, stream>>>(partial, (const float *)grads, N);
         CUDA_LAUNCHED("grad_norm: partial sums over %lld elements", (long long)N);
     }
-    grad_norm_finish_kernel<<<1, 1, 0, stream>>>(norm, partial, chunks);
+    grad_norm_finish_kernel<<<1, CLIP_THREADS, 0, stream>>>(norm, partial, chunks);
     CUDA_LAUNCHED("grad_norm: total");
     return 0;
 }

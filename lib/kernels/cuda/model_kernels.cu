@@ -87,30 +87,51 @@ static int gated_check(const char *what, cuda_dtype dt, int T, int I, act_kind a
     return 0;
 }
 
+// The gated kernels' grid for W columns per thread.
+static dim3 gated_grid(int T, int I, int W) {
+    int per_block = GATED_THREADS * W;
+    return dim3((unsigned)((I + per_block - 1) / per_block), (unsigned)(T < GATED_ROW_CAP ? T : GATED_ROW_CAP));
+}
+
+template <typename T>
+static int gated_forward(T *out, const T *gu, int rows, int I, act_kind act, cudaStream_t stream) {
+    constexpr int VW = VecWidth<T>::value;
+    if (I % VW == 0 && aligned16(out) && aligned16(gu))
+        gated_rows_kernel<T, VW><<<gated_grid(rows, I, VW), GATED_THREADS, 0, stream>>>(out, gu, rows, I, act);
+    else gated_rows_kernel<T, 1><<<gated_grid(rows, I, 1), GATED_THREADS, 0, stream>>>(out, gu, rows, I, act);
+    CUDA_LAUNCHED("gated_rows_forward %d x %d", rows, I);
+    return 0;
+}
+
+template <typename T>
+static int gated_backward(T *dgu, T *act_out, const T *dout, const T *gu, int rows, int I, act_kind act,
+                          cudaStream_t stream) {
+    constexpr int VW = VecWidth<T>::value;
+    if (I % VW == 0 && aligned16(dgu) && aligned16(dout) && aligned16(gu) && (!act_out || aligned16(act_out)))
+        gated_rows_backward_kernel<T, VW>
+            <<<gated_grid(rows, I, VW), GATED_THREADS, 0, stream>>>(dgu, act_out, dout, gu, rows, I, act);
+    else
+        gated_rows_backward_kernel<T, 1>
+            <<<gated_grid(rows, I, 1), GATED_THREADS, 0, stream>>>(dgu, act_out, dout, gu, rows, I, act);
+    CUDA_LAUNCHED("gated_rows_backward %d x %d", rows, I);
+    return 0;
+}
+
 extern "C" int cuda_gated_rows_forward(cuda_dtype dt, void *out, const void *gu, int T, int I, act_kind act,
                                        cuda_stream stream) {
     TRY(gated_check("gated_rows_forward", dt, T, I, act));
     if (T == 0) return 0;
-    unsigned grid = (unsigned)(T < ROW_GRID_CAP ? T : ROW_GRID_CAP);
-    if (dt == CUDA_BF16) gated_rows_kernel<<<grid, ROW_THREADS, 0, stream>>>((bf16 *)out, (const bf16 *)gu, T, I, act);
-    else gated_rows_kernel<<<grid, ROW_THREADS, 0, stream>>>((float *)out, (const float *)gu, T, I, act);
-    CUDA_LAUNCHED("gated_rows_forward %d x %d", T, I);
-    return 0;
+    if (dt == CUDA_BF16) return gated_forward((bf16 *)out, (const bf16 *)gu, T, I, act, stream);
+    return gated_forward((float *)out, (const float *)gu, T, I, act, stream);
 }
 
-extern "C" int cuda_gated_rows_backward(cuda_dtype dt, void *dgu, const void *dout, const void *gu, int T, int I,
-                                        act_kind act, cuda_stream stream) {
+extern "C" int cuda_gated_rows_backward(cuda_dtype dt, void *dgu, void *act_out, const void *dout, const void *gu,
+                                        int T, int I, act_kind act, cuda_stream stream) {
     TRY(gated_check("gated_rows_backward", dt, T, I, act));
     if (T == 0) return 0;
-    unsigned grid = (unsigned)(T < ROW_GRID_CAP ? T : ROW_GRID_CAP);
     if (dt == CUDA_BF16)
-        gated_rows_backward_kernel<<<grid, ROW_THREADS, 0, stream>>>((bf16 *)dgu, (const bf16 *)dout, (const bf16 *)gu, T,
-                                                                     I, act);
-    else
-        gated_rows_backward_kernel<<<grid, ROW_THREADS, 0, stream>>>((float *)dgu, (const float *)dout,
-                                                                     (const float *)gu, T, I, act);
-    CUDA_LAUNCHED("gated_rows_backward %d x %d", T, I);
-    return 0;
+        return gated_backward((bf16 *)dgu, (bf16 *)act_out, (const bf16 *)dout, (const bf16 *)gu, T, I, act, stream);
+    return gated_backward((float *)dgu, (float *)act_out, (const float *)dout, (const float *)gu, T, I, act, stream);
 }
 
 // ----------------------------------------------------------------------------

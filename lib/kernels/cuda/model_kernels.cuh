@@ -9,6 +9,8 @@
 
 #define COL_ROWS 64       // rows per partial column sum
 #define COL_THREADS 256   // columns per block of the partial sums
+#define GATED_THREADS 128 // threads per block of the gated activation kernels
+#define GATED_ROW_CAP 65535 // rows per grid of the gated activation kernels (grid-stride beyond)
 
 // ----------------------------------------------------------------------------
 // conversion and fills
@@ -78,25 +80,47 @@ __device__ __forceinline__ float act_grad_apply(float x, act_kind act) {
     return 1.0f;
 }
 
-// One block per row (grid-stride), threads over the I columns.
-template <typename T> __global__ void gated_rows_kernel(T *out, const T *gu, int rows, int I, act_kind act) {
-    for (int t = blockIdx.x; t < rows; t += gridDim.x) {
-        const T *g = gu + (int64_t)t * 2 * I, *u = g + I;
-        T *o = out + (int64_t)t * I;
-        for (int i = threadIdx.x; i < I; i += blockDim.x) o[i] = from_f32<T>(act_apply(to_f32(g[i]), act) * to_f32(u[i]));
+// grid (ceil(I / (W * GATED_THREADS)), rows (grid-stride)): each thread takes W consecutive columns of a row,
+// in one 16-byte access per operand when W is the vector width (the launcher checks I % W and the alignment).
+template <typename T, int W>
+__global__ void __launch_bounds__(GATED_THREADS) gated_rows_kernel(T *out, const T *gu, int rows, int I, act_kind act) {
+    int i = (blockIdx.x * GATED_THREADS + threadIdx.x) * W;
+    if (i >= I) return;
+    for (int t = blockIdx.y; t < rows; t += gridDim.y) {
+        const T *g = gu + (int64_t)t * 2 * I + i;
+        float x[W], y[W], o[W];
+        load_f32<T, W>(x, g);
+        load_f32<T, W>(y, g + I);
+#pragma unroll
+        for (int k = 0; k < W; k++) o[k] = act_apply(x[k], act) * y[k];
+        store_f32<T, W>(out + (int64_t)t * I + i, o);
     }
 }
 
-template <typename T>
-__global__ void gated_rows_backward_kernel(T *dgu, const T *dout, const T *gu, int rows, int I, act_kind act) {
-    for (int t = blockIdx.x; t < rows; t += gridDim.x) {
-        const T *g = gu + (int64_t)t * 2 * I, *u = g + I, *d = dout + (int64_t)t * I;
-        T *dg = dgu + (int64_t)t * 2 * I, *du = dg + I;
-        for (int i = threadIdx.x; i < I; i += blockDim.x) {
-            float x = to_f32(g[i]), y = to_f32(u[i]), dy = to_f32(d[i]);
-            dg[i] = from_f32<T>(act_grad_apply(x, act) * y * dy);
-            du[i] = from_f32<T>(act_apply(x, act) * dy);
+// The backward on gated_rows_kernel's grid: dgu = (d gate, d up) from dout. act_out, when given, receives the
+// forward's output too (the same bits as gated_rows_kernel), so a backward that did not keep it reads gate|up once.
+template <typename T, int W>
+__global__ void __launch_bounds__(GATED_THREADS)
+    gated_rows_backward_kernel(T *dgu, T *act_out, const T *dout, const T *gu, int rows, int I, act_kind act) {
+    int i = (blockIdx.x * GATED_THREADS + threadIdx.x) * W;
+    if (i >= I) return;
+    for (int t = blockIdx.y; t < rows; t += gridDim.y) {
+        const T *g = gu + (int64_t)t * 2 * I + i;
+        T *dg = dgu + (int64_t)t * 2 * I + i;
+        float x[W], y[W], dy[W], dgv[W], duv[W], o[W];
+        load_f32<T, W>(x, g);
+        load_f32<T, W>(y, g + I);
+        load_f32<T, W>(dy, dout + (int64_t)t * I + i);
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            float a = act_apply(x[k], act);
+            dgv[k] = act_grad_apply(x[k], act) * y[k] * dy[k];
+            duv[k] = a * dy[k];
+            o[k] = a * y[k];
         }
+        store_f32<T, W>(dg, dgv);
+        store_f32<T, W>(dg + I, duv);
+        if (act_out) store_f32<T, W>(act_out + (int64_t)t * I + i, o);
     }
 }
 

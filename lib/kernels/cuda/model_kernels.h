@@ -45,9 +45,11 @@ int cuda_copy_rows(cuda_dtype ddt, void *dst, int64_t ldd, const int *dst_rows, 
 // out (T, I) = act(gate) * up, where row t of gu (T, 2*I) holds gate in columns [0, I) and up in [I, 2*I)
 // (one GEMM against the stacked gate_proj / up_proj weights); as gated_activation_forward per element.
 int cuda_gated_rows_forward(cuda_dtype dt, void *out, const void *gu, int T, int I, act_kind act, cuda_stream stream);
-// dgu (T, 2*I) is written with (d gate, d up) from dout (T, I), as gated_activation_backward per element.
-int cuda_gated_rows_backward(cuda_dtype dt, void *dgu, const void *dout, const void *gu, int T, int I, act_kind act,
-                             cuda_stream stream);
+// dgu (T, 2*I) is written with (d gate, d up) from dout (T, I), as gated_activation_backward per element;
+// act_out (T, I), unless NULL, with the forward's output (bit for bit cuda_gated_rows_forward's), for a backward
+// that recomputes it: gate|up is read once for both.
+int cuda_gated_rows_backward(cuda_dtype dt, void *dgu, void *act_out, const void *dout, const void *gu, int T, int I,
+                             act_kind act, cuda_stream stream);
 
 // ----------------------------------------------------------------------------
 // backward kernels

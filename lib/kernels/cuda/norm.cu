@@ -4,6 +4,16 @@
 // ----------------------------------------------------------------------------
 // RMSNorm
 
+// rmsnorm_row_kernel with K vectors of W per thread (norm_row_vectors).
+template <typename T, int W>
+static void rmsnorm_rows(int K, T *out, float *rstd, const T *inp, const float *weight, int rows, int C, float eps,
+                         cudaStream_t stream) {
+    dim3 grid((unsigned)rows), block((unsigned)norm_row_threads(C, W, K));
+    if (K == 1) rmsnorm_row_kernel<T, W, 1><<<grid, block, 0, stream>>>(out, rstd, inp, weight, C, eps);
+    else if (K == 2) rmsnorm_row_kernel<T, W, 2><<<grid, block, 0, stream>>>(out, rstd, inp, weight, C, eps);
+    else rmsnorm_row_kernel<T, W, 4><<<grid, block, 0, stream>>>(out, rstd, inp, weight, C, eps);
+}
+
 template <typename T>
 static int rmsnorm_launch(void *out, float *rstd, const void *inp, const float *weight, int T_, int C, float eps,
                           cudaStream_t stream) {
@@ -13,7 +23,10 @@ static int rmsnorm_launch(void *out, float *rstd, const void *inp, const float *
     dim3 block(32 * NORM_ROWS_PER_BLOCK);
     T *o = (T *)out;
     const T *x = (const T *)inp;
-    if (vec) rmsnorm_kernel<T, VW><<<grid, block, 0, stream>>>(o, rstd, x, weight, T_, C, eps);
+    int K = norm_row_vectors(T_, C, vec ? VW : 1);
+    if (K > 0 && vec) rmsnorm_rows<T, VW>(K, o, rstd, x, weight, T_, C, eps, stream);
+    else if (K > 0) rmsnorm_rows<T, 1>(K, o, rstd, x, weight, T_, C, eps, stream);
+    else if (vec) rmsnorm_kernel<T, VW><<<grid, block, 0, stream>>>(o, rstd, x, weight, T_, C, eps);
     else rmsnorm_kernel<T, 1><<<grid, block, 0, stream>>>(o, rstd, x, weight, T_, C, eps);
     CUDA_LAUNCHED("rmsnorm_forward %d x %d", T_, C);
     return 0;

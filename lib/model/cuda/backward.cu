@@ -4,17 +4,19 @@
 //   tensor-core kernels in bf16 with head dim 64/80/128, else per-segment GEMMs over materialised scores;
 //   cuda_ctx_set_attention_backward), rotary, fused q|k|v_proj with bias, RMSNorm -> embedding rows of text
 //   tokens.
-// Weight gradients accumulate in fp32 through cuBLASLt's beta = 1 (bf16 inputs, fp32 output); the column
-// sums (norm weights, biases) and the embedding rows go in a fixed order. Then the norm and AdamW passes over
-// the whole gradient range (the clipping coefficient is applied inside the AdamW pass). Dimension letters as
-// in model/cuda/model.h.
+// Weight gradients accumulate in fp32 through cuBLASLt's beta = 1 (bf16 inputs, fp32 output), except that the
+// first backward after cuda_llm_train_zero writes the projection weights' gradients (beta 0: that zero skips
+// them, 5.2 of the 2B model's 6.2 GB); the column sums (norm weights, biases) and the embedding rows go in a
+// fixed order. Then the norm and AdamW passes over the whole gradient range (the clipping coefficient is
+// applied inside the AdamW pass). Dimension letters as in model/cuda/model.h.
 #include "model/cuda/backward.h"
 #include "model/cuda/internal.cuh"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define LB_ROWS 4096   // rows per log-prob backward block
+#define LB_ROWS 8192   // rows per log-prob backward block (8x1024 tokens in one: the fp32 lm_head gradient is
+                       // read and written once per vocabulary chunk, not once per block)
 #define LB_VCHUNK 4096 // vocabulary entries per chunk
 
 // ----------------------------------------------------------------------------
@@ -126,12 +128,40 @@ size_t cuda_llm_train_bytes(const cuda_llm_train *tr) {
     return tr->acts.bytes + tr->state_bytes + tr->bytes + tr->attn_ws_bytes;
 }
 
+// The gradients the next backward's GEMMs write whole (beta 0) rather than add to: the layers' projection weights.
+static bool written_by_gemm(size_t field) {
+    return field == offsetof(cuda_weights, qkv_w) || field == offsetof(cuda_weights, o_w) ||
+           field == offsetof(cuda_weights, gu_w) || field == offsetof(cuda_weights, down_w);
+}
+
+// Zeroes the gradients of LLM tensors where written_by_gemm(field) equals gemm_written.
+static int zero_grads(cuda_model *gm, cuda_llm_train *tr, bool gemm_written) {
+    for (int i = 0; i < gm->n_specs; i++) {
+        const cuda_param *p = &gm->specs[i];
+        if (p->group != MAYE_PARAM_LLM || written_by_gemm(p->field) != gemm_written) continue;
+        float *g = tr->grads + (p->offset - gm->group_off[MAYE_PARAM_LLM]);
+        CUDA_TRY(cudaMemsetAsync(g, 0, p->numel * (size_t)p->count * sizeof(float), gm->stream),
+                 "zeroing the gradients");
+    }
+    return 0;
+}
+
+// A step without a backward since cuda_llm_train_zero: the gradients it left for that backward become zeros.
+static int settle_fresh(cuda_model *gm, cuda_llm_train *tr) {
+    if (!tr->fresh) return 0;
+    tr->fresh = false;
+    return zero_grads(gm, tr, true);
+}
+
+// Zeroes every gradient but those the first backward writes (5.2 of the 6.2 GB of a 2B model are not touched);
+// until that backward, tr->fresh tells it to write them.
 int cuda_llm_train_zero(cuda_model *gm, cuda_llm_train *tr) {
     GmIdleOnReturn idle_on_return{gm};
     tr->clipped = false;
     gm_phase(gm, "optimizer");
     gm_mark(gm, "zero_grads");
-    CUDA_TRY(cudaMemsetAsync(tr->grads, 0, tr->n * sizeof(float), gm->stream), "zeroing the gradients");
+    TRY(zero_grads(gm, tr, false));
+    tr->fresh = true;
     return 0;
 }
 
@@ -156,24 +186,23 @@ static int layer_backward(cuda_model *gm, cuda_llm_train *tr, int l, const Layer
     float *g_o = glayer((float *)tr->g.o_w, l, Cz * HD), *g_qkv = glayer((float *)tr->g.qkv_w, l, QKVz * Cz);
     float *g_qkvb = glayer((float *)tr->g.qkv_b, l, QKVz), *g_ln1 = glayer((float *)tr->g.ln1_w, l, Cz);
     float *g_ln2 = glayer((float *)tr->g.ln2_w, l, Cz);
+    float wbeta = tr->fresh ? 0.0f : 1.0f; // the four weight GEMMs write their gradients after a zero, else add
 
-    // MLP: x_out = h + down(act), act = silu(gate) * up, gate|up = gu_proj(ln2), ln2 = rmsnorm(h)
-    if (a->keep == 1) {
-        gm_mark(gm, "silu_mul");
-        TRY(cuda_gated_rows_forward(dt, a->act, la.gu, T, I, ACT_SILU, s));
-    }
+    // MLP: x_out = h + down(act), act = silu(gate) * up, gate|up = gu_proj(ln2), ln2 = rmsnorm(h). With keep 1 the
+    // forward's act (one buffer for all layers) is gone: the activation backward rebuilds it in the same pass,
+    // before down_proj's weight gradient reads it; after a recompute (keep 2) it is this layer's already.
     gm_mark(gm, "down_proj_dx");
     TRY(cuda_gemm(ctx, dt, dt, 0, 0, T, I, C, 1.0f, tr->dres, C, gm_layer(gm, w->down_w, l, Cz * Iz), I, 0.0f, tr->dact,
                   I, s));
-    gm_mark(gm, "down_proj_dw");
-    TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, C, I, T, 1.0f, tr->dres, C, a->act, I, 1.0f, g_down, I, s));
     gm_mark(gm, "silu_mul_grad");
-    TRY(cuda_gated_rows_backward(dt, tr->dgu, tr->dact, la.gu, T, I, ACT_SILU, s));
+    TRY(cuda_gated_rows_backward(dt, tr->dgu, a->keep == 1 ? a->act : NULL, tr->dact, la.gu, T, I, ACT_SILU, s));
+    gm_mark(gm, "down_proj_dw");
+    TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, C, I, T, 1.0f, tr->dres, C, a->act, I, wbeta, g_down, I, s));
     gm_mark(gm, "gate_up_proj_dx");
     TRY(cuda_gemm(ctx, dt, dt, 0, 0, T, C, 2 * I, 1.0f, tr->dgu, 2 * I, gm_layer(gm, w->gu_w, l, 2 * Iz * Cz), C, 0.0f,
                   tr->dln, C, s));
     gm_mark(gm, "gate_up_proj_dw");
-    TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, 2 * I, C, T, 1.0f, tr->dgu, 2 * I, la.ln2, C, 1.0f, g_gu, C, s));
+    TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, 2 * I, C, T, 1.0f, tr->dgu, 2 * I, la.ln2, C, wbeta, g_gu, C, s));
     gm_mark(gm, "ln2_grad");
     TRY(cuda_rmsnorm_backward(dt, tr->dres, g_ln2, tr->dln, la.h, gm_layer(gm, w->ln2_w, l, Cz), la.rstd2, T, C,
                               tr->col_scratch, s));
@@ -183,7 +212,7 @@ static int layer_backward(cuda_model *gm, cuda_llm_train *tr, int l, const Layer
     TRY(cuda_gemm(ctx, dt, dt, 0, 0, T, HD, C, 1.0f, tr->dres, C, gm_layer(gm, w->o_w, l, Cz * HD), HD, 0.0f, tr->datt,
                   HD, s));
     gm_mark(gm, "o_proj_dw");
-    TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, C, HD, T, 1.0f, tr->dres, C, la.att, HD, 1.0f, g_o, HD, s));
+    TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, C, HD, T, 1.0f, tr->dres, C, la.att, HD, wbeta, g_o, HD, s));
     gm_mark(gm, "attention_grad");
     if (attn_flash(gm)) {
         AttnPlan ap = llm_packed_plan(gm, a, l);
@@ -213,7 +242,7 @@ static int layer_backward(cuda_model *gm, cuda_llm_train *tr, int l, const Layer
     TRY(cuda_gemm(ctx, dt, dt, 0, 0, T, C, QKV, 1.0f, tr->dqkv, QKV, gm_layer(gm, w->qkv_w, l, QKVz * Cz), C, 0.0f,
                   tr->dln, C, s));
     gm_mark(gm, "qkv_proj_dw");
-    TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, QKV, C, T, 1.0f, tr->dqkv, QKV, la.ln1, C, 1.0f, g_qkv, C, s));
+    TRY(cuda_gemm(ctx, dt, CUDA_F32, 1, 0, QKV, C, T, 1.0f, tr->dqkv, QKV, la.ln1, C, wbeta, g_qkv, C, s));
     gm_mark(gm, "bias_grad");
     TRY(cuda_bias_backward(g_qkvb, dt, tr->dqkv, T, QKV, QKV, tr->col_scratch, s));
     gm_mark(gm, "ln1_grad");
@@ -350,6 +379,7 @@ int cuda_llm_backward(cuda_model *gm, cuda_llm_train *tr, const cuda_llm_batch *
         }
         if (layer_backward(gm, tr, l, la, x_in) < 0) return maye_fail_ctx("backward of layer %d", l);
     }
+    tr->fresh = false; // every layer's projection gradients are written: the next micro-batch adds
 
     // embeddings: the text rows into the table
     gm_mark(gm, "embed_grad");
@@ -365,6 +395,7 @@ int cuda_llm_clip(cuda_model *gm, cuda_llm_train *tr, double max_norm, double *n
     GmIdleOnReturn idle_on_return{gm};
     gm_phase(gm, "optimizer");
     gm_mark(gm, "grad_norm");
+    TRY(settle_fresh(gm, tr));
     TRY(cuda_grad_norm(tr->norm, tr->grads, CUDA_F32, (int64_t)tr->n, tr->clip_scratch, gm->stream));
     TRY(cuda_grad_clip_coef(tr->clip_coef, tr->norm, max_norm, gm->stream)); // applied by cuda_llm_adamw
     tr->clipped = true;
@@ -383,6 +414,7 @@ int cuda_llm_adamw(cuda_model *gm, cuda_llm_train *tr, const maye_adamw_hparams 
     GmIdleOnReturn idle_on_return{gm};
     gm_phase(gm, "optimizer");
     gm_mark(gm, "adamw");
+    TRY(settle_fresh(gm, tr));
     return cuda_adamw_step(params, params_bf16, tr->grads, CUDA_F32, tr->m, tr->v, (int64_t)tr->n, lr, hp->beta1,
                            hp->beta2, hp->eps, hp->weight_decay, tr->step, coef, gm->stream);
 }

@@ -41,6 +41,8 @@ typedef struct {
     int64_t step;         // optimizer steps taken
     double *norm;         // (1) device: the last gradient norm
     float *clip_coef;     // (1) device: the clipping coefficient of that norm
+    bool fresh;           // cuda_llm_train_zero left the projection weights' gradients for the next backward to
+                          // write (beta 0); that backward clears it, and later ones add
     bool clipped;         // cuda_llm_clip ran since the last zero / AdamW step: AdamW applies clip_coef
     void *clip_scratch;   // cuda_grad_norm_scratch_bytes(N)
     void *state;          // grads, moments, norm and the clipping scratch: one allocation
@@ -76,6 +78,8 @@ typedef struct {
 // state and the backward's workspace. In bf16 mode the model needs its fp32 master weights.
 int cuda_llm_train_init(cuda_llm_train *tr, cuda_model *gm, int T_cap, int B_cap, bool recompute);
 void cuda_llm_train_free(cuda_llm_train *tr);
+// Zeroes the gradients for the next optimizer step (the projection weights' lazily: the next backward writes
+// them instead of adding, or the next clip / AdamW zeroes them when no backward came).
 int cuda_llm_train_zero(cuda_model *gm, cuda_llm_train *tr);
 // After cuda_llm_forward(gm, b, &tr->acts) and cuda_llm_logprobs(.., targets, temperature, logprobs, ..): adds
 // dL/dweights of the language model to tr->grads, where dlogprobs (T, host) = dL/dlogprobs[t] (rows with
