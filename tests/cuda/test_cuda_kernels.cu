@@ -3,8 +3,10 @@
 // epilogue, into another buffer and in place), the general GEMM in every transpose
 // combination, embedding, RMSNorm, LayerNorm (their weights and
 // biases fp32 in both modes, as the GPU model keeps them), the activations plain and gated (in place too),
-// the M-RoPE and vision rotary tables, the rotation with strided rows, and the rotation with KV-cache writes
-// (equal to the bit to the rotation followed by row copies).
+// the M-RoPE and vision rotary tables, the rotation with strided rows (equal to the bit to the host's rotation with
+// the kernels' FMA rounding; forward and backward, the 16-byte vector variant equal to the bit to the one-pair one on
+// a copy one element off), and the rotation with KV-cache writes
+// (equal to the bit to the rotation followed by row copies, with the cache rows aligned and not).
 // Every GPU output is poisoned with NaN before the call. Exits 77 without a GPU.
 #include "cuda_test.h"
 
@@ -180,7 +182,9 @@ static void test_activations(void) {
 // normalisation
 
 static void test_norms(void) {
-    int shapes[][2] = {{1, 1}, {1, 13}, {7, 67}, {3, 129}, {5, 1536}, {9, 64}, {0, 8}};
+    // rows < 1024: RMSNorm's block-per-row kernel (2 x 2056: two or four vectors per thread; 3 x 9000: too long,
+    // the warp kernel); 1030 rows: the warp kernel
+    int shapes[][2] = {{1, 1}, {1, 13}, {7, 67}, {3, 129}, {5, 1536}, {9, 64}, {0, 8}, {2, 2056}, {3, 9000}, {1030, 136}};
     for (cuda_dtype dt : DTYPES) {
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
             int T = shapes[s][0], C = shapes[s][1];
@@ -223,6 +227,36 @@ static void test_norms(void) {
 // ----------------------------------------------------------------------------
 // rotary embeddings
 
+// got and want (n device elements of dtype dt) equal to the bit; prints the first differing index and both values.
+static void expect_same_dev(const char *name, const void *got, const void *want, int64_t n, cuda_dtype dt) {
+    size_t es = dt_size(dt);
+    std::vector<unsigned char> hg((size_t)n * es), hw((size_t)n * es);
+    CUDA_CHECK(cudaMemcpy(hg.data(), got, hg.size(), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(hw.data(), want, hw.size(), cudaMemcpyDeviceToHost));
+    int64_t bad = 0, first = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&hg[(size_t)i * es], &hw[(size_t)i * es], es) && bad++ == 0) first = i;
+    if (bad == 0) return;
+    float *fg = dev_to_f32(got, n, dt), *fw = dev_to_f32(want, n, dt);
+    EXPECT(bad == 0, "%s: %lld of %lld elements differ, first [%lld]: got %.9g want %.9g", name, (long long)bad,
+           (long long)n, (long long)first, (double)fg[first], (double)fw[first]);
+    free(fg), free(fw);
+}
+
+// x (T rows of stride ld, NH heads of D) rotated in place as the rotation kernels round it (rope_pairs in
+// kernels/cuda/common.cuh): lo = fmaf(a, c, -(b s)), hi = fmaf(a, s, b c), then rounded to dt.
+static void rope_fused(float *x, const float *c, const float *sn, int T, int NH, int D, int64_t ld, cuda_dtype dt) {
+    int half = D / 2;
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < half; i++) {
+                float *v = x + t * ld + (int64_t)h * D, a = v[i], b = v[i + half];
+                float cc = c[(int64_t)t * half + i], s = sn[(int64_t)t * half + i];
+                v[i] = fmaf(a, cc, -(b * s)), v[i + half] = fmaf(a, s, b * cc);
+            }
+    round_to(x, T * ld, dt);
+}
+
 static void test_rope(void) {
     struct {
         int T, D, ld, sec[3];
@@ -260,32 +294,51 @@ static void test_rope(void) {
         free(gc), free(gs), free(rc), free(rs);
         dev_free(dh), dev_free(dwp), dev_free(dc), dev_free(ds);
     }
-    // rotation of strided rows: the padding after NH * D must stay as it was
+    // rotation of strided rows: the padding after NH * D must stay as it was, and the values must equal the fused
+    // rounding of rope_fused. Aligned rows whose half-dim and stride are multiples of the vector width (pad 0 or 8;
+    // D 24: fp32 only) take the 16-byte vector variant; the same rotation, forward and backward, of a copy one element
+    // off (the one-pair variant) must give the same bits.
     for (cuda_dtype dt : DTYPES) {
-        int shapes[][3] = {{5, 3, 14}, {17, 16, 128}, {1, 1, 2}};
-        for (size_t s = 0; s < 3; s++) {
+        // T, NH, D, pad (elements after NH * D in each row)
+        int shapes[][4] = {{5, 3, 14, 3}, {17, 16, 128, 3}, {1, 1, 2, 3}, {17, 16, 128, 0}, {9, 16, 80, 8},
+                           {4, 4, 24, 0}};
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
             int T = shapes[s][0], NH = shapes[s][1], D = shapes[s][2], half = D / 2;
-            int64_t ld = (int64_t)NH * D + 3, n = T * ld;
+            int64_t ld = (int64_t)NH * D + shapes[s][3], n = T * ld;
+            size_t es = dt_size(dt);
             float *x = host_randn(n, 1), *c = host_randn((int64_t)T * half, 1), *sn = host_randn((int64_t)T * half, 1);
             round_to(x, n, dt);
             float *ref = (float *)xmalloc(sizeof(float) * (size_t)n);
             memcpy(ref, x, sizeof(float) * (size_t)n);
             rope_forward(ref, c, sn, T, NH, D, ld);
             round_to(ref, n, dt);
-            void *dx = dev_from_f32(x, n, dt);
+            void *dx = dev_from_f32(x, n, dt), *dx1 = dev_alloc((size_t)(n + 1) * es);
+            CUDA_CHECK(cudaMemcpy((char *)dx1 + es, dx, (size_t)n * es, cudaMemcpyDeviceToDevice));
             float *dc = (float *)dev_from_f32(c, (int64_t)T * half, CUDA_F32), *ds = (float *)dev_from_f32(sn, (int64_t)T * half, CUDA_F32);
+            char shape[96];
+            snprintf(shape, sizeof shape, "%s T %d NH %d D %d ld %lld", dt_name(dt), T, NH, D, (long long)ld);
             EXPECT_GPU_OK(cuda_rope_forward(dt, dx, dc, ds, T, NH, D, ld, NULL));
             float *got = dev_to_f32(dx, n, dt);
-            expect_close(what("rope %s T %d NH %d D %d ld %lld", dt_name(dt), T, NH, D, (long long)ld), got, ref, n,
-                         dt == CUDA_BF16 ? 1e-2 : 1e-5);
+            expect_close(what("rope %s", shape), got, ref, n, dt == CUDA_BF16 ? 1e-2 : 1e-5);
+            memcpy(ref, x, sizeof(float) * (size_t)n);
+            rope_fused(ref, c, sn, T, NH, D, ld, dt);
+            expect_close(what("rope %s against fmaf(a, c, -(b s)), fmaf(a, s, b c)", shape), got, ref, n, 0);
+            EXPECT_GPU_OK(cuda_rope_forward(dt, (char *)dx1 + es, dc, ds, T, NH, D, ld, NULL));
+            expect_same_dev(what("rope %s, one element off", shape), (char *)dx1 + es, dx, n, dt);
+            EXPECT_GPU_OK(cuda_rope_backward(dt, dx, dc, ds, T, NH, D, ld, NULL));
+            EXPECT_GPU_OK(cuda_rope_backward(dt, (char *)dx1 + es, dc, ds, T, NH, D, ld, NULL));
+            expect_same_dev(what("rope backward %s, one element off", shape), (char *)dx1 + es, dx, n, dt);
             free(got), free(x), free(c), free(sn), free(ref);
-            dev_free(dx), dev_free(dc), dev_free(ds);
+            dev_free(dx), dev_free(dx1), dev_free(dc), dev_free(ds);
         }
     }
-    // the rotation of fused q|k|v rows with the KV-cache writes: equal to the bit to the rotation + row copies
-    for (cuda_dtype dt : DTYPES) {
+    // the rotation of fused q|k|v rows with the KV-cache writes: equal to the bit to the rotation + row copies (the
+    // rotation takes the vector variant; the cache rows of stride KV * D + 3 make the one-pair one, those of KV * D
+    // the vector one)
+    for (int v = 0; v < 4; v++) {
+        cuda_dtype dt = DTYPES[v / 2];
         int T = 37, H = 7, KV = 1, D = 64, half = D / 2, KVD = KV * D, R = 50;
-        int64_t ld = (int64_t)(H + 2 * KV) * D + 8, ldc = KVD + 3, n = T * ld, nc = (int64_t)R * ldc;
+        int64_t ld = (int64_t)(H + 2 * KV) * D + 8, ldc = KVD + (v % 2 ? 0 : 3), n = T * ld, nc = (int64_t)R * ldc;
         float *x = host_randn(n, 1), *c = host_randn((int64_t)T * half, 1), *sn = host_randn((int64_t)T * half, 1);
         std::vector<int> rows(T);
         for (int t = 0; t < T; t++) rows[t] = (t * 7 + 3) % R;
@@ -307,12 +360,10 @@ static void test_rope(void) {
             void *got, *want;
             int64_t n;
         } outs[3] = {{"qkv", dy, dx, n}, {"cache_k", gk, wk, nc}, {"cache_v", gv, wv, nc}};
-        for (const auto &o : outs) {
-            std::vector<unsigned char> hg((size_t)o.n * es), hw((size_t)o.n * es);
-            CUDA_CHECK(cudaMemcpy(hg.data(), o.got, hg.size(), cudaMemcpyDeviceToHost));
-            CUDA_CHECK(cudaMemcpy(hw.data(), o.want, hw.size(), cudaMemcpyDeviceToHost));
-            EXPECT(hg == hw, "rope_cache_forward %s: %s differs from rope_forward + copy_rows", dt_name(dt), o.what);
-        }
+        for (const auto &o : outs)
+            expect_same_dev(what("rope_cache_forward %s ldc %lld: %s against rope_forward + copy_rows", dt_name(dt),
+                                 (long long)ldc, o.what),
+                            o.got, o.want, o.n, dt);
         free(x), free(c), free(sn);
         dev_free(dx), dev_free(dy), dev_free(wk), dev_free(wv), dev_free(gk), dev_free(gv), dev_free(dc), dev_free(ds),
             dev_free(drows);

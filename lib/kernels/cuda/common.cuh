@@ -145,7 +145,8 @@ __device__ __forceinline__ double warp_sum_f64(double x) {
 // ----------------------------------------------------------------------------
 // rotary embeddings
 
-// Pair index idx of a rotation over rows of NH heads: row t, head h, half-dim i (idx = (t NH + h) half + i).
+// Pair index idx of a rotation over rows of NH heads: row t, head h, half-dim i (idx = (t NH + h) half + i). With
+// `half` the head's groups of W pairs (half-dim / W), i is the group.
 __device__ __forceinline__ void rope_pair_index(int64_t idx, int half, int NH, int64_t *t, int *h, int *i) {
     *i = (int)(idx % half);
     int64_t th = idx / half;
@@ -153,12 +154,25 @@ __device__ __forceinline__ void rope_pair_index(int64_t idx, int half, int NH, i
     *t = th / NH;
 }
 
-// Rotates the pair (v[i], v[i + D/2]) of one head by the angle whose cos, sin are c, s; returns the results.
-template <typename T> __device__ __forceinline__ void rope_pair(T *v, int i, int half, float c, float s, T *lo, T *hi) {
-    float a = to_f32(v[i]), b = to_f32(v[i + half]);
-    *lo = from_f32<T>(a * c - b * s);
-    *hi = from_f32<T>(b * c + a * s);
-    v[i] = *lo, v[i + half] = *hi;
+// Rotates the W pairs (v[i + j], v[i + half + j]), j < W, of one head by the angles whose cos are c[j] and sin
+// sin_sign * s[j]; lo, hi receive the results before their rounding to T (store_f32 rounds them as v got them).
+// W = VecWidth<T>: 16-byte loads and stores (the caller checked that v + i, v + i + half, c and s are aligned);
+// W = 1: one pair. lo = a c - b s and hi = b c + a s are rounded as nvcc contracted the one-pair rotation before the
+// vector variant existed (a c and a s inside the FMAs, b s and b c rounded first); spelled out, so that every width,
+// and the CPU emulator, rounds the same way.
+template <typename T, int W>
+__device__ __forceinline__ void rope_pairs(T *v, int i, int half, const float *c, const float *s, float sin_sign,
+                                           float lo[W], float hi[W]) {
+    float a[W], b[W], cw[W], sw[W];
+    load_f32<T, W>(a, v + i), load_f32<T, W>(b, v + i + half);
+    load_fp32<W>(cw, c), load_fp32<W>(sw, s);
+#pragma unroll
+    for (int j = 0; j < W; j++) {
+        float sn = sin_sign * sw[j];
+        lo[j] = fmaf(a[j], cw[j], -(b[j] * sn));
+        hi[j] = fmaf(a[j], sn, b[j] * cw[j]);
+    }
+    store_f32<T, W>(v + i, lo), store_f32<T, W>(v + i + half, hi);
 }
 
 // ----------------------------------------------------------------------------
