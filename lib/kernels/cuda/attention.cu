@@ -75,10 +75,10 @@ static int mma_launch_warps(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int ma
     return 0;
 }
 
-// 64 query rows per block (4 warps) unless the context asks for 128 (cuda_ctx_set_prefill_rows).
+// 128 query rows per block (8 warps) unless the context asks for 64 (cuda_ctx_set_prefill_rows).
 template <int D> static int mma_launch(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int max_nq, cudaStream_t s) {
-    if (ctx->prefill_rows == 128) return mma_launch_warps<D, 8>(ctx, a, max_nq, s);
-    return mma_launch_warps<D, 4>(ctx, a, max_nq, s);
+    if (ctx->prefill_rows == 64) return mma_launch_warps<D, 4>(ctx, a, max_nq, s);
+    return mma_launch_warps<D, 8>(ctx, a, max_nq, s);
 }
 
 // The decode split count: whole 64-key tiles of the longest segment (max_nk keys) per split. With about a
