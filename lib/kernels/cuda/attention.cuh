@@ -145,6 +145,19 @@ __device__ __forceinline__ void load_a_fragment(uint32_t a[4], const bf16 *m, in
     ldmatrix_x4(a, m + ((mat & 1) * 8 + lane % 8) * ld + (mat >> 1) * 8);
 }
 
+// The A fragment of the 16 x 16 block at m of a row-major bf16 matrix in global memory (row stride ld elements),
+// the same registers as load_a_fragment gives from shared memory; rows >= nvalid read as zeros. Two 2-byte loads
+// per register, so any stride and alignment: for operands read once per block (the prefill's queries).
+__device__ __forceinline__ void load_a_fragment_global(uint32_t a[4], const bf16 *m, int64_t ld, int nvalid) {
+    int lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int r = g + (i & 1) * 8, c = 2 * t4 + (i >> 1) * 8;
+        const bf16 *e = m + (int64_t)r * ld + c;
+        a[i] = r < nvalid ? pack_bf16x2(to_f32(e[0]), to_f32(e[1])) : 0u;
+    }
+}
+
 // The B fragments of two 16 (k) x 8 (n) product operands whose n-th columns are rows n and 8 + n of m (rows
 // [0, 16), columns [0, 16) of a row-major bf16 matrix in shared memory, row stride ld, rows 16-byte aligned):
 // b[j] is the B operand of A m[8j .. 8j + 8)^T. One ldmatrix.x4.
@@ -294,8 +307,9 @@ __device__ __forceinline__ void pv_accumulate(float o[D / 8][4], const float s0[
 // Query rows per block of the prefill kernel with WARPS warps.
 template <int WARPS> __host__ __device__ constexpr int attn_mma_block_rows() { return MMA_WARP_ROWS * WARPS; }
 
+// The prefill kernel's shared memory: two K/V stages (its queries go straight to registers).
 template <int D, int WARPS> constexpr size_t attn_mma_smem_bytes() {
-    return sizeof(bf16) * (size_t)(attn_mma_block_rows<WARPS>() + 4 * MMA_BN) * (D + 8);
+    return sizeof(bf16) * (size_t)(4 * MMA_BN) * (D + 8);
 }
 
 // grid (H, B, ceil(max_nq / BM)), 32 WARPS threads, BM = 16 WARPS query rows per block (warp w: rows
@@ -307,8 +321,7 @@ template <int D, int WARPS> constexpr size_t attn_mma_smem_bytes() {
 template <int D, int WARPS> __global__ void __launch_bounds__(32 * WARPS) attn_mma_kernel(AttnArgs<bf16> p) {
     constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8, BM = attn_mma_block_rows<WARPS>();
     DYNAMIC_SMEM(mma_smem);
-    bf16 *Qs = reinterpret_cast<bf16 *>(mma_smem); // (BM, LD)
-    bf16 *Ks = Qs + BM * LD;                        // (2, MMA_BN, LD) two stages
+    bf16 *Ks = reinterpret_cast<bf16 *>(mma_smem); // (2, MMA_BN, LD) two stages
     bf16 *Vs = Ks + 2 * MMA_BN * LD;                // (2, MMA_BN, LD)
     int h = blockIdx.x, b = blockIdx.y, m0 = (gridDim.z - 1 - blockIdx.z) * BM;
     int q0 = p.cu_q[b], nq = p.cu_q[b + 1] - q0;
@@ -323,18 +336,16 @@ template <int D, int WARPS> __global__ void __launch_bounds__(32 * WARPS) attn_m
     // keys < warp_kend are visible to some row of this warp (none when it has no rows)
     int warp_kend = warp * MMA_WARP_ROWS >= rows ? 0 : p.causal ? off + m0 + (warp + 1) * MMA_WARP_ROWS : n_k;
 
-    load_rows_bf16<D, BM>(Qs, p.q + (int64_t)(q0 + m0) * p.ldq + (int64_t)h * D, p.ldq, rows, true);
-    cp_async_commit();
-    if (ntiles > 0) {
-        load_kv_stage<D, MMA_BN>(Ks, Vs, 0, kb, vb, p.ldkv, 0, min(MMA_BN, kend), kv_aligned);
-    }
-    cp_async_commit();
-    cp_async_wait<1>(); // Q has landed
-    __syncthreads();
+    if (ntiles > 0) load_kv_stage<D, MMA_BN>(Ks, Vs, 0, kb, vb, p.ldkv, 0, min(MMA_BN, kend), kv_aligned);
+    cp_async_commit(); // tile 0 lands by kv_stage_next's wait, while the warps read their queries
 
+    // the warp's 16 query rows as A fragments, straight from global memory (no shared-memory stage: the K/V
+    // stages alone leave room for three 4-warp blocks per SM)
     uint32_t qf[KSTEPS][4];
+    int wrow0 = m0 + warp * MMA_WARP_ROWS;
+    const bf16 *qw = p.q + (int64_t)(q0 + wrow0) * p.ldq + (int64_t)h * D;
 #pragma unroll
-    for (int kk = 0; kk < KSTEPS; kk++) load_a_fragment(qf[kk], Qs + warp * MMA_WARP_ROWS * LD + kk * 16, LD);
+    for (int kk = 0; kk < KSTEPS; kk++) load_a_fragment_global(qf[kk], qw + kk * 16, p.ldq, nq - wrow0);
     float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     zero_tiles(o);
     const float scale_log2 = p.scale * ATTN_LOG2E;
