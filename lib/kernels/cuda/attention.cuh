@@ -318,7 +318,10 @@ template <int D, int WARPS> constexpr size_t attn_mma_smem_bytes() {
 // Every warp takes part in every K/V stage (loads and barriers) but computes only on tiles holding a key one
 // of its rows sees: with no rows in the segment, or (causal) a tile past its last row's keys, it skips the tile,
 // which changes nothing (such a tile's weights are all zero).
-template <int D, int WARPS> __global__ void __launch_bounds__(32 * WARPS) attn_mma_kernel(AttnArgs<bf16> p) {
+// The 4-warp block asks for at most 168 registers (three blocks per SM; 173 unbounded at D 128), the 8-warp one
+// cannot reach two blocks per SM (128 registers) without spilling.
+template <int D, int WARPS>
+__global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 3 : 0) attn_mma_kernel(AttnArgs<bf16> p) {
     constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8, BM = attn_mma_block_rows<WARPS>();
     DYNAMIC_SMEM(mma_smem);
     bf16 *Ks = reinterpret_cast<bf16 *>(mma_smem); // (2, MMA_BN, LD) two stages
