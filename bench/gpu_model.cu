@@ -6,7 +6,8 @@
 //            temperature 1 (no stop ids): generated tokens/s end to end (vision, prefill, decode), the decode
 //            step's time and the fraction of the copy bandwidth its bytes (weights + KV cache) reach; with the
 //            CUDA graph, and a short run without it; the full run again with the 64-row prefill attention
-//            tiles (cuda_ctx_set_prefill_rows; "prefill_rows" in each line; the default is 128)
+//            tiles everywhere (cuda_ctx_set_prefill_rows; "prefill_rows" in each line, 0 for the default: 64 rows
+//            for causal attention, 128 for the vision tower)
 //   update   forward + backward + clip + AdamW on 8 sequences x 1024 tokens of the language model, with kept
 //            activations (flash-style attention backward, then the per-segment GEMM one) and with
 //            recomputation: tokens/s, model TFLOP/s (6 N + attention per token) and their fraction of the
@@ -317,7 +318,7 @@ static void bench_rollout(cuda_model *gm, int n_prompts, int n_new) {
                    "\"step_ms\": %.3f, \"step_gb\": %.3f, \"hbm_tb_per_s\": %.3f, \"hbm_fraction\": %.3f, "
                    "\"kv_and_state_gb\": %.3f}\n",
                    cuda_ctx_device_name(ctx), n_prompts, plen, r.max_tokens, r.graph ? "true" : "false",
-                   g.graph_failed ? ", \"graph_failed\": true" : "", r.prefill_rows ? r.prefill_rows : 128, secs, (long long)tokens, tokens / secs,
+                   g.graph_failed ? ", \"graph_failed\": true" : "", r.prefill_rows, secs, (long long)tokens, tokens / secs,
                    g.stats.vision_seconds, g.stats.prefill_seconds, g.stats.decode_seconds,
                    (long long)g.stats.decode_steps, step_s * 1e3, bytes / 1e9, tbps,
                    copy_gbps > 0 ? tbps * 1e3 / copy_gbps : 0, g.peak_bytes / 1e9);

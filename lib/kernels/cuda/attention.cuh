@@ -5,7 +5,8 @@
 //   attn_mma_kernel      bf16 tensor cores (mma.sync m16n8k16, fp32 accumulation), D in {64, 80, 128}:
 //                        16 query rows per warp, 4 or 8 warps (64 or 128 rows per block, chosen at run time),
 //                        64-key tiles in two cp.async stages shared by the block's warps, S = Q K^T from
-//                        register Q fragments and K rows, P V with V fragments from ldmatrix.trans; a warp
+//                        register Q fragments (read from global memory by the 4-warp block, through a shared
+//                        stage by the 8-warp one) and K rows, P V with V fragments from ldmatrix.trans; a warp
 //                        skips the tiles none of its rows sees (causal, or rows past the segment).
 //   attn_decode_kernel   one query row per segment: the G = H / KV query heads of one key/value head are the
 //                        16 rows of the tensor-core tile; each block takes one split of its segment's keys
@@ -307,9 +308,16 @@ __device__ __forceinline__ void pv_accumulate(float o[D / 8][4], const float s0[
 // Query rows per block of the prefill kernel with WARPS warps.
 template <int WARPS> __host__ __device__ constexpr int attn_mma_block_rows() { return MMA_WARP_ROWS * WARPS; }
 
-// The prefill kernel's shared memory: two K/V stages (its queries go straight to registers).
+// Whether the prefill kernel's warps read their queries from global memory straight into registers (the 4-warp
+// block: its shared memory is then the two K/V stages alone, room for three blocks per SM, and it measured 1.18x
+// faster that way on an H100) or through a shared-memory stage (the 8-warp block, held to one block per SM by its
+// registers anyway, measured 1.06x faster with the stage).
+template <int WARPS> __host__ __device__ constexpr bool attn_mma_q_in_registers() { return WARPS == 4; }
+
+// The prefill kernel's shared memory: two K/V stages, and the query stage of the 8-warp block.
 template <int D, int WARPS> constexpr size_t attn_mma_smem_bytes() {
-    return sizeof(bf16) * (size_t)(4 * MMA_BN) * (D + 8);
+    constexpr int q_rows = attn_mma_q_in_registers<WARPS>() ? 0 : attn_mma_block_rows<WARPS>();
+    return sizeof(bf16) * (size_t)(q_rows + 4 * MMA_BN) * (D + 8);
 }
 
 // grid (H, B, ceil(max_nq / BM)), 32 WARPS threads, BM = 16 WARPS query rows per block (warp w: rows
@@ -323,8 +331,10 @@ template <int D, int WARPS> constexpr size_t attn_mma_smem_bytes() {
 template <int D, int WARPS>
 __global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 3 : 0) attn_mma_kernel(AttnArgs<bf16> p) {
     constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8, BM = attn_mma_block_rows<WARPS>();
+    constexpr bool Q_REGS = attn_mma_q_in_registers<WARPS>();
     DYNAMIC_SMEM(mma_smem);
-    bf16 *Ks = reinterpret_cast<bf16 *>(mma_smem); // (2, MMA_BN, LD) two stages
+    bf16 *Qs = reinterpret_cast<bf16 *>(mma_smem); // (BM, LD) unless Q_REGS
+    bf16 *Ks = Qs + (Q_REGS ? 0 : BM * LD);         // (2, MMA_BN, LD) two stages
     bf16 *Vs = Ks + 2 * MMA_BN * LD;                // (2, MMA_BN, LD)
     int h = blockIdx.x, b = blockIdx.y, m0 = (gridDim.z - 1 - blockIdx.z) * BM;
     int q0 = p.cu_q[b], nq = p.cu_q[b + 1] - q0;
@@ -339,16 +349,27 @@ __global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 3 : 0) attn_mma_kerne
     // keys < warp_kend are visible to some row of this warp (none when it has no rows)
     int warp_kend = warp * MMA_WARP_ROWS >= rows ? 0 : p.causal ? off + m0 + (warp + 1) * MMA_WARP_ROWS : n_k;
 
-    if (ntiles > 0) load_kv_stage<D, MMA_BN>(Ks, Vs, 0, kb, vb, p.ldkv, 0, min(MMA_BN, kend), kv_aligned);
-    cp_async_commit(); // tile 0 lands by kv_stage_next's wait, while the warps read their queries
-
-    // the warp's 16 query rows as A fragments, straight from global memory (no shared-memory stage: the K/V
-    // stages alone leave room for three 4-warp blocks per SM)
+    // the warp's 16 query rows as A fragments: straight from global memory while tile 0 lands (Q_REGS), or staged
+    // with tile 0 through shared memory
     uint32_t qf[KSTEPS][4];
-    int wrow0 = m0 + warp * MMA_WARP_ROWS;
-    const bf16 *qw = p.q + (int64_t)(q0 + wrow0) * p.ldq + (int64_t)h * D;
+    if constexpr (Q_REGS) {
+        if (ntiles > 0) load_kv_stage<D, MMA_BN>(Ks, Vs, 0, kb, vb, p.ldkv, 0, min(MMA_BN, kend), kv_aligned);
+        cp_async_commit(); // tile 0 lands by kv_stage_next's wait
+        int wrow0 = m0 + warp * MMA_WARP_ROWS;
+        const bf16 *qw = p.q + (int64_t)(q0 + wrow0) * p.ldq + (int64_t)h * D;
 #pragma unroll
-    for (int kk = 0; kk < KSTEPS; kk++) load_a_fragment_global(qf[kk], qw + kk * 16, p.ldq, nq - wrow0);
+        for (int kk = 0; kk < KSTEPS; kk++) load_a_fragment_global(qf[kk], qw + kk * 16, p.ldq, nq - wrow0);
+    } else {
+        load_rows_bf16<D, BM>(Qs, p.q + (int64_t)(q0 + m0) * p.ldq + (int64_t)h * D, p.ldq, rows, aligned16(p.q) &&
+                              p.ldq % 8 == 0);
+        cp_async_commit();
+        if (ntiles > 0) load_kv_stage<D, MMA_BN>(Ks, Vs, 0, kb, vb, p.ldkv, 0, min(MMA_BN, kend), kv_aligned);
+        cp_async_commit();
+        cp_async_wait<1>(); // Q has landed
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; kk++) load_a_fragment(qf[kk], Qs + warp * MMA_WARP_ROWS * LD + kk * 16, LD);
+    }
     float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     zero_tiles(o);
     const float scale_log2 = p.scale * ATTN_LOG2E;
