@@ -98,11 +98,23 @@ __global__ void adamw_kernel(float *p, bf16 *p_bf16, const G *g, float *m, float
     }
 }
 
+// The sum of s over a block of CLIP_THREADS threads in a fixed order (the lanes, then the warps in order), on
+// thread 0 (0 elsewhere).
+__device__ __forceinline__ double clip_block_sum(double s) {
+    __shared__ double warp_part[CLIP_THREADS / 32];
+    s = warp_sum_f64(s);
+    if (threadIdx.x % 32 == 0) warp_part[threadIdx.x / 32] = s;
+    __syncthreads();
+    double total = 0;
+    if (threadIdx.x == 0)
+        for (int w = 0; w < CLIP_THREADS / 32; w++) total += warp_part[w];
+    return total;
+}
+
 // grid (ceil(n / CLIP_CHUNK)), CLIP_THREADS threads: partial[c] = sum over chunk c of g^2 (double). W elements per
 // access: the vector width when g is 16-byte aligned (chunks start at multiples of CLIP_CHUNK), else 1.
 template <typename G, int W>
 __global__ void __launch_bounds__(CLIP_THREADS) grad_sq_kernel(double *partial, const G *g, int64_t n) {
-    __shared__ double warp_part[CLIP_THREADS / 32];
     int64_t begin = (int64_t)blockIdx.x * CLIP_CHUNK, end = begin + CLIP_CHUNK < n ? begin + CLIP_CHUNK : n;
     int64_t vend = begin + (end - begin) / W * W;
     double s = 0;
@@ -116,31 +128,18 @@ __global__ void __launch_bounds__(CLIP_THREADS) grad_sq_kernel(double *partial, 
         double x = to_f32(g[i]);
         s += x * x;
     }
-    s = warp_sum_f64(s);
-    if (threadIdx.x % 32 == 0) warp_part[threadIdx.x / 32] = s;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double t = 0;
-        for (int w = 0; w < CLIP_THREADS / 32; w++) t += warp_part[w];
-        partial[blockIdx.x] = t;
-    }
+    double total = clip_block_sum(s);
+    if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
 // One block of CLIP_THREADS: *norm = sqrt(sum of partial (nchunks)), thread j summing partials j, j + CLIP_THREADS,
 // ... in order, then the lanes and warps in a fixed order.
 __global__ void __launch_bounds__(CLIP_THREADS) grad_norm_finish_kernel(double *norm, const double *partial,
                                                                          int64_t nchunks) {
-    __shared__ double warp_part[CLIP_THREADS / 32];
     double t = 0;
     for (int64_t c = threadIdx.x; c < nchunks; c += CLIP_THREADS) t += partial[c];
-    t = warp_sum_f64(t);
-    if (threadIdx.x % 32 == 0) warp_part[threadIdx.x / 32] = t;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double total = 0;
-        for (int w = 0; w < CLIP_THREADS / 32; w++) total += warp_part[w];
-        *norm = sqrt(total);
-    }
+    double total = clip_block_sum(t);
+    if (threadIdx.x == 0) *norm = sqrt(total);
 }
 
 // One thread: *coef = clip_coef(*norm, max_norm).
