@@ -605,8 +605,9 @@ int main(int argc, char **argv) {
     int known = 0;
     for (const char *name : names) known += wanted(name);
     if (only && !known) {
-        fprintf(stderr, "gpu_kernels: --only %s names no benchmark (copy, gemm, prefill, backward, decode, "
-                        "gemm_decode, logprobs, sampling, elementwise)\n", only);
+        fprintf(stderr, "gpu_kernels: --only %s names no benchmark; they are:", only);
+        for (const char *name : names) fprintf(stderr, " %s", name);
+        fprintf(stderr, "\n");
         return 2;
     }
     if (cuda_device_count() == 0) {

@@ -65,12 +65,14 @@ void cuda_ctx_set_attention_kernel(cuda_ctx *ctx, cuda_attention_kernel kernel);
 void cuda_ctx_set_attention_backward(cuda_ctx *ctx, cuda_attention_backward_kernel kernel);
 cuda_attention_backward_kernel cuda_ctx_attention_backward(const cuda_ctx *ctx);
 // The split-K decode attention's keys per block in 64-key tiles (0, the default: at most 8 tiles per block when
-// the sequences' key/value heads fill the GPU, else enough blocks for about three per SM). For tuning: cuda_attention_workspace_bytes follows it, so size the workspace after setting it.
+// the sequences' key/value heads fill the GPU, else enough blocks for about three per SM). For tuning:
+// cuda_attention_workspace_bytes follows it, so size the workspace after setting it.
 void cuda_ctx_set_decode_split_tiles(cuda_ctx *ctx, int tiles);
 // Query rows per block of the tensor-core prefill attention: 64 (4 warps, three blocks per SM) or 128 (8 warps
-// sharing each K/V tile); 0 selects the default: 64 for causal attention, 128 for bidirectional (on an H100 the
-// faster on the update's causal 8 x 1024, D 128, by 1.08x, and on the rollout's 64 images of 1024 patches,
-// D 80, by 1.12x). The same bits either way. Fails with a message for any other value (the context keeps its setting).
+// sharing each K/V tile); 0 selects the default: 64 for causal attention, 128 for bidirectional (on an H100 each
+// the faster one, by 1.08x on the update's causal 8 x 1024, D 128, and by 1.12x on the rollout's 64 images of
+// 1024 patches, D 80). The same bits either way. Fails with a message for any other value (the context keeps its
+// setting).
 int cuda_ctx_set_prefill_rows(cuda_ctx *ctx, int rows);
 // Which of cuBLASLt's ranked heuristic answers (at most CUDA_GEMM_ALGOS) the GEMMs take: 0, the default, its
 // first choice; a rank past the answers offered takes the last one. Forgets the context's remembered answers,

@@ -81,7 +81,8 @@ static int lt_matmul(cuda_ctx *ctx, cudaDataType_t ab, cudaDataType_t cd, cublas
     key.ab = ab, key.cd = cd, key.opa = opa, key.opb = opb, key.m = m, key.n = n, key.k = k, key.bias = bias != NULL;
     key.lda = lda, key.ldb = ldb, key.ldc = ldc;
     uint32_t align_cin = ptr_alignment(Cin), align_d = ptr_alignment(C);
-    key.align_a = ptr_alignment(A), key.align_b = ptr_alignment(B), key.align_c = align_cin < align_d ? align_cin : align_d;
+    key.align_a = ptr_alignment(A), key.align_b = ptr_alignment(B);
+    key.align_c = align_cin < align_d ? align_cin : align_d;
     key.align_bias = bias ? ptr_alignment(bias) : 0;
     cuda_gemm_cache_entry *hit = gemm_cache_find(ctx, key);
     if (hit && !hit->found) return 0;

@@ -9,7 +9,7 @@
 #include "kernels/cuda/model_kernels.cuh"
 
 #define ROW_THREADS 256   // threads per row in the row kernels
-#define ROW_GRID_CAP 65535
+#define ROW_GRID_CAP 65535 // row blocks per grid dimension (grid-stride beyond)
 
 // ----------------------------------------------------------------------------
 // conversion and fills
@@ -90,7 +90,7 @@ static int gated_check(const char *what, cuda_dtype dt, int T, int I, act_kind a
 // The gated kernels' grid for W columns per thread.
 static dim3 gated_grid(int T, int I, int W) {
     int per_block = GATED_THREADS * W;
-    return dim3((unsigned)((I + per_block - 1) / per_block), (unsigned)(T < GATED_ROW_CAP ? T : GATED_ROW_CAP));
+    return dim3((unsigned)((I + per_block - 1) / per_block), (unsigned)(T < ROW_GRID_CAP ? T : ROW_GRID_CAP));
 }
 
 template <typename T>

@@ -10,7 +10,6 @@
 #define COL_ROWS 64       // rows per partial column sum
 #define COL_THREADS 256   // columns per block of the partial sums
 #define GATED_THREADS 128 // threads per block of the gated activation kernels
-#define GATED_ROW_CAP 65535 // rows per grid of the gated activation kernels (grid-stride beyond)
 
 // ----------------------------------------------------------------------------
 // conversion and fills

@@ -1,9 +1,8 @@
-// RMSNorm and LayerNorm kernels: one warp per row, W elements per lane
-// per access (16-byte vectors when the row length and pointers allow, else scalars); for RMSNorm over few
-// rows (a decode step's 64), one block per row that holds the row in registers (one load latency, not two
-// passes of C / (32 W) dependent loads). Row statistics are
-// accumulated in double like the CPU reference; the scaling runs in fp32 in the CPU's operation order. The
-// weights and biases are fp32 whatever the activations' dtype (the GPU model keeps its norms in fp32).
+// RMSNorm and LayerNorm kernels: one warp per row, W elements per lane per access (16-byte vectors when the row
+// length and pointers allow, else scalars); for RMSNorm over few rows (a decode step's 64), one block per row
+// that holds the row in registers (one load latency, not two passes of C / (32 W) dependent loads). Row
+// statistics are accumulated in double like the CPU reference; the scaling runs in fp32 in the CPU's operation
+// order. The weights and biases are fp32 whatever the activations' dtype (the GPU model keeps its norms in fp32).
 #pragma once
 #include "kernels/cuda/common.cuh"
 
