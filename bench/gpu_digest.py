@@ -53,17 +53,24 @@ def comparisons(model_torch):
 def kernels(bench, torch_rows):
     gd = [r for r in bench if r.get("bench") == "gemm_decode"]
     if gd:
-        section("decode-step GEMMs (64 rows): cuBLASLt's first answer, and the fastest ranked answer")
+        section("decode-step GEMMs (64 rows): cuBLASLt's first answer, the fastest ranked answer, the fastest K split")
         for r in (r for r in gd if "error" in r):
-            print("  %-40s rank %d failed: %s" % (r["shape"], r["algo_rank"], r["error"]))
+            what = "split %d" % r["splitk"] if "splitk" in r else "rank %d" % r["algo_rank"]
+            print("  %-40s %s failed: %s" % (r["shape"], what, r["error"]))
         for shape in dict.fromkeys(r["shape"] for r in gd if "ms" in r):
-            rows = [r for r in gd if r["shape"] == shape and "ms" in r]
-            if rows[0]["algo_rank"] != 0:
+            rows = [r for r in gd if r["shape"] == shape and "ms" in r and "splitk" not in r]
+            splits = [r for r in gd if r["shape"] == shape and "ms" in r and "splitk" in r]
+            if not rows or rows[0]["algo_rank"] != 0:
                 continue
             first = rows[0]
             best = max(rows, key=lambda r: r["vs_rank0"])
-            print("  %-40s rank 0 %8.4f ms (%.2f of copy bw); best rank %d %8.4f ms (x%.2f)" % (
-                shape, first["ms"], first["vs_copy_bandwidth"], best["algo_rank"], best["ms"], best["vs_rank0"]))
+            line = "  %-40s rank 0 %8.4f ms (%.2f of copy bw); best rank %d %8.4f ms (x%.2f)" % (
+                shape, first["ms"], first["vs_copy_bandwidth"], best["algo_rank"], best["ms"], best["vs_rank0"])
+            if splits:
+                bs = max(splits, key=lambda r: r["vs_rank0"])
+                line += "; best split %d %8.4f ms (x%.2f, %.2f of copy bw)" % (
+                    bs["splitk"], bs["ms"], bs["vs_rank0"], bs["vs_copy_bandwidth"])
+            print(line)
     pre = [r for r in bench if r.get("bench") == "attention_prefill"]
     sdpa = {r["shape"]: r["ms"] for r in torch_rows if r.get("bench") == "attention"}
     if pre:

@@ -5,7 +5,8 @@
 //   gemm         T = 8192 tokens through every linear layer of a 2B block (forward, and one weight gradient)
 //   gemm_decode  the decode step's 64-row GEMMs (q|k|v with bias, o, gate|up, down over 28 layer copies; the
 //                lm_head with fp32 logits) with each of cuBLASLt's ranked heuristic answers: weight bandwidth
-//                against the copy bandwidth, and the speed of each rank against rank 0 (what the model runs)
+//                against the copy bandwidth, and the speed of each rank against rank 0 (what the model runs);
+//                then rank 0 with K split 2 to 16 ways ("splitk")
 //   attention    prefill 8 x 1024 causal (H 12, KV 2, D 128), vision 4 x 1024 and 64 x 1024 bidirectional
 //                (H 16, D 80): the tensor-core prefill kernel with 64 and with 128 query rows per block ("rows",
 //                the 128-row line with its speedup over the 64-row one) and, except on the 64-image shape, the
@@ -238,6 +239,30 @@ static void bench_gemm_decode(void) {
                  "\"vs_rank0\": %.3f", rank, gbps, ratio(gbps, copy_gbps), base / ms);
         }
         OK(cuda_ctx_set_gemm_algo_rank(ctx, 0));
+        // rank 0 with K split n ways: whether more blocks in flight stream the 64-row weights faster
+        for (int splits : {2, 3, 4, 6, 8, 12, 16}) {
+            OK(cuda_ctx_set_gemm_splitk(ctx, splits));
+            failed = false;
+            call(0);
+            double ms = failed ? 0
+                               : time_ms(
+                                     [&] {
+                                         for (int l = 0; l < s.copies; l++) call(l);
+                                     },
+                                     3) /
+                                     s.copies;
+            if (failed) {
+                printf("{\"bench\": \"gemm_decode\", \"device\": \"%s\", \"shape\": \"%s\", \"splitk\": %d, "
+                       "\"error\": \"%s\"}\n", cuda_ctx_device_name(ctx), s.name, splits, maye_errmsg());
+                fflush(stdout);
+                cudaGetLastError();
+                continue;
+            }
+            double gbps = wn * 2.0 / (ms * 1e-3) / 1e9;
+            emit("gemm_decode", s.name, ms, "\"algo_rank\": 0, \"splitk\": %d, \"weight_gb_per_s\": %.1f, "
+                 "\"vs_copy_bandwidth\": %.3f, \"vs_rank0\": %.3f", splits, gbps, ratio(gbps, copy_gbps), base / ms);
+        }
+        OK(cuda_ctx_set_gemm_splitk(ctx, 0));
         void *ps[] = {x, w, b, y};
         for (void *p : ps) CK(cudaFree(p));
     }

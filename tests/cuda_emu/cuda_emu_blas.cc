@@ -293,6 +293,56 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
     return CUBLAS_STATUS_SUCCESS;
 }
 
+// algo->data: [0] the magic, [1] the rank, [2..5] the alignments asked for, [6] K splits (0: 1), [7] the scheme.
+cublasStatus_t cublasLtMatmulAlgoCapGetAttribute(const cublasLtMatmulAlgo_t *algo,
+                                                 cublasLtMatmulAlgoCapAttributes_t attr, void *buf, size_t bytes,
+                                                 size_t *written) {
+    if (!algo || algo->data[0] != 0x454d55) return CUBLAS_STATUS_INVALID_VALUE;
+    if (attr == CUBLASLT_ALGO_CAP_SPLITK_SUPPORT && bytes == sizeof(int32_t) && buf) {
+        *(int32_t *)buf = 1;
+    } else if (attr == CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK && bytes == sizeof(uint32_t) && buf) {
+        *(uint32_t *)buf = CUBLASLT_REDUCTION_SCHEME_MASK;
+    } else {
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    if (written) *written = bytes;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulAlgoConfigSetAttribute(cublasLtMatmulAlgo_t *algo,
+                                                    cublasLtMatmulAlgoConfigAttributes_t attr, const void *buf,
+                                                    size_t bytes) {
+    if (!algo || !buf) return CUBLAS_STATUS_INVALID_VALUE;
+    if (attr == CUBLASLT_ALGO_CONFIG_SPLITK_NUM && bytes == sizeof(int32_t)) {
+        algo->data[6] = (uint64_t)*(const int32_t *)buf;
+    } else if (attr == CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME && bytes == sizeof(uint32_t)) {
+        algo->data[7] = *(const uint32_t *)buf;
+    } else {
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulAlgoCheck(cublasLtHandle_t h, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a,
+                                       cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d,
+                                       const cublasLtMatmulAlgo_t *algo, cublasLtMatmulHeuristicResult_t *result) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!algo || !result || algo->data[0] != 0x454d55) return CUBLAS_STATUS_INVALID_VALUE;
+    int m, n, k;
+    cublasStatus_t st = lt_shape(op, a, b, c, d, &m, &n, &k);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    uint64_t splits = algo->data[6] ? algo->data[6] : 1, scheme = algo->data[7];
+    if (splits > 1 && (scheme == CUBLASLT_REDUCTION_SCHEME_NONE || (scheme & ~(uint64_t)CUBLASLT_REDUCTION_SCHEME_MASK)))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    memset(result, 0, sizeof *result);
+    result->algo = *algo;
+    result->workspaceSize = splits > 1 && scheme == CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE
+                                ? (size_t)splits * m * n * sizeof(float) : 0;
+    result->state = CUBLAS_STATUS_SUCCESS;
+    result->wavesCount = 1.0f;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const void *alpha, const void *A,
                               cublasLtMatrixLayout_t a, const void *B, cublasLtMatrixLayout_t b, const void *beta,
                               const void *C, cublasLtMatrixLayout_t c, void *D, cublasLtMatrixLayout_t d,
@@ -308,6 +358,10 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const
         const void *ptrs[4] = {A, B, C, D};
         for (int j = 0; j < 4; j++)
             if (ptr_align(ptrs[j]) < algo->data[2 + j]) return CUBLAS_STATUS_INVALID_VALUE;
+        // split K reduced in fp32 needs its partial sums' workspace
+        if (algo->data[6] > 1 && algo->data[7] == CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE &&
+            workspace_bytes < (size_t)algo->data[6] * m * n * sizeof(float))
+            return CUBLAS_STATUS_INVALID_VALUE;
     }
     if (workspace_bytes && !cuda_emu_is_device(workspace, workspace_bytes))
         cuda_emu_die("cuBLASLt: the %zu-byte workspace at %p is not device memory", workspace_bytes, workspace);

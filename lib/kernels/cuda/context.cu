@@ -101,6 +101,15 @@ extern "C" int cuda_ctx_set_gemm_algo_rank(cuda_ctx *ctx, int rank) {
     return 0;
 }
 
+extern "C" int cuda_ctx_set_gemm_splitk(cuda_ctx *ctx, int splits) {
+    CHECK_OR_FAIL(splits == 0 || (splits >= 2 && splits <= 64),
+                  "cuda_ctx_set_gemm_splitk: %d K splits is outside 2..64 (0 keeps the heuristic's own)", splits);
+    ctx->gemm_splitk = splits;
+    memset(ctx->gemm_cache, 0, sizeof ctx->gemm_cache);
+    ctx->gemm_cache_next = 0;
+    return 0;
+}
+
 extern "C" int cuda_ctx_gemm_last_answers(const cuda_ctx *ctx) { return ctx->gemm_last_answers; }
 
 extern "C" int cuda_ctx_set_prefill_rows(cuda_ctx *ctx, int rows) {

@@ -39,6 +39,7 @@ struct cuda_ctx {
     int gemm_cache_next;
     int gemm_algo_rank;       // which ranked heuristic answer a GEMM takes (cuda_ctx_set_gemm_algo_rank); 0: the first
     int gemm_last_answers;    // answers the last heuristic query offered
+    int gemm_splitk;          // K splits forced on the chosen answer (cuda_ctx_set_gemm_splitk); 0: the answer's own
 };
 
 // Raises the dynamic shared-memory limits of the attention kernels (attention.cu); run by cuda_ctx_init.

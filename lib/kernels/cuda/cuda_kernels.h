@@ -83,6 +83,11 @@ int cuda_ctx_set_gemm_algo_rank(cuda_ctx *ctx, int rank);
 // How many answers cuBLASLt's heuristic offered for the last GEMM shape the context asked about (it asks for
 // rank + 1: fewer means the rank was past the last answer).
 int cuda_ctx_gemm_last_answers(const cuda_ctx *ctx);
+// Splits K n ways (2 to 64) in the chosen answer, partial sums reduced by cuBLASLt in fp32 where the algorithm
+// offers that; 0, the default, keeps the answer as the heuristic gave it. A GEMM whose algorithm cannot split K
+// (or not within the context's workspace) then fails with a message. Forgets the remembered answers, as the
+// rank does. For benchmarks (gpu_kernels' decode GEMMs: whether splitting K feeds more SMs at 64 rows).
+int cuda_ctx_set_gemm_splitk(cuda_ctx *ctx, int splits);
 
 // ----------------------------------------------------------------------------
 // matmul, embedding, residual

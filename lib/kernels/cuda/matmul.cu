@@ -66,6 +66,42 @@ static cuda_gemm_cache_entry *gemm_cache_find(cuda_ctx *ctx, const cuda_gemm_key
     return NULL;
 }
 
+// Sets algo to split K `splits` ways, its partial sums reduced in fp32 (else in the output type, else in place),
+// and checks that cuBLASLt runs it on this device within the context's workspace.
+static int split_k(cuda_ctx *ctx, const LtCall *L, cublasLtMatmulAlgo_t *algo, int splits) {
+    int32_t support = 0;
+    uint32_t mask = 0;
+    size_t written = 0;
+    CUBLAS_TRY(cublasLtMatmulAlgoCapGetAttribute(algo, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &support, sizeof support,
+                                                 &written),
+               "split-K capability");
+    CUBLAS_TRY(cublasLtMatmulAlgoCapGetAttribute(algo, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK, &mask, sizeof mask,
+                                                 &written),
+               "reduction schemes");
+    CHECK_OR_FAIL(support != 0, "the chosen cuBLASLt algorithm cannot split K");
+    const uint32_t schemes[] = {CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE, CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE,
+                                CUBLASLT_REDUCTION_SCHEME_INPLACE};
+    uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
+    for (uint32_t sc : schemes)
+        if ((mask & sc) == sc) {
+            scheme = sc;
+            break;
+        }
+    CHECK_OR_FAIL(scheme != CUBLASLT_REDUCTION_SCHEME_NONE, "the chosen cuBLASLt algorithm has no reduction scheme "
+                  "for split K (mask %#x)", mask);
+    int32_t n = splits;
+    CUBLAS_TRY(cublasLtMatmulAlgoConfigSetAttribute(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &n, sizeof n), "split K");
+    CUBLAS_TRY(cublasLtMatmulAlgoConfigSetAttribute(algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
+                                                    sizeof scheme),
+               "reduction scheme");
+    cublasLtMatmulHeuristicResult_t check;
+    CUBLAS_TRY(cublasLtMatmulAlgoCheck(ctx->lt, L->op, L->la, L->lb, L->lc, L->lc, algo, &check),
+               "cuBLASLt check of %d K splits", splits);
+    CHECK_OR_FAIL(check.workspaceSize <= CUDA_GEMM_WORKSPACE_BYTES, "%d K splits need %zu bytes of workspace (the "
+                  "context has %u)", splits, check.workspaceSize, CUDA_GEMM_WORKSPACE_BYTES);
+    return 0;
+}
+
 // Column-major D (m, n) = alpha * opA(A) (m, k) @ opB(B) (k, n) + beta * Cin (+ bias (m)) through cuBLASLt (Cin
 // has D's layout; it may be D).
 // Sets *found = false (and returns 0) when the heuristic offers no algorithm. Heuristic answers are cached
@@ -132,8 +168,12 @@ static int lt_matmul(cuda_ctx *ctx, cudaDataType_t ab, cudaDataType_t cd, cublas
         hit = &ctx->gemm_cache[ctx->gemm_cache_next];
         ctx->gemm_cache_next = (ctx->gemm_cache_next + 1) % CUDA_GEMM_CACHE;
         hit->key = key, hit->used = true, hit->found = !none;
-        if (!none) hit->algo = res[ctx->gemm_algo_rank < returned ? ctx->gemm_algo_rank : returned - 1].algo;
         if (none) return 0;
+        hit->algo = res[ctx->gemm_algo_rank < returned ? ctx->gemm_algo_rank : returned - 1].algo;
+        if (ctx->gemm_splitk > 0 && split_k(ctx, &L, &hit->algo, ctx->gemm_splitk) < 0) {
+            hit->used = false; // asked again (and refused again) by the next call
+            return maye_fail_ctx("gemm %d x %d x %d", m, n, k);
+        }
     }
     CUBLAS_TRY(cublasLtMatmul(ctx->lt, L.op, &alpha, A, L.la, B, L.lb, &beta, Cin, L.lc, C, L.lc, &hit->algo,
                               ctx->workspace, CUDA_GEMM_WORKSPACE_BYTES, stream),
