@@ -6,11 +6,12 @@
 //   gemm_decode  the decode step's 64-row GEMMs (q|k|v with bias, o, gate|up, down over 28 layer copies; the
 //                lm_head with fp32 logits) with each of cuBLASLt's ranked heuristic answers: weight bandwidth
 //                against the copy bandwidth, and the speed of each rank against rank 0 (what the model runs);
-//                then rank 0 with K split 2 to 16 ways ("splitk")
+//                then rank 0 with K split 2 to 16 ways ("splitk"), then the skinny kernel (cuda_ctx_set_skinny_gemm)
+//                in its automatic K slices and in 1, 2, 4 and 8 ("skinny_slices")
 //   attention    prefill 8 x 1024 causal (H 12, KV 2, D 128), vision 4 x 1024 and 64 x 1024 bidirectional
-//                (H 16, D 80): the tensor-core prefill kernel with 64 and with 128 query rows per block ("rows",
-//                the 128-row line with its speedup over the 64-row one) and, except on the 64-image shape, the
-//                SIMT kernel for comparison; decode 64 sequences x 512 and 2048 keys over 28 layers' caches (plain
+//                (H 16, D 80): the tensor-core prefill kernel with 64 and with 128 query rows per block ("rows"),
+//                in warps of 16 and of 32 rows ("warp_rows"; each line after the first with its speedup over 64
+//                rows of 16) and, except on the 64-image shape, the SIMT kernel for comparison; decode 64 sequences x 512 and 2048 keys over 28 layers' caches (plain
 //                launches and a CUDA graph, against the prefill kernel; the split-K decode also with 1/2/3/4/6/8 key
 //                tiles per block, for tuning its split heuristic);
 //                backward 8 x 1024 causal (H 12, KV 2, D 128): the flash-style kernels against the per-segment
@@ -212,6 +213,7 @@ static void bench_gemm_decode(void) {
             failed |= rc < 0;
         };
         double base = 0;
+        OK(cuda_ctx_set_skinny_gemm(ctx, 0, 0)); // the ranks and splits are cuBLASLt's
         for (int rank = 0; rank < CUDA_GEMM_ALGOS; rank++) {
             OK(cuda_ctx_set_gemm_algo_rank(ctx, rank));
             failed = false;
@@ -241,6 +243,8 @@ static void bench_gemm_decode(void) {
         OK(cuda_ctx_set_gemm_algo_rank(ctx, 0));
         // rank 0 with K split n ways: whether more blocks in flight stream the 64-row weights faster
         for (int splits : {2, 3, 4, 6, 8, 12, 16}) {
+            // partial sums reduced in fp32 need splits x M x N floats of workspace: skip what cannot fit
+            if ((size_t)splits * M * s.N * sizeof(float) > CUDA_GEMM_WORKSPACE_BYTES) continue;
             OK(cuda_ctx_set_gemm_splitk(ctx, splits));
             failed = false;
             call(0);
@@ -263,6 +267,32 @@ static void bench_gemm_decode(void) {
                  "\"vs_copy_bandwidth\": %.3f, \"vs_rank0\": %.3f", splits, gbps, ratio(gbps, copy_gbps), base / ms);
         }
         OK(cuda_ctx_set_gemm_splitk(ctx, 0));
+        // the skinny kernel (cuda_ctx_set_skinny_gemm) in its automatic K slices (0) and fixed counts
+        for (int slices : {0, 1, 2, 4, 8}) {
+            if (s.out != CUDA_BF16) break; // the lm_head's fp32 logits are cuBLASLt's
+            OK(cuda_ctx_set_skinny_gemm(ctx, 1, slices));
+            int64_t calls = cuda_ctx_skinny_calls(ctx);
+            failed = false;
+            call(0);
+            if (failed || cuda_ctx_skinny_calls(ctx) == calls) {
+                printf("{\"bench\": \"gemm_decode\", \"device\": \"%s\", \"shape\": \"%s\", \"skinny_slices\": %d, "
+                       "\"error\": \"%s\"}\n", cuda_ctx_device_name(ctx), s.name, slices,
+                       failed ? maye_errmsg() : "the skinny kernel did not take the shape");
+                fflush(stdout);
+                cudaGetLastError();
+                continue;
+            }
+            double ms = time_ms(
+                            [&] {
+                                for (int l = 0; l < s.copies; l++) call(l);
+                            },
+                            3) /
+                        s.copies;
+            double gbps = wn * 2.0 / (ms * 1e-3) / 1e9;
+            emit("gemm_decode", s.name, ms, "\"skinny_slices\": %d, \"weight_gb_per_s\": %.1f, \"vs_copy_bandwidth\": "
+                 "%.3f, \"vs_rank0\": %.3f", slices, gbps, ratio(gbps, copy_gbps), base / ms);
+        }
+        OK(cuda_ctx_set_skinny_gemm(ctx, CUDA_SKINNY_DEFAULT, 0));
         void *ps[] = {x, w, b, y};
         for (void *p : ps) CK(cudaFree(p));
     }
@@ -323,33 +353,36 @@ static void attn_call(AttnSetup &s, int layer, cudaStream_t stream) {
                               s.B, s.H, s.KV, s.D, s.causal, s.nq, s.nk, s.ws, s.ws_bytes, (cuda_stream)stream));
 }
 
-// The tensor-core prefill kernel with 64 and 128 query rows per block, then (simt) the SIMT kernel.
+// The tensor-core prefill kernel with 64 and 128 query rows per block, each in warps of 16 and of 32 rows
+// ("warp_rows"; speedups against 64 rows of 16), then (simt) the SIMT kernel.
 static void bench_prefill(const char *name, int B, int H, int KV, int D, int n, int causal, int simt) {
     AttnSetup s = attn_setup(B, H, KV, D, n, n, causal, 1);
     double pairs = causal ? (double)B * n * (n + 1) / 2 : (double)B * n * n; // (query, key) pairs
     double flops = 4.0 * D * H * pairs;
     double ms_64 = 0;
-    for (int k = 0; k < 2 + simt; k++) {
-        int rows = k == 1 ? 128 : 64;
-        cuda_ctx_set_attention_kernel(ctx, k == 2 ? CUDA_ATTN_SIMT : CUDA_ATTN_AUTO);
+    for (int k = 0; k < 4 + simt; k++) {
+        int rows = k & 1 ? 128 : 64, warp_rows = k == 2 || k == 3 ? 32 : 16;
+        cuda_ctx_set_attention_kernel(ctx, k == 4 ? CUDA_ATTN_SIMT : CUDA_ATTN_AUTO);
         OK(cuda_ctx_set_prefill_rows(ctx, rows));
-        double ms = time_ms([&] { attn_call(s, 0, NULL); }, k < 2 ? 20 : 3);
+        OK(cuda_ctx_set_prefill_warp_rows(ctx, warp_rows));
+        double ms = time_ms([&] { attn_call(s, 0, NULL); }, k < 4 ? 20 : 3);
         char shape[128], extra[128] = "";
-        if (k < 2)
-            snprintf(shape, sizeof shape, "%s %dx%d H%d KV%d D%d (tensor-core %d rows)", name, B, n, H, KV, D, rows);
-        else snprintf(shape, sizeof shape, "%s %dx%d H%d KV%d D%d (simt)", name, B, n, H, KV, D);
-        if (k == 0) {
-            ms_64 = ms;
-            snprintf(extra, sizeof extra, ", \"rows\": 64");
-        } else if (k == 1) {
-            snprintf(extra, sizeof extra, ", \"rows\": 128, \"speedup_vs_64_rows\": %.3f", ms_64 / ms);
+        if (k < 4) {
+            snprintf(shape, sizeof shape, "%s %dx%d H%d KV%d D%d (tensor-core %d rows%s)", name, B, n, H, KV, D, rows,
+                     warp_rows == 32 ? ", 32 per warp" : "");
+            if (k == 0) ms_64 = ms;
+            snprintf(extra, sizeof extra, ", \"rows\": %d, \"warp_rows\": %d%s", rows, warp_rows, k ? ", \"speedup_vs_64_rows\": " : "");
+            if (k) snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%.3f", ms_64 / ms);
+        } else {
+            snprintf(shape, sizeof shape, "%s %dx%d H%d KV%d D%d (simt)", name, B, n, H, KV, D);
         }
         emit("attention_prefill", shape, ms, "\"kernel\": \"%s\"%s, \"tokens_per_s\": %.0f, \"tflops\": %.1f, "
-             "\"vs_gemm_peak\": %.3f", k < 2 ? "tensor-core" : "simt", extra, B * n / (ms * 1e-3),
+             "\"vs_gemm_peak\": %.3f", k < 4 ? "tensor-core" : "simt", extra, B * n / (ms * 1e-3),
              flops / (ms * 1e-3) / 1e12, ratio(flops / (ms * 1e-3) / 1e12, gemm_peak_tflops));
     }
     cuda_ctx_set_attention_kernel(ctx, CUDA_ATTN_AUTO);
     OK(cuda_ctx_set_prefill_rows(ctx, 0));
+    OK(cuda_ctx_set_prefill_warp_rows(ctx, 0));
     attn_free(s);
 }
 

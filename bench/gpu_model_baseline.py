@@ -169,12 +169,17 @@ def compare(ours_path, results):
     seen = []  # tile shapes in the order of their first run, the default's first
     for m in roll if "rollout" in torch_r else []:
         t = torch_r["rollout"]
-        rows = m.get("prefill_rows", 0)
+        rows = (m.get("prefill_rows", 0), m.get("prefill_warp_rows", 0), m.get("skinny_gemm"))
         if rows in seen:  # the first run of each tile shape (--new 32 also matches the short graph run)
             continue
         seen.append(rows)
-        what = "rollout generated tokens/s" + (
-            "" if rows == seen[0] else " (%d-row prefill attention tiles everywhere)" % rows)
+        what = "rollout generated tokens/s"
+        if len(seen) > 1 and rows[2] != seen[0][2]:
+            what += " (decode's linear layers through %s)" % ("the skinny kernel" if rows[2] else "cuBLASLt")
+        if rows[0]:
+            what += " (%d-row prefill attention tiles everywhere)" % rows[0]
+        if rows[1]:
+            what += " (prefill attention in %d-row warps)" % rows[1]
         emit({"bench": "compare", "what": what, "maye": m["tokens_per_s"],
               "torch": t["tokens_per_s"], "ratio": m["tokens_per_s"] / t["tokens_per_s"], "target": 15.0,
               "maye_hbm_fraction": m.get("hbm_fraction"), "maye_vision_s": m.get("vision_s")})
@@ -182,8 +187,9 @@ def compare(ours_path, results):
         if "update" not in torch_r:
             break
         t = torch_r["update"]
-        what = "update tokens/s (%s attention backward%s)" % (rec.get("attention_backward", "gemm"),
-                                                               ", recompute" if rec["recompute"] else "")
+        what = "update tokens/s (%s attention backward%s%s)" % (
+            rec.get("attention_backward", "gemm"), ", recompute" if rec["recompute"] else "",
+            ", forward attention in %d-row warps" % rec["prefill_warp_rows"] if rec.get("prefill_warp_rows") else "")
         emit({"bench": "compare", "what": what,
               "maye": rec["tokens_per_s"], "torch": t["tokens_per_s"], "ratio": rec["tokens_per_s"] / t["tokens_per_s"],
               "target": 1.3, "maye_mfu": rec["mfu"], "torch_mfu": t["mfu"], "maye_gb": rec["device_used_gb"],

@@ -3,9 +3,12 @@
 // and 32/96 (SIMT), one-row decode segments (split-K, with and without workspace), empty segments, strided
 // and fused-qkv rows, and key pointers that are not 16-byte aligned. Every applicable kernel (auto, SIMT,
 // tensor-core prefill) runs each case, the tensor-core ones with 64 and with 128 query rows per block
-// (cuda_ctx_set_prefill_rows); outputs and log-sum-exps are compared, poisoned with NaN beforehand.
+// (cuda_ctx_set_prefill_rows), the prefill kernel also with 32 rows per warp (cuda_ctx_set_prefill_warp_rows),
+// every block shape with the same bits; outputs and log-sum-exps are compared, poisoned with NaN beforehand.
 // Exits 77 without a GPU.
 #include "cuda_test.h"
+
+#include <string.h>
 
 #include <vector>
 
@@ -18,9 +21,11 @@ struct AttnCase {
     int misalign;            // k/v rows start one element into their buffer (not 16-byte aligned)
 };
 
-// One case in one dtype with one kernel choice and prefill block rows (64 or 128; what the tensor-core prefill
-// kernel uses when it runs); the CPU reference runs on the rounded inputs.
-static void run_case(cuda_ctx *ctx, const AttnCase &c, cuda_dtype dt, cuda_attention_kernel kernel, int rows) {
+// One case in one dtype with one kernel choice, prefill block rows (64 or 128) and rows per warp (16 or 32;
+// what the tensor-core prefill kernel uses when it runs); the CPU reference runs on the rounded inputs. With
+// same_bits, the first run's output (with workspace) is kept there and later runs must give the same bits.
+static void run_case(cuda_ctx *ctx, const AttnCase &c, cuda_dtype dt, cuda_attention_kernel kernel, int rows,
+                     int warp_rows = 16, std::vector<float> *same_bits = nullptr) {
     int B = (int)c.nq.size(), H = c.H, KV = c.KV, D = c.D;
     std::vector<int> cu(B + 1, 0), kv_off(B + 1, 0);
     int max_nq = 0, max_nk = 0;
@@ -73,6 +78,7 @@ static void run_case(cuda_ctx *ctx, const AttnCase &c, cuda_dtype dt, cuda_atten
     void *ws = dev_alloc(ws_bytes);
     cuda_ctx_set_attention_kernel(ctx, kernel);
     EXPECT_OK(cuda_ctx_set_prefill_rows(ctx, rows));
+    EXPECT_OK(cuda_ctx_set_prefill_warp_rows(ctx, warp_rows));
     const char *kname = kernel == CUDA_ATTN_SIMT ? "simt" : kernel == CUDA_ATTN_PREFILL ? "prefill" : "auto";
     for (int use_ws = 1; use_ws >= (max_nq == 1 ? 0 : 1); use_ws--) { // one-row cases also without workspace
         dev_poison(dout, (size_t)T * ldo * es), dev_poison(dlse, sizeof(float) * (size_t)T * H);
@@ -84,16 +90,31 @@ static void run_case(cuda_ctx *ctx, const AttnCase &c, cuda_dtype dt, cuda_atten
         float *g2 = host_zeros((int64_t)T * H * D), *r2 = host_zeros((int64_t)T * H * D);
         for (int t = 0; t < T; t++)
             for (int j = 0; j < H * D; j++) g2[(int64_t)t * H * D + j] = got[t * ldo + j], r2[(int64_t)t * H * D + j] = ref[t * ldo + j];
-        expect_close(what("attention out (T %d, H %d x D %d) %s, KV %d, %s, kernel %s, prefill rows %d, workspace %d", T,
-                          H, D, c.name, KV, dt_name(dt), kname, rows, use_ws),
+        expect_close(what("attention out (T %d, H %d x D %d) %s, KV %d, %s, kernel %s, prefill rows %d (%d per warp), "
+                          "workspace %d", T, H, D, c.name, KV, dt_name(dt), kname, rows, warp_rows, use_ws),
                      g2, r2, (int64_t)T * H * D, dt_tol(dt));
-        expect_close(what("attention lse (T %d, H %d) %s, KV %d, D %d, %s, kernel %s, prefill rows %d, workspace %d", T, H,
-                          c.name, KV, D, dt_name(dt), kname, rows, use_ws),
+        expect_close(what("attention lse (T %d, H %d) %s, KV %d, D %d, %s, kernel %s, prefill rows %d (%d per warp), "
+                          "workspace %d", T, H, c.name, KV, D, dt_name(dt), kname, rows, warp_rows, use_ws),
                      got_lse, ref_lse, (int64_t)T * H, dt == CUDA_BF16 ? 1e-3 : 1e-5);
+        if (same_bits && use_ws) {
+            std::vector<float> mine(g2, g2 + (int64_t)T * H * D);
+            mine.insert(mine.end(), got_lse, got_lse + (int64_t)T * H);
+            if (same_bits->empty()) {
+                *same_bits = mine;
+            } else {
+                int64_t diff = -1;
+                for (size_t i = 0; i < mine.size() && diff < 0; i++)
+                    if (memcmp(&mine[i], &(*same_bits)[i], sizeof(float)) != 0) diff = (int64_t)i;
+                EXPECT(mine.size() == same_bits->size() && diff < 0, "attention %s, D %d, prefill rows %d (%d per "
+                       "warp): value %lld differs from the first run's bits", c.name, D, rows, warp_rows,
+                       (long long)diff);
+            }
+        }
         free(got), free(got_lse), free(g2), free(r2);
     }
     cuda_ctx_set_attention_kernel(ctx, CUDA_ATTN_AUTO);
     EXPECT_OK(cuda_ctx_set_prefill_rows(ctx, 0));
+    EXPECT_OK(cuda_ctx_set_prefill_warp_rows(ctx, 0));
     free(q), free(k), free(v), free(ref), free(ref_lse), free(scratch);
     dev_free(dq), dev_free(dk), dev_free(dv), dev_free(dout), dev_free(dlse), dev_free(dcu), dev_free(dnk);
     dev_free((void *)dkp), dev_free((void *)dvp), dev_free(ws);
@@ -112,11 +133,12 @@ static void test_no_keys(cuda_ctx *ctx) {
         int *dcu = (int *)dev_copy(cu, sizeof cu), *dnk = (int *)dev_copy(nk, sizeof nk);
         void *dout = dev_alloc((size_t)T * H * D * dt_size(dt));
         float *dlse = (float *)dev_alloc(sizeof(float) * (size_t)T * H);
-        for (int variant = 0; variant < 3; variant++) {
+        for (int variant = 0; variant < 5; variant++) {
             cuda_attention_kernel kern = variant == 2 ? CUDA_ATTN_SIMT : CUDA_ATTN_AUTO;
-            int rows = variant == 1 ? 128 : 64;
+            int rows = variant == 1 || variant == 4 ? 128 : 64, warp_rows = variant >= 3 ? 32 : 16;
             cuda_ctx_set_attention_kernel(ctx, kern);
             EXPECT_OK(cuda_ctx_set_prefill_rows(ctx, rows));
+            EXPECT_OK(cuda_ctx_set_prefill_warp_rows(ctx, warp_rows));
             dev_poison(dout, (size_t)T * H * D * dt_size(dt)), dev_poison(dlse, sizeof(float) * (size_t)T * H);
             EXPECT_GPU_OK(cuda_attention_forward(ctx, dt, dout, H * D, dlse, dq, H * D, dp, dp, KV * D, dcu, dnk, 1, H,
                                                  KV, D, 0, T, 0, NULL, 0, NULL));
@@ -131,6 +153,7 @@ static void test_no_keys(cuda_ctx *ctx) {
         }
         cuda_ctx_set_attention_kernel(ctx, CUDA_ATTN_AUTO);
         EXPECT_OK(cuda_ctx_set_prefill_rows(ctx, 0));
+        EXPECT_OK(cuda_ctx_set_prefill_warp_rows(ctx, 0));
         free(q);
         dev_free(dq), dev_free(dkv), dev_free((void *)dp), dev_free(dcu), dev_free(dnk), dev_free(dout), dev_free(dlse);
     }
@@ -167,13 +190,19 @@ int main(void) {
             if (dt == CUDA_BF16) {
                 run_case(ctx, c, dt, CUDA_ATTN_AUTO, 128);
                 run_case(ctx, c, dt, CUDA_ATTN_SIMT, 64);
-                run_case(ctx, c, dt, CUDA_ATTN_PREFILL, 64);
-                run_case(ctx, c, dt, CUDA_ATTN_PREFILL, 128);
+                // the tensor-core prefill kernel in every block shape: the same bits from each
+                std::vector<float> bits;
+                maye_rng inputs = test_rng; // each shape on the same inputs
+                for (int shape = 0; shape < 4; shape++) {
+                    test_rng = inputs;
+                    run_case(ctx, c, dt, CUDA_ATTN_PREFILL, shape & 1 ? 128 : 64, shape & 2 ? 32 : 16, &bits);
+                }
             }
         }
     }
     test_no_keys(ctx);
     EXPECT_FAIL(cuda_ctx_set_prefill_rows(ctx, 96), "64 or 128");
+    EXPECT_FAIL(cuda_ctx_set_prefill_warp_rows(ctx, 8), "16 or 32");
     EXPECT_FAIL(cuda_attention_forward(ctx, CUDA_BF16, NULL, 0, NULL, NULL, 0, NULL, NULL, 0, NULL, NULL, 1, 6, 4, 64,
                                        1, 1, 1, NULL, 0, NULL),
                 "KV must divide H");

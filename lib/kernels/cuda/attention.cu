@@ -1,6 +1,6 @@
 // C API of the attention kernels (attention.cuh, attention_backward.cuh): argument checks, the choice between
-// the tensor-core prefill (64 or 128 query rows per block), tensor-core split-K decode and SIMT kernels, the
-// split count, the flash-style backward's four launches, and the shared-memory limits.
+// the tensor-core prefill (64 or 128 query rows per block, 16 or 32 per warp), tensor-core split-K decode and
+// SIMT kernels, the split count, the flash-style backward's four launches, and the shared-memory limits.
 #include "kernels/cuda/attention_backward.cuh"
 #include "kernels/cuda/model_kernels.h"
 #include "kernels/cuda/context.cuh"
@@ -24,6 +24,12 @@ int attention_kernels_init(const cuda_ctx *ctx) {
     TRY(raise_smem_limit(ctx, attn_mma_kernel<64, 8>, attn_mma_smem_bytes<64, 8>(), "tensor-core prefill"));
     TRY(raise_smem_limit(ctx, attn_mma_kernel<80, 8>, attn_mma_smem_bytes<80, 8>(), "tensor-core prefill"));
     TRY(raise_smem_limit(ctx, attn_mma_kernel<128, 8>, attn_mma_smem_bytes<128, 8>(), "tensor-core prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_wide_kernel<64, 2>, attn_wide_smem_bytes<64, 2>(), "wide prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_wide_kernel<80, 2>, attn_wide_smem_bytes<80, 2>(), "wide prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_wide_kernel<128, 2>, attn_wide_smem_bytes<128, 2>(), "wide prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_wide_kernel<64, 4>, attn_wide_smem_bytes<64, 4>(), "wide prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_wide_kernel<80, 4>, attn_wide_smem_bytes<80, 4>(), "wide prefill"));
+    TRY(raise_smem_limit(ctx, attn_mma_wide_kernel<128, 4>, attn_wide_smem_bytes<128, 4>(), "wide prefill"));
     TRY(raise_smem_limit(ctx, attn_decode_kernel<64>, attn_decode_smem_bytes<64>(), "tensor-core decode"));
     TRY(raise_smem_limit(ctx, attn_decode_kernel<80>, attn_decode_smem_bytes<80>(), "tensor-core decode"));
     TRY(raise_smem_limit(ctx, attn_decode_kernel<128>, attn_decode_smem_bytes<128>(), "tensor-core decode"));
@@ -75,12 +81,28 @@ static int mma_launch_warps(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int ma
     return 0;
 }
 
-// The context's query rows per block (cuda_ctx_set_prefill_rows), else 64 (4 warps) for causal attention and 128
-// (8 warps) for bidirectional: on an H100 the 4-warp block was 1.08x the 8-warp one on the update's causal 8 x
-// 1024 (D 128), the 8-warp one 1.12x on the vision tower's 64 images of 1024 patches (D 80).
+// The wide prefill kernel (32 query rows per warp) with WARPS warps.
+template <int D, int WARPS>
+static int mma_launch_wide(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int max_nq, cudaStream_t s) {
+    constexpr size_t smem = attn_wide_smem_bytes<D, WARPS>();
+    constexpr int BM = MMA_WIDE_ROWS * WARPS;
+    TRY(smem_check(ctx, smem, "wide prefill"));
+    CHECK_OR_FAIL((max_nq + BM - 1) / BM <= 65535, "attention_forward: %d query rows in one segment are more "
+                  "than the wide prefill kernel's grid holds (65535 tiles of %d)", max_nq, BM);
+    dim3 grid((unsigned)a.H, (unsigned)a.B, (unsigned)((max_nq + BM - 1) / BM));
+    attn_mma_wide_kernel<D, WARPS><<<grid, 32 * WARPS, smem, s>>>(a);
+    return 0;
+}
+
+// The context's query rows per block (cuda_ctx_set_prefill_rows), else 64 for causal attention and 128 for
+// bidirectional, in warps of the context's rows per warp (cuda_ctx_set_prefill_warp_rows; 16 unless set). With
+// 16-row warps, on an H100 the 4-warp block was 1.08x the 8-warp one on the update's causal 8 x 1024 (D 128),
+// the 8-warp one 1.12x on the vision tower's 64 images of 1024 patches (D 80).
 template <int D> static int mma_launch(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int max_nq, cudaStream_t s) {
-    bool four_warps = ctx->prefill_rows == 64 || (ctx->prefill_rows == 0 && a.causal);
-    return four_warps ? mma_launch_warps<D, 4>(ctx, a, max_nq, s) : mma_launch_warps<D, 8>(ctx, a, max_nq, s);
+    bool rows64 = ctx->prefill_rows == 64 || (ctx->prefill_rows == 0 && a.causal);
+    if (ctx->prefill_warp_rows == 32)
+        return rows64 ? mma_launch_wide<D, 2>(ctx, a, max_nq, s) : mma_launch_wide<D, 4>(ctx, a, max_nq, s);
+    return rows64 ? mma_launch_warps<D, 4>(ctx, a, max_nq, s) : mma_launch_warps<D, 8>(ctx, a, max_nq, s);
 }
 
 // The decode split count: whole 64-key tiles of the longest segment (max_nk keys) per split. With about a

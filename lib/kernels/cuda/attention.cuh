@@ -8,6 +8,8 @@
 //                        register Q fragments (read from global memory by the 4-warp block, through a shared
 //                        stage by the 8-warp one) and K rows, P V with V fragments from ldmatrix.trans; a warp
 //                        skips the tiles none of its rows sees (causal, or rows past the segment).
+//   attn_mma_wide_kernel the same with 32 query rows per warp (two mma tiles sharing each K/V fragment), 2 or 4
+//                        warps (64 or 128 rows per block), queries staged in shared memory.
 //   attn_decode_kernel   one query row per segment: the G = H / KV query heads of one key/value head are the
 //                        16 rows of the tensor-core tile; each block takes one split of its segment's keys
 //                        (split-K), each warp 16 keys of every 64-key tile; warps merge in shared memory and
@@ -132,43 +134,6 @@ template <typename T, int DPL> __global__ void __launch_bounds__(128) attn_simt_
 
 // ----------------------------------------------------------------------------
 // tensor-core helpers
-
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); // .x (lo) is the lower 16 bits
-    return *reinterpret_cast<uint32_t *>(&v);
-}
-
-// The A fragment (mma layout) of the 16 x 16 block at m of a row-major bf16 matrix in shared memory (row
-// stride ld elements, rows 16-byte aligned): rows [0, 16), columns [0, 16), in one ldmatrix.x4.
-__device__ __forceinline__ void load_a_fragment(uint32_t a[4], const bf16 *m, int ld) {
-    int lane = threadIdx.x % 32, mat = lane / 8;
-    // matrices: 0 rows 0-7 / cols 0-7, 1 rows 8-15 / cols 0-7, 2 rows 0-7 / cols 8-15, 3 rows 8-15 / cols 8-15
-    ldmatrix_x4(a, m + ((mat & 1) * 8 + lane % 8) * ld + (mat >> 1) * 8);
-}
-
-// The A fragment of the 16 x 16 block at m of a row-major bf16 matrix in global memory (row stride ld elements),
-// the same registers as load_a_fragment gives from shared memory; rows >= nvalid read as zeros. Two 2-byte loads
-// per register, so any stride and alignment: for operands read once per block (the prefill's queries).
-__device__ __forceinline__ void load_a_fragment_global(uint32_t a[4], const bf16 *m, int64_t ld, int nvalid) {
-    int lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        int r = g + (i & 1) * 8, c = 2 * t4 + (i >> 1) * 8;
-        const bf16 *e = m + (int64_t)r * ld + c;
-        a[i] = r < nvalid ? pack_bf16x2(to_f32(e[0]), to_f32(e[1])) : 0u;
-    }
-}
-
-// The B fragments of two 16 (k) x 8 (n) product operands whose n-th columns are rows n and 8 + n of m (rows
-// [0, 16), columns [0, 16) of a row-major bf16 matrix in shared memory, row stride ld, rows 16-byte aligned):
-// b[j] is the B operand of A m[8j .. 8j + 8)^T. One ldmatrix.x4.
-__device__ __forceinline__ void load_b_fragments(uint32_t b[2][2], const bf16 *m, int ld) {
-    int lane = threadIdx.x % 32, mat = lane / 8;
-    // matrices: 0 rows 0-7 / cols 0-7, 1 rows 0-7 / cols 8-15, 2 rows 8-15 / cols 0-7, 3 rows 8-15 / cols 8-15
-    uint32_t r[4];
-    ldmatrix_x4(r, m + ((mat >> 1) * 8 + lane % 8) * ld + (mat & 1) * 8);
-    b[0][0] = r[0], b[0][1] = r[1], b[1][0] = r[2], b[1][1] = r[3];
-}
 
 // ROWS x D bf16 rows (row stride ld elements in global memory) into shared memory rows of D + 8 elements;
 // rows >= nvalid become zeros. aligned: 16-byte cp.async (asynchronous, completes at cp_async_wait);
@@ -413,6 +378,163 @@ __global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 3 : 0) attn_mma_kerne
             *reinterpret_cast<uint32_t *>(orow + dt * 8) = pack_bf16x2(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
         if (p.lse && t4 == 0)
             p.lse[(int64_t)(q0 + i) * p.H + h] = lr > 0.0f ? (m[r] + log2f(lr)) * ATTN_LN2 : -INFINITY;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// tensor-core prefill kernel, two mma tiles per warp
+
+#define MMA_WIDE_ROWS 32 // query rows per warp of the wide prefill kernel
+
+// Whether the wide kernel's warps keep their query fragments in registers (D 64: 32 registers beside the output
+// accumulators, 238 in all) or read them from the shared query stage at every key tile (D 80: 235 registers
+// that way, 255 and spills with them in registers; D 128: 255 either way, fewer spills this way).
+template <int D> __host__ __device__ constexpr bool attn_wide_q_in_registers() { return D <= 64; }
+
+// The wide kernel's shared memory: the query stage (32 WARPS rows) and two K/V stages.
+template <int D, int WARPS> constexpr size_t attn_wide_smem_bytes() {
+    return sizeof(bf16) * (size_t)(MMA_WIDE_ROWS * WARPS + 4 * MMA_BN) * (D + 8);
+}
+
+// attn_mma_kernel with 32 query rows per warp, as two 16-row mma tiles that share every K and V fragment a
+// warp reads from shared memory (one ldmatrix feeds two mma instead of one: the 16-row warp's loop moves
+// as many bytes out of shared memory as its tensor cores take). grid (H, B, ceil(max_nq / BM)), 32 WARPS
+// threads, BM = 32 WARPS rows per block; the same tiles, order, skipping and masking as attn_mma_kernel, per
+// row the same arithmetic in the same order, so the same bits.
+template <int D, int WARPS>
+__global__ void __launch_bounds__(32 * WARPS, 2) attn_mma_wide_kernel(AttnArgs<bf16> p) {
+    constexpr int LD = D + 8, KSTEPS = D / 16, DT = D / 8, WR = MMA_WIDE_ROWS, BM = WR * WARPS;
+    constexpr bool QREG = attn_wide_q_in_registers<D>();
+    DYNAMIC_SMEM(mma_smem);
+    bf16 *Qs = reinterpret_cast<bf16 *>(mma_smem); // (BM, LD)
+    bf16 *Ks = Qs + BM * LD;                        // (2, MMA_BN, LD) two stages
+    bf16 *Vs = Ks + 2 * MMA_BN * LD;                // (2, MMA_BN, LD)
+    int h = blockIdx.x, b = blockIdx.y, m0 = (gridDim.z - 1 - blockIdx.z) * BM;
+    int q0 = p.cu_q[b], nq = p.cu_q[b + 1] - q0;
+    if (m0 >= nq) return;
+    int n_k = p.nk[b], off = n_k - nq, rows = min(BM, nq - m0);
+    int kvh = h / (p.H / p.KV);
+    const bf16 *kb = p.k[b] + (int64_t)kvh * D, *vb = p.v[b] + (int64_t)kvh * D;
+    bool kv_aligned = aligned16(kb) && aligned16(vb);
+    int kend = max(0, p.causal ? min(n_k, off + m0 + rows) : n_k);
+    int ntiles = (kend + MMA_BN - 1) / MMA_BN;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+    int warp_kend = warp * WR >= rows ? 0 : p.causal ? off + m0 + (warp + 1) * WR : n_k;
+
+    // the block's queries and key tile 0 through shared memory
+    load_rows_bf16<D, BM>(Qs, p.q + (int64_t)(q0 + m0) * p.ldq + (int64_t)h * D, p.ldq, rows,
+                          aligned16(p.q) && p.ldq % 8 == 0);
+    cp_async_commit();
+    if (ntiles > 0) load_kv_stage<D, MMA_BN>(Ks, Vs, 0, kb, vb, p.ldkv, 0, min(MMA_BN, kend), kv_aligned);
+    cp_async_commit();
+    cp_async_wait<1>(); // Q has landed
+    __syncthreads();
+    const bf16 *Qw = Qs + warp * WR * LD;
+    uint32_t qf[QREG ? 2 : 1][QREG ? KSTEPS : 1][4];
+    if constexpr (QREG) {
+#pragma unroll
+        for (int wm = 0; wm < 2; wm++)
+#pragma unroll
+            for (int kk = 0; kk < KSTEPS; kk++) load_a_fragment(qf[wm][kk], Qw + wm * 16 * LD + kk * 16, LD);
+    }
+    float o[2][DT][4], m[2][2], l[2][2];
+#pragma unroll
+    for (int wm = 0; wm < 2; wm++) {
+        zero_tiles(o[wm]);
+        m[wm][0] = m[wm][1] = -INFINITY, l[wm][0] = l[wm][1] = 0.0f;
+    }
+    const float scale_log2 = p.scale * ATTN_LOG2E;
+    const int row0 = m0 + warp * WR + g; // query index of tile 0's fragment rows c0, c1 (c2, c3: + 8; tile 1: + 16)
+
+    for (int j = 0; j < ntiles; j++) {
+        kv_stage_next<D, MMA_BN>(Ks, Vs, j, ntiles, kb, vb, p.ldkv, kend, kv_aligned);
+        int n0 = j * MMA_BN;
+        if (n0 < warp_kend) {
+            const bf16 *Kt = Ks + (j & 1) * MMA_BN * LD, *Vt = Vs + (j & 1) * MMA_BN * LD;
+            float s[2][8][4];
+            zero_tiles(s[0]);
+            zero_tiles(s[1]);
+#pragma unroll
+            for (int kk = 0; kk < KSTEPS; kk++) {
+                uint32_t a[2][4];
+#pragma unroll
+                for (int wm = 0; wm < 2; wm++) {
+                    if constexpr (QREG) {
+#pragma unroll
+                        for (int i = 0; i < 4; i++) a[wm][i] = qf[wm][kk][i];
+                    } else {
+                        load_a_fragment(a[wm], Qw + wm * 16 * LD + kk * 16, LD);
+                    }
+                }
+#pragma unroll
+                for (int nt = 0; nt < 8; nt += 2) {
+                    uint32_t f[2][2];
+                    load_b_fragments(f, Kt + nt * 8 * LD + kk * 16, LD);
+#pragma unroll
+                    for (int wm = 0; wm < 2; wm++) {
+                        mma_bf16_16816(s[wm][nt], a[wm], f[0][0], f[0][1]);
+                        mma_bf16_16816(s[wm][nt + 1], a[wm], f[1][0], f[1][1]);
+                    }
+                }
+            }
+            if (n0 + MMA_BN > n_k || (p.causal && n0 + MMA_BN - 1 > off + m0 + warp * WR)) {
+#pragma unroll
+                for (int wm = 0; wm < 2; wm++)
+#pragma unroll
+                    for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            int col = n0 + nt * 8 + 2 * t4 + (e & 1), row = row0 + wm * 16 + (e >> 1) * 8;
+                            if (col >= n_k || (p.causal && col > off + row)) s[wm][nt][e] = -INFINITY;
+                        }
+            }
+#pragma unroll
+            for (int wm = 0; wm < 2; wm++) online_softmax_update<8, DT>(s[wm], o[wm], m[wm], l[wm], scale_log2);
+            // P V: each V fragment (ldmatrix.trans) into both tiles' accumulators
+            int mat = lane / 8, r8 = lane % 8;
+#pragma unroll
+            for (int ks = 0; ks < 4; ks++) {
+                uint32_t a[2][4];
+#pragma unroll
+                for (int wm = 0; wm < 2; wm++) {
+                    const float *s0 = s[wm][2 * ks], *s1 = s[wm][2 * ks + 1];
+                    a[wm][0] = pack_bf16x2(s0[0], s0[1]), a[wm][1] = pack_bf16x2(s0[2], s0[3]);
+                    a[wm][2] = pack_bf16x2(s1[0], s1[1]), a[wm][3] = pack_bf16x2(s1[2], s1[3]);
+                }
+                const bf16 *vrow = Vt + ks * 16 * LD + ((mat & 1) * 8 + r8) * LD + (mat >> 1) * 8;
+#pragma unroll
+                for (int dp = 0; dp < D / 16; dp++) {
+                    uint32_t f[4];
+                    ldmatrix_x4_trans(f, vrow + dp * 16);
+#pragma unroll
+                    for (int wm = 0; wm < 2; wm++) {
+                        mma_bf16_16816(o[wm][2 * dp], a[wm], f[0], f[1]);
+                        mma_bf16_16816(o[wm][2 * dp + 1], a[wm], f[2], f[3]);
+                    }
+                }
+            }
+        }
+        __syncthreads(); // every warp is done with this stage before it is refilled
+    }
+
+#pragma unroll
+    for (int wm = 0; wm < 2; wm++) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float lr = l[wm][r];
+            lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+            lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+            int i = row0 + wm * 16 + 8 * r;
+            if (i >= nq) continue;
+            float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
+            bf16 *orow = p.out + (int64_t)(q0 + i) * p.ldo + (int64_t)h * D + 2 * t4;
+#pragma unroll
+            for (int dt = 0; dt < DT; dt++)
+                *reinterpret_cast<uint32_t *>(orow + dt * 8) =
+                    pack_bf16x2(o[wm][dt][2 * r] * inv, o[wm][dt][2 * r + 1] * inv);
+            if (p.lse && t4 == 0)
+                p.lse[(int64_t)(q0 + i) * p.H + h] = lr > 0.0f ? (m[wm][r] + log2f(lr)) * ATTN_LN2 : -INFINITY;
+        }
     }
 }
 

@@ -74,11 +74,16 @@ void cuda_ctx_set_decode_split_tiles(cuda_ctx *ctx, int tiles);
 // 1024 patches, D 80). The same bits either way. Fails with a message for any other value (the context keeps its
 // setting).
 int cuda_ctx_set_prefill_rows(cuda_ctx *ctx, int rows);
+// Query rows per warp of the tensor-core prefill attention: 16 (one mma tile; the default) or 32 (two tiles
+// sharing every K/V fragment read from shared memory: 2 or 4 warps for 64 or 128 rows per block). The same
+// bits either way; 0 selects the default. Fails with a message for any other value.
+int cuda_ctx_set_prefill_warp_rows(cuda_ctx *ctx, int rows);
 // Which of cuBLASLt's ranked heuristic answers (at most CUDA_GEMM_ALGOS) the GEMMs take: 0, the default, its
 // first choice; a rank past the answers offered takes the last one. Forgets the context's remembered answers,
 // so the next GEMM of every shape asks again. For benchmarks (bench/gpu_kernels times the decode step's GEMMs
 // per rank); fails with a message outside [0, CUDA_GEMM_ALGOS).
 #define CUDA_GEMM_ALGOS 8
+#define CUDA_GEMM_WORKSPACE_BYTES (32u << 20) // the context's cuBLASLt workspace (the recommendation for Hopper)
 int cuda_ctx_set_gemm_algo_rank(cuda_ctx *ctx, int rank);
 // How many answers cuBLASLt's heuristic offered for the last GEMM shape the context asked about (it asks for
 // rank + 1: fewer means the rank was past the last answer).
@@ -88,6 +93,16 @@ int cuda_ctx_gemm_last_answers(const cuda_ctx *ctx);
 // (or not within the context's workspace) then fails with a message. Forgets the remembered answers, as the
 // rank does. For benchmarks (gpu_kernels' decode GEMMs: whether splitting K feeds more SMs at 64 rows).
 int cuda_ctx_set_gemm_splitk(cuda_ctx *ctx, int splits);
+// The decode-sized linear layers of cuda_matmul_forward and cuda_matmul_residual_forward (bf16, 1 to 64 rows, C a
+// multiple of 8, OC even, input and weight 16-byte aligned, output and residual 4-byte aligned) through a skinny
+// tensor-core kernel instead of cuBLASLt: blocks of 64 output columns over `slices` slices of C, the slices'
+// fp32 partials summed in a fixed order (0 slices: about two blocks per SM, each slice at least 256 of C).
+// Other shapes keep cuBLASLt. On (1) or off (0); CUDA_SKINNY_DEFAULT says which a new context starts with.
+// Fails with a message for slices outside 0..64.
+#define CUDA_SKINNY_DEFAULT 0
+int cuda_ctx_set_skinny_gemm(cuda_ctx *ctx, int on, int slices);
+// How many products the skinny kernel has computed in this context (tests check that it ran).
+int64_t cuda_ctx_skinny_calls(const cuda_ctx *ctx);
 
 // ----------------------------------------------------------------------------
 // matmul, embedding, residual

@@ -1,6 +1,7 @@
-// The sm_80+ warp-level instructions the tensor-core attention kernels are built from, as inline PTX:
-// mma.sync (bf16 in, fp32 accumulation), ldmatrix and cp.async. The CPU emulator of tests/cuda_emu gives
-// the same functions (same fragment layouts) in C++, so the kernels that use them also run there.
+// The sm_80+ warp-level instructions the tensor-core kernels (attention, the skinny GEMM) are built from, as
+// inline PTX: mma.sync (bf16 in, fp32 accumulation), ldmatrix and cp.async. The CPU emulator of tests/cuda_emu
+// gives the same functions (same fragment layouts) in C++, so the kernels that use them also run there. Then
+// the fragment loads of row-major bf16 tiles built on them.
 #pragma once
 #include "kernels/cuda/common.cuh"
 
@@ -52,3 +53,44 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 }
 
 #endif
+
+// ----------------------------------------------------------------------------
+// fragments of row-major bf16 tiles (built on the instructions above)
+
+// Two floats rounded to bf16 in one 32-bit register: lo in the lower 16 bits (an mma operand's element order).
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); // .x (lo) is the lower 16 bits
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+// The A fragment (mma layout) of the 16 x 16 block at m of a row-major bf16 matrix in shared memory (row
+// stride ld elements, rows 16-byte aligned): rows [0, 16), columns [0, 16), in one ldmatrix.x4.
+__device__ __forceinline__ void load_a_fragment(uint32_t a[4], const bf16 *m, int ld) {
+    int lane = threadIdx.x % 32, mat = lane / 8;
+    // matrices: 0 rows 0-7 / cols 0-7, 1 rows 8-15 / cols 0-7, 2 rows 0-7 / cols 8-15, 3 rows 8-15 / cols 8-15
+    ldmatrix_x4(a, m + ((mat & 1) * 8 + lane % 8) * ld + (mat >> 1) * 8);
+}
+
+// The A fragment of the 16 x 16 block at m of a row-major bf16 matrix in global memory (row stride ld elements),
+// the same registers as load_a_fragment gives from shared memory; rows >= nvalid read as zeros. Two 2-byte loads
+// per register, so any stride and alignment: for operands read once per block (the prefill's queries).
+__device__ __forceinline__ void load_a_fragment_global(uint32_t a[4], const bf16 *m, int64_t ld, int nvalid) {
+    int lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int r = g + (i & 1) * 8, c = 2 * t4 + (i >> 1) * 8;
+        const bf16 *e = m + (int64_t)r * ld + c;
+        a[i] = r < nvalid ? pack_bf16x2(to_f32(e[0]), to_f32(e[1])) : 0u;
+    }
+}
+
+// The B fragments of two 16 (k) x 8 (n) product operands whose n-th columns are rows n and 8 + n of m (rows
+// [0, 16), columns [0, 16) of a row-major bf16 matrix in shared memory, row stride ld, rows 16-byte aligned):
+// b[j] is the B operand of A m[8j .. 8j + 8)^T. One ldmatrix.x4.
+__device__ __forceinline__ void load_b_fragments(uint32_t b[2][2], const bf16 *m, int ld) {
+    int lane = threadIdx.x % 32, mat = lane / 8;
+    // matrices: 0 rows 0-7 / cols 0-7, 1 rows 0-7 / cols 8-15, 2 rows 8-15 / cols 0-7, 3 rows 8-15 / cols 8-15
+    uint32_t r[4];
+    ldmatrix_x4(r, m + ((mat >> 1) * 8 + lane % 8) * ld + (mat & 1) * 8);
+    b[0][0] = r[0], b[0][1] = r[1], b[1][0] = r[2], b[1][1] = r[3];
+}
