@@ -4,8 +4,8 @@
 # stages with model.device=cuda against model.device=cpu), the kernel benchmarks (bench/gpu_kernels.cu), the
 # PyTorch baseline (bench/gpu_torch_baseline.py) when torch sees the GPU, then bench/gpu_model.sh without
 # its tests (the 2B-shaped rollout and update against transformers / PyTorch, and a GPU-trained checkpoint
-# in transformers; GPU_MODEL=0 skips it), and last compute-sanitizer's memcheck on the attention and model
-# kernel tests (the forward and backward attention kernels) when the tool exists, and a digest of the
+# in transformers; GPU_MODEL=0 skips it), and last compute-sanitizer's memcheck on the attention, model-kernel
+# and kernel tests (the forward and backward attention kernels, the skinny GEMM) when the tool exists, and a digest of the
 # results (bench/gpu_digest.py: targets, attention kernels, where the GPU time goes). About 3.5 minutes on an
 # H100 without the memcheck (measured 193 s), which adds up to 3 minutes (GPU_SANITIZE=0 skips it); GPU_NCU=1
 # adds Nsight Compute reports of the attention and log-prob kernels (bench/gpu_ncu.sh, about a minute).
@@ -91,7 +91,7 @@ fi
 
 if [ "${GPU_SANITIZE:-1}" != 0 ] && [ $skip -eq 0 ] && command -v compute-sanitizer >/dev/null; then
   : >"$LOGS/sanitizer.log"
-  for name in test_cuda_attention test_cuda_model_kernels; do # the attention forward; the backward kernels
+  for name in test_cuda_attention test_cuda_model_kernels test_cuda_kernels; do # attention; backward; GEMMs, norms
     t=$(echo "$TESTS" | tr ' ' '\n' | grep "/$name\$" | head -n 1)
     [ -n "$t" ] || continue
     echo "==== memcheck $name" >>"$LOGS/sanitizer.log"
