@@ -5,10 +5,11 @@
 # PyTorch baseline (bench/gpu_torch_baseline.py) when torch sees the GPU, then bench/gpu_model.sh without
 # its tests (the 2B-shaped rollout and update against transformers / PyTorch, and a GPU-trained checkpoint
 # in transformers; GPU_MODEL=0 skips it), and last compute-sanitizer's memcheck on the attention, model-kernel
-# and kernel tests (the forward and backward attention kernels, the skinny GEMM) when the tool exists, and a digest of the
-# results (bench/gpu_digest.py: targets, attention kernels, where the GPU time goes). About 3.5 minutes on an
-# H100 without the memcheck (measured 193 s), which adds up to 3 minutes (GPU_SANITIZE=0 skips it); GPU_NCU=1
-# adds Nsight Compute reports of the attention and log-prob kernels (bench/gpu_ncu.sh, about a minute).
+# and kernel tests (the forward and backward attention kernels, the GEMMs and elementwise kernels) when the tool
+# exists, and a digest of the results (bench/gpu_digest.py: targets, attention kernels, where the GPU time goes).
+# About 3.5 minutes on an H100 without the memcheck (measured 193 s); 2.5 minutes on an H200 with it (148 s,
+# the memcheck up to 3 minutes elsewhere; GPU_SANITIZE=0 skips it). GPU_NCU=1 adds Nsight Compute reports of
+# the attention and log-prob kernels (bench/gpu_ncu.sh, about a minute).
 #
 #   sh bench/gpu.sh                    build in $BUILD (default build) with make CUDA=1, then run
 #   sh bench/gpu.sh --no-build         run the binaries already in $BUILD

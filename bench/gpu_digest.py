@@ -53,15 +53,13 @@ def comparisons(model_torch):
 def kernels(bench, torch_rows):
     gd = [r for r in bench if r.get("bench") == "gemm_decode"]
     if gd:
-        section("decode-step GEMMs (64 rows): cuBLASLt's first answer, the fastest ranked answer and K split; the skinny kernel")
+        section("decode-step GEMMs (64 rows): cuBLASLt's first answer, the fastest ranked answer, the fastest K split")
         for r in (r for r in gd if "error" in r):
-            what = ("split %d" % r["splitk"] if "splitk" in r else "skinny %d slices" % r["skinny_slices"]
-                    if "skinny_slices" in r else "rank %d" % r["algo_rank"])
+            what = "split %d" % r["splitk"] if "splitk" in r else "rank %d" % r["algo_rank"]
             print("  %-40s %s failed: %s" % (r["shape"], what, r["error"]))
         for shape in dict.fromkeys(r["shape"] for r in gd if "ms" in r):
-            rows = [r for r in gd if r["shape"] == shape and "ms" in r and "splitk" not in r and "skinny_slices" not in r]
+            rows = [r for r in gd if r["shape"] == shape and "ms" in r and "splitk" not in r]
             splits = [r for r in gd if r["shape"] == shape and "ms" in r and "splitk" in r]
-            skinny = [r for r in gd if r["shape"] == shape and "ms" in r and "skinny_slices" in r]
             if not rows or rows[0]["algo_rank"] != 0:
                 continue
             first = rows[0]
@@ -72,10 +70,6 @@ def kernels(bench, torch_rows):
                 bs = max(splits, key=lambda r: r["vs_rank0"])
                 line += "; best split %d %8.4f ms (x%.2f, %.2f of copy bw)" % (
                     bs["splitk"], bs["ms"], bs["vs_rank0"], bs["vs_copy_bandwidth"])
-            for r in skinny:
-                line += "\n  %-40s skinny, %s %8.4f ms (x%.2f, %.2f of copy bw)" % (
-                    "", "auto slices" if r["skinny_slices"] == 0 else "%d slices" % r["skinny_slices"], r["ms"],
-                    r["vs_rank0"], r["vs_copy_bandwidth"])
             print(line)
     pre = [r for r in bench if r.get("bench") == "attention_prefill"]
     sdpa = {r["shape"]: r["ms"] for r in torch_rows if r.get("bench") == "attention"}

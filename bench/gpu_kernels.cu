@@ -6,8 +6,7 @@
 //   gemm_decode  the decode step's 64-row GEMMs (q|k|v with bias, o, gate|up, down over 28 layer copies; the
 //                lm_head with fp32 logits) with each of cuBLASLt's ranked heuristic answers: weight bandwidth
 //                against the copy bandwidth, and the speed of each rank against rank 0 (what the model runs);
-//                then rank 0 with K split 2 to 16 ways ("splitk"), then the skinny kernel (cuda_ctx_set_skinny_gemm)
-//                in its automatic K slices and in 1, 2, 4 and 8 ("skinny_slices")
+//                then rank 0 with K split 2 to 16 ways ("splitk")
 //   attention    prefill 8 x 1024 causal (H 12, KV 2, D 128), vision 4 x 1024 and 64 x 1024 bidirectional
 //                (H 16, D 80): the tensor-core prefill kernel with 64 and with 128 query rows per block ("rows"),
 //                in warps of 16 and of 32 rows ("warp_rows"; each line after the first with its speedup over 64
@@ -213,7 +212,6 @@ static void bench_gemm_decode(void) {
             failed |= rc < 0;
         };
         double base = 0;
-        OK(cuda_ctx_set_skinny_gemm(ctx, 0, 0)); // the ranks and splits are cuBLASLt's
         for (int rank = 0; rank < CUDA_GEMM_ALGOS; rank++) {
             OK(cuda_ctx_set_gemm_algo_rank(ctx, rank));
             failed = false;
@@ -267,32 +265,6 @@ static void bench_gemm_decode(void) {
                  "\"vs_copy_bandwidth\": %.3f, \"vs_rank0\": %.3f", splits, gbps, ratio(gbps, copy_gbps), base / ms);
         }
         OK(cuda_ctx_set_gemm_splitk(ctx, 0));
-        // the skinny kernel (cuda_ctx_set_skinny_gemm) in its automatic K slices (0) and fixed counts
-        for (int slices : {0, 1, 2, 4, 8}) {
-            if (s.out != CUDA_BF16) break; // the lm_head's fp32 logits are cuBLASLt's
-            OK(cuda_ctx_set_skinny_gemm(ctx, 1, slices));
-            int64_t calls = cuda_ctx_skinny_calls(ctx);
-            failed = false;
-            call(0);
-            if (failed || cuda_ctx_skinny_calls(ctx) == calls) {
-                printf("{\"bench\": \"gemm_decode\", \"device\": \"%s\", \"shape\": \"%s\", \"skinny_slices\": %d, "
-                       "\"error\": \"%s\"}\n", cuda_ctx_device_name(ctx), s.name, slices,
-                       failed ? maye_errmsg() : "the skinny kernel did not take the shape");
-                fflush(stdout);
-                cudaGetLastError();
-                continue;
-            }
-            double ms = time_ms(
-                            [&] {
-                                for (int l = 0; l < s.copies; l++) call(l);
-                            },
-                            3) /
-                        s.copies;
-            double gbps = wn * 2.0 / (ms * 1e-3) / 1e9;
-            emit("gemm_decode", s.name, ms, "\"skinny_slices\": %d, \"weight_gb_per_s\": %.1f, \"vs_copy_bandwidth\": "
-                 "%.3f, \"vs_rank0\": %.3f", slices, gbps, ratio(gbps, copy_gbps), base / ms);
-        }
-        OK(cuda_ctx_set_skinny_gemm(ctx, CUDA_SKINNY_DEFAULT, 0));
         void *ps[] = {x, w, b, y};
         for (void *p : ps) CK(cudaFree(p));
     }

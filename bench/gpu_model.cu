@@ -5,15 +5,12 @@
 //   rollout  64 prompts, each a 448x448 image (256 merged tokens) + 42 text tokens, 256 new tokens at
 //            temperature 1 (no stop ids): generated tokens/s end to end (vision, prefill, decode), the decode
 //            step's time and the fraction of the copy bandwidth its bytes (weights + KV cache) reach; with the
-//            CUDA graph, and a short run without it; the full run again with the 64-row prefill attention
-//            tiles everywhere (cuda_ctx_set_prefill_rows; "prefill_rows" in each line, 0 for the default: 64 rows
-//            for causal attention, 128 for the vision tower), and once more with 32 query rows per warp
-//            (cuda_ctx_set_prefill_warp_rows; "prefill_warp_rows", 0 for the default, 16), with the decode's
-//            linear layers through the skinny kernel and through cuBLASLt (cuda_ctx_set_skinny_gemm; "skinny_gemm"),
-//            and with both 32-row warps and the skinny kernel
+//            CUDA graph, and a short run without it; the full run again with the prefill attention in 16-row
+//            warps, the kernel before the 32-row one (cuda_ctx_set_prefill_warp_rows; "prefill_warp_rows" in each
+//            line, 0 for the default, 32; "prefill_rows" likewise, cuda_ctx_set_prefill_rows)
 //   update   forward + backward + clip + AdamW on 8 sequences x 1024 tokens of the language model, with kept
 //            activations (flash-style attention backward, then the per-segment GEMM one), with
-//            recomputation, and kept activations with 32-row warps in the forward's attention: tokens/s, model TFLOP/s (6 N + attention per token) and their fraction of the
+//            recomputation, and kept activations with 16-row warps in the forward's attention: tokens/s, model TFLOP/s (6 N + attention per token) and their fraction of the
 //            measured GEMM rate (MFU), device memory
 //   profile  where the GPU time goes (cuda_model_profile_begin): a 32-token rollout without the CUDA graph
 //            and one update step (flash attention backward, kept activations), each as one JSON line with
@@ -289,19 +286,13 @@ static void bench_rollout(cuda_model *gm, int n_prompts, int n_new) {
         int max_tokens;
         bool graph, report, profile;
         int prefill_rows;      // 0: the default tiles of the prefill attention kernel
-        int prefill_warp_rows; // 0: the default rows per warp (16)
-        int skinny;            // the decode's linear layers: 0 the context's default, 1 the skinny kernel, -1 cuBLASLt
-    } runs[] = {{8, true, false, false, 0, 0, 0},      {n_new, true, true, false, 0, 0, 0},
-                {32, false, true, false, 0, 0, 0},     {32, true, true, false, 0, 0, 0},
-                {32, false, false, true, 0, 0, 0},     {n_new, true, true, false, 64, 0, 0},
-                {n_new, true, true, false, 0, 32, 0},  {n_new, true, true, false, 0, 0, 1},
-                {n_new, true, true, false, 0, 0, -1},  {n_new, true, true, false, 0, 32, 1}};
+        int prefill_warp_rows; // 0: the default rows per warp (32)
+    } runs[] = {{8, true, false, false, 0, 0},     {n_new, true, true, false, 0, 0}, {32, false, true, false, 0, 0},
+                {32, true, true, false, 0, 0},     {32, false, false, true, 0, 0},   {n_new, true, true, false, 0, 16}};
     for (const Run &r : runs) {
         cfg.max_tokens = r.max_tokens;
         OK(cuda_ctx_set_prefill_rows(ctx, r.prefill_rows));
         OK(cuda_ctx_set_prefill_warp_rows(ctx, r.prefill_warp_rows));
-        bool skinny = r.skinny == 0 ? CUDA_SKINNY_DEFAULT : r.skinny > 0;
-        OK(cuda_ctx_set_skinny_gemm(ctx, skinny, 0));
         cuda_gen g;
         OK(cuda_gen_init(&g, gm, &cfg, r.graph));
         std::vector<maye_gen_result> res((size_t)n_prompts);
@@ -325,13 +316,12 @@ static void bench_rollout(cuda_model *gm, int n_prompts, int n_new) {
             double tbps = step_s > 0 ? bytes / step_s / 1e12 : 0;
             printf("{\"bench\": \"rollout\", \"impl\": \"maye\", \"device\": \"%s\", \"prompts\": %d, \"prompt_tokens\": "
                    "%d, \"new_tokens\": %d, \"graph\": %s%s, \"prefill_rows\": %d, \"prefill_warp_rows\": %d, "
-                   "\"skinny_gemm\": %s, \"seconds\": %.3f, \"tokens\": %lld, \"tokens_per_s\": %.1f, "
+                   "\"seconds\": %.3f, \"tokens\": %lld, \"tokens_per_s\": %.1f, "
                    "\"vision_s\": %.3f, \"prefill_s\": %.3f, \"decode_s\": %.3f, \"decode_steps\": %lld, "
                    "\"step_ms\": %.3f, \"step_gb\": %.3f, \"hbm_tb_per_s\": %.3f, \"hbm_fraction\": %.3f, "
                    "\"kv_and_state_gb\": %.3f}\n",
                    cuda_ctx_device_name(ctx), n_prompts, plen, r.max_tokens, r.graph ? "true" : "false",
-                   g.graph_failed ? ", \"graph_failed\": true" : "", r.prefill_rows, r.prefill_warp_rows,
-                   skinny ? "true" : "false", secs,
+                   g.graph_failed ? ", \"graph_failed\": true" : "", r.prefill_rows, r.prefill_warp_rows, secs,
                    (long long)tokens, tokens / secs,
                    g.stats.vision_seconds, g.stats.prefill_seconds, g.stats.decode_seconds,
                    (long long)g.stats.decode_steps, step_s * 1e3, bytes / 1e9, tbps,
@@ -342,7 +332,6 @@ static void bench_rollout(cuda_model *gm, int n_prompts, int n_new) {
     }
     OK(cuda_ctx_set_prefill_rows(ctx, 0));
     OK(cuda_ctx_set_prefill_warp_rows(ctx, 0));
-    OK(cuda_ctx_set_skinny_gemm(ctx, CUDA_SKINNY_DEFAULT, 0));
     OK(cuda_model_trim(gm));
 }
 
@@ -381,7 +370,7 @@ static void bench_update(cuda_model *gm, int steps) {
         cuda_attention_backward_kernel attn;
         int prefill_warp_rows; // of the forward's attention; 0: the default
     } runs[4] = {{false, CUDA_ATTN_BWD_AUTO, 0}, {false, CUDA_ATTN_BWD_GEMM, 0}, {true, CUDA_ATTN_BWD_AUTO, 0},
-                 {false, CUDA_ATTN_BWD_AUTO, 32}};
+                 {false, CUDA_ATTN_BWD_AUTO, 16}};
     for (const auto &run : runs) {
         bool recompute = run.recompute;
         cuda_ctx_set_attention_backward(gm->ctx, run.attn);

@@ -169,13 +169,11 @@ def compare(ours_path, results):
     seen = []  # tile shapes in the order of their first run, the default's first
     for m in roll if "rollout" in torch_r else []:
         t = torch_r["rollout"]
-        rows = (m.get("prefill_rows", 0), m.get("prefill_warp_rows", 0), m.get("skinny_gemm"))
+        rows = (m.get("prefill_rows", 0), m.get("prefill_warp_rows", 0))
         if rows in seen:  # the first run of each tile shape (--new 32 also matches the short graph run)
             continue
         seen.append(rows)
         what = "rollout generated tokens/s"
-        if len(seen) > 1 and rows[2] != seen[0][2]:
-            what += " (decode's linear layers through %s)" % ("the skinny kernel" if rows[2] else "cuBLASLt")
         if rows[0]:
             what += " (%d-row prefill attention tiles everywhere)" % rows[0]
         if rows[1]:

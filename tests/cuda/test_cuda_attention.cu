@@ -1,10 +1,11 @@
 // cuda_attention_forward against the CPU attention_forward on packed segments of odd lengths: causal with and
 // without cached keys, bidirectional (vision), GQA ratios 1/2/6/7, head dims 64/80/128 (tensor cores in bf16)
 // and 32/96 (SIMT), one-row decode segments (split-K, with and without workspace), empty segments, strided
-// and fused-qkv rows, and key pointers that are not 16-byte aligned. Every applicable kernel (auto, SIMT,
-// tensor-core prefill) runs each case, the tensor-core ones with 64 and with 128 query rows per block
-// (cuda_ctx_set_prefill_rows), the prefill kernel also with 32 rows per warp (cuda_ctx_set_prefill_warp_rows),
-// every block shape with the same bits; outputs and log-sum-exps are compared, poisoned with NaN beforehand.
+// and fused-qkv rows, and key pointers that are not 16-byte aligned. Every applicable kernel (auto with the
+// default block shapes and with 16-row warps, SIMT, tensor-core prefill) runs each case, the prefill kernel in
+// all four block shapes (64 or 128 query rows per block, cuda_ctx_set_prefill_rows; 16 or 32 per warp,
+// cuda_ctx_set_prefill_warp_rows), which must give the same bits; outputs and log-sum-exps are compared,
+// poisoned with NaN beforehand.
 // Exits 77 without a GPU.
 #include "cuda_test.h"
 
@@ -21,11 +22,11 @@ struct AttnCase {
     int misalign;            // k/v rows start one element into their buffer (not 16-byte aligned)
 };
 
-// One case in one dtype with one kernel choice, prefill block rows (64 or 128) and rows per warp (16 or 32;
-// what the tensor-core prefill kernel uses when it runs); the CPU reference runs on the rounded inputs. With
+// One case in one dtype with one kernel choice, prefill block rows (64 or 128) and rows per warp (16 or 32, 0
+// for the default; what the tensor-core prefill kernel uses when it runs); the CPU reference runs on the rounded inputs. With
 // same_bits, the first run's output (with workspace) is kept there and later runs must give the same bits.
 static void run_case(cuda_ctx *ctx, const AttnCase &c, cuda_dtype dt, cuda_attention_kernel kernel, int rows,
-                     int warp_rows = 16, std::vector<float> *same_bits = nullptr) {
+                     int warp_rows = 0, std::vector<float> *same_bits = nullptr) {
     int B = (int)c.nq.size(), H = c.H, KV = c.KV, D = c.D;
     std::vector<int> cu(B + 1, 0), kv_off(B + 1, 0);
     int max_nq = 0, max_nk = 0;
@@ -186,10 +187,10 @@ int main(void) {
     };
     for (const AttnCase &c : cases) {
         for (cuda_dtype dt : {CUDA_F32, CUDA_BF16}) {
-            run_case(ctx, c, dt, CUDA_ATTN_AUTO, 64);
+            run_case(ctx, c, dt, CUDA_ATTN_AUTO, 0); // the defaults
             if (dt == CUDA_BF16) {
-                run_case(ctx, c, dt, CUDA_ATTN_AUTO, 128);
-                run_case(ctx, c, dt, CUDA_ATTN_SIMT, 64);
+                run_case(ctx, c, dt, CUDA_ATTN_AUTO, 0, 16); // the 16-row warps' per-kind rows
+                run_case(ctx, c, dt, CUDA_ATTN_SIMT, 0);
                 // the tensor-core prefill kernel in every block shape: the same bits from each
                 std::vector<float> bits;
                 maye_rng inputs = test_rng; // each shape on the same inputs

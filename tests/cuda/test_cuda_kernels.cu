@@ -1,6 +1,6 @@
 // CUDA kernels against the CPU reference (kernels/cpu) on odd shapes, in fp32 (1e-5) and bf16 (2e-2) mode:
 // matmul (with and without bias, aligned and unaligned bias; also added to a residual stream in the GEMM's
-// epilogue, into another buffer and in place; the skinny kernel for decode-sized products), the general GEMM in every transpose
+// epilogue, into another buffer and in place), the general GEMM in every transpose
 // combination, embedding, RMSNorm, LayerNorm (their weights and
 // biases fp32 in both modes, as the GPU model keeps them), the activations plain and gated (in place too),
 // the M-RoPE and vision rotary tables, the rotation with strided rows (equal to the bit to the host's rotation with
@@ -66,72 +66,6 @@ static void test_matmul(cuda_ctx *ctx) {
             free(x), free(w), free(b), free(ref);
         }
     }
-}
-
-// The skinny kernel for decode-sized linear layers (cuda_ctx_set_skinny_gemm): rows 1 to 64, C a multiple of 8
-// (not of the kernel's 64-column steps too), OC not a multiple of its 64-column tiles, with and without bias and
-// residual (in place too), in one K slice, in several (the partials summed by the reduction) and in the
-// automatic count; the shapes it does not take (65 rows, C not a multiple of 8, OC odd, fp32) go to cuBLASLt,
-// which the kernel's call count shows. Against the CPU reference in bf16.
-static void test_skinny_matmul(cuda_ctx *ctx) {
-    struct {
-        int T, C, OC;
-        bool taken;
-    } shapes[] = {{1, 8, 2, true},      {7, 200, 72, true},   {64, 1536, 136, true}, {33, 520, 2050, true},
-                  {64, 4104, 64, true}, {65, 64, 64, false},  {5, 60, 64, false},    {5, 64, 63, false}};
-    for (const auto &sh : shapes) {
-        int T = sh.T, C = sh.C, OC = sh.OC;
-        float *x = host_randn((int64_t)T * C, 1), *w = host_randn((int64_t)OC * C, 1), *b = host_randn(OC, 1);
-        float *r = host_randn((int64_t)T * OC, 1);
-        round_to(x, (int64_t)T * C, CUDA_BF16), round_to(w, (int64_t)OC * C, CUDA_BF16);
-        round_to(b, OC, CUDA_BF16), round_to(r, (int64_t)T * OC, CUDA_BF16);
-        void *dx = dev_from_f32(x, (int64_t)T * C, CUDA_BF16), *dw = dev_from_f32(w, (int64_t)OC * C, CUDA_BF16);
-        void *db = dev_from_f32(b, OC, CUDA_BF16), *dout = dev_alloc((size_t)T * OC * 2);
-        float *ref = host_zeros((int64_t)T * OC), *sum = host_zeros((int64_t)T * OC);
-        for (int slices : {1, 3, 64, 0}) {
-            EXPECT_OK(cuda_ctx_set_skinny_gemm(ctx, 1, slices));
-            for (int with_bias = 0; with_bias < 2; with_bias++) {
-                const void *bias = with_bias ? db : NULL;
-                matmul_forward(ref, x, w, with_bias ? b : NULL, T, C, OC);
-                for (int64_t i = 0; i < (int64_t)T * OC; i++) sum[i] = r[i] + ref[i];
-                int64_t calls = cuda_ctx_skinny_calls(ctx);
-                dev_poison(dout, (size_t)T * OC * 2);
-                EXPECT_GPU_OK(cuda_matmul_forward(ctx, CUDA_BF16, dout, dx, dw, bias, T, C, OC, NULL));
-                float *got = dev_to_f32(dout, (int64_t)T * OC, CUDA_BF16);
-                expect_close(what("skinny matmul %dx%d->%d, %d slices, bias %d", T, C, OC, slices, with_bias), got, ref,
-                             (int64_t)T * OC, dt_tol(CUDA_BF16));
-                free(got);
-                void *dr = dev_from_f32(r, (int64_t)T * OC, CUDA_BF16);
-                dev_poison(dout, (size_t)T * OC * 2);
-                EXPECT_GPU_OK(cuda_matmul_residual_forward(ctx, CUDA_BF16, dout, dr, dx, dw, bias, T, C, OC, NULL));
-                got = dev_to_f32(dout, (int64_t)T * OC, CUDA_BF16);
-                expect_close(what("skinny matmul + residual %dx%d->%d, %d slices, bias %d", T, C, OC, slices, with_bias),
-                             got, sum, (int64_t)T * OC, dt_tol(CUDA_BF16));
-                free(got);
-                EXPECT_GPU_OK(cuda_matmul_residual_forward(ctx, CUDA_BF16, dr, dr, dx, dw, bias, T, C, OC, NULL));
-                got = dev_to_f32(dr, (int64_t)T * OC, CUDA_BF16);
-                expect_close(what("skinny matmul + residual in place %dx%d->%d, %d slices, bias %d", T, C, OC, slices,
-                                  with_bias),
-                             got, sum, (int64_t)T * OC, dt_tol(CUDA_BF16));
-                free(got);
-                dev_free(dr);
-                int64_t ran = cuda_ctx_skinny_calls(ctx) - calls;
-                EXPECT(ran == (sh.taken ? 3 : 0), "skinny matmul %dx%d->%d: the kernel ran %lld of 3 products, want %d",
-                       T, C, OC, (long long)ran, sh.taken ? 3 : 0);
-            }
-        }
-        dev_free(dx), dev_free(dw), dev_free(db), dev_free(dout);
-        free(x), free(w), free(b), free(r), free(ref), free(sum);
-    }
-    // fp32 never takes it
-    float *x = host_randn(4 * 64, 1), *w = host_randn(8 * 64, 1);
-    void *dx = dev_from_f32(x, 4 * 64, CUDA_F32), *dw = dev_from_f32(w, 8 * 64, CUDA_F32), *dout = dev_alloc(4 * 8 * 4);
-    int64_t calls = cuda_ctx_skinny_calls(ctx);
-    EXPECT_GPU_OK(cuda_matmul_forward(ctx, CUDA_F32, dout, dx, dw, NULL, 4, 64, 8, NULL));
-    EXPECT(cuda_ctx_skinny_calls(ctx) == calls, "skinny matmul: an fp32 product went to the bf16 kernel");
-    dev_free(dx), dev_free(dw), dev_free(dout), free(x), free(w);
-    EXPECT_FAIL(cuda_ctx_set_skinny_gemm(ctx, 1, 65), "outside 0..64");
-    EXPECT_OK(cuda_ctx_set_skinny_gemm(ctx, CUDA_SKINNY_DEFAULT, 0));
 }
 
 // c (M, N) = alpha op(a) op(b) + beta c against a double reference, all four transposes, padded strides,
@@ -440,7 +374,6 @@ int main(void) {
     cuda_ctx *ctx = cuda_test_start("test_cuda_kernels");
     maye_rng_init(&test_rng, 1234, 1);
     test_matmul(ctx);
-    test_skinny_matmul(ctx);
     test_gemm(ctx);
     test_embedding();
     test_activations();

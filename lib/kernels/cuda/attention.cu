@@ -94,14 +94,17 @@ static int mma_launch_wide(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int max
     return 0;
 }
 
-// The context's query rows per block (cuda_ctx_set_prefill_rows), else 64 for causal attention and 128 for
-// bidirectional, in warps of the context's rows per warp (cuda_ctx_set_prefill_warp_rows; 16 unless set). With
-// 16-row warps, on an H100 the 4-warp block was 1.08x the 8-warp one on the update's causal 8 x 1024 (D 128),
-// the 8-warp one 1.12x on the vision tower's 64 images of 1024 patches (D 80).
+// The context's rows per warp (cuda_ctx_set_prefill_warp_rows), else 32; the context's rows per block
+// (cuda_ctx_set_prefill_rows), else 128 in 32-row warps, and in 16-row warps 64 for causal attention and 128 for
+// bidirectional. On an H200, 128 rows in four 32-row warps took 0.75x the time of the 16-row default on the
+// update's causal 8 x 1024 (D 128) and 0.78x on the vision tower's 64 images of 1024 patches (D 80); 64 rows in
+// two 32-row warps were the slowest on the causal shape (1.31x).
 template <int D> static int mma_launch(const cuda_ctx *ctx, const AttnArgs<bf16> &a, int max_nq, cudaStream_t s) {
+    if (ctx->prefill_warp_rows != 16) {
+        bool two_warps = ctx->prefill_rows == 64;
+        return two_warps ? mma_launch_wide<D, 2>(ctx, a, max_nq, s) : mma_launch_wide<D, 4>(ctx, a, max_nq, s);
+    }
     bool rows64 = ctx->prefill_rows == 64 || (ctx->prefill_rows == 0 && a.causal);
-    if (ctx->prefill_warp_rows == 32)
-        return rows64 ? mma_launch_wide<D, 2>(ctx, a, max_nq, s) : mma_launch_wide<D, 4>(ctx, a, max_nq, s);
     return rows64 ? mma_launch_warps<D, 4>(ctx, a, max_nq, s) : mma_launch_warps<D, 8>(ctx, a, max_nq, s);
 }
 

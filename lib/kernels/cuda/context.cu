@@ -58,8 +58,7 @@ extern "C" int cuda_ctx_init(cuda_ctx **out, int device) {
         cuda_ctx_free(ctx);
         return cuda_fail(err, "allocating the %u-byte GEMM workspace", CUDA_GEMM_WORKSPACE_BYTES);
     }
-    ctx->skinny_gemm = CUDA_SKINNY_DEFAULT;
-    if (attention_kernels_init(ctx) < 0 || matmul_kernels_init(ctx) < 0) {
+    if (attention_kernels_init(ctx) < 0) {
         cuda_ctx_free(ctx);
         return -1;
     }
@@ -110,16 +109,6 @@ extern "C" int cuda_ctx_set_gemm_splitk(cuda_ctx *ctx, int splits) {
     ctx->gemm_cache_next = 0;
     return 0;
 }
-
-extern "C" int cuda_ctx_set_skinny_gemm(cuda_ctx *ctx, int on, int slices) {
-    CHECK_OR_FAIL(slices >= 0 && slices <= 64, "cuda_ctx_set_skinny_gemm: %d K slices is outside 0..64 (0 for about "
-                  "two blocks per SM)", slices);
-    ctx->skinny_gemm = on != 0;
-    ctx->skinny_slices = slices;
-    return 0;
-}
-
-extern "C" int64_t cuda_ctx_skinny_calls(const cuda_ctx *ctx) { return ctx->skinny_calls; }
 
 extern "C" int cuda_ctx_gemm_last_answers(const cuda_ctx *ctx) { return ctx->gemm_last_answers; }
 

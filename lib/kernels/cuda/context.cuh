@@ -33,22 +33,17 @@ struct cuda_ctx {
     cuda_attention_kernel attention_kernel;
     cuda_attention_backward_kernel attention_backward;
     int decode_split_tiles;   // 64-key tiles per split of the decode attention; 0: the occupancy heuristic
-    int prefill_rows;         // query rows per block of the tensor-core prefill attention: 64 or 128; 0: by kind
-    int prefill_warp_rows;    // query rows per warp of that kernel: 16 or 32; 0: 16
+    int prefill_rows;         // query rows per block of the tensor-core prefill attention: 64 or 128; 0: default
+    int prefill_warp_rows;    // query rows per warp of that kernel: 16 or 32; 0: 32
     cuda_gemm_cache_entry gemm_cache[CUDA_GEMM_CACHE]; // filled round robin
     int gemm_cache_next;
     int gemm_algo_rank;       // which ranked heuristic answer a GEMM takes (cuda_ctx_set_gemm_algo_rank); 0: the first
     int gemm_last_answers;    // answers the last heuristic query offered
     int gemm_splitk;          // K splits forced on the chosen answer (cuda_ctx_set_gemm_splitk); 0: the answer's own
-    bool skinny_gemm;         // decode-sized linear layers through skinny.cuh (cuda_ctx_set_skinny_gemm)
-    int skinny_slices;        // their K slices; 0: about two blocks per SM
-    int64_t skinny_calls;     // products the skinny kernel computed
 };
 
-// Raise the dynamic shared-memory limits of the attention kernels (attention.cu) and of the skinny GEMM
-// (matmul.cu); run by cuda_ctx_init.
+// Raises the dynamic shared-memory limits of the attention kernels (attention.cu); run by cuda_ctx_init.
 int attention_kernels_init(const cuda_ctx *ctx);
-int matmul_kernels_init(const cuda_ctx *ctx);
 
 // maye_fail("<what>: cuBLAS status <name>"); returns -1.
 int cublas_fail(cublasStatus_t st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -68,15 +68,14 @@ cuda_attention_backward_kernel cuda_ctx_attention_backward(const cuda_ctx *ctx);
 // the sequences' key/value heads fill the GPU, else enough blocks for about three per SM). For tuning:
 // cuda_attention_workspace_bytes follows it, so size the workspace after setting it.
 void cuda_ctx_set_decode_split_tiles(cuda_ctx *ctx, int tiles);
-// Query rows per block of the tensor-core prefill attention: 64 (4 warps, three blocks per SM) or 128 (8 warps
-// sharing each K/V tile); 0 selects the default: 64 for causal attention, 128 for bidirectional (on an H100 each
-// the faster one, by 1.08x on the update's causal 8 x 1024, D 128, and by 1.12x on the rollout's 64 images of
-// 1024 patches, D 80). The same bits either way. Fails with a message for any other value (the context keeps its
-// setting).
+// The block shape of the tensor-core prefill attention: query rows per warp, 32 (two mma tiles sharing every
+// K/V fragment read from shared memory; the default) or 16 (one tile, the kernel before it); and query rows per
+// block, 64 or 128: in 32-row warps 2 or 4 warps (default 128: on an H200 0.75x the time of the 16-row default
+// on the update's causal 8 x 1024, D 128, and 0.78x on the rollout's 64 images of 1024 patches, D 80), in
+// 16-row warps 4 or 8 warps (default 64 for causal attention, 128 for bidirectional: on an H100 each the faster
+// one there, by 1.08x and 1.12x). The same bits in every shape; 0 selects the default. Each fails with a message
+// for any other value (the context keeps its setting).
 int cuda_ctx_set_prefill_rows(cuda_ctx *ctx, int rows);
-// Query rows per warp of the tensor-core prefill attention: 16 (one mma tile; the default) or 32 (two tiles
-// sharing every K/V fragment read from shared memory: 2 or 4 warps for 64 or 128 rows per block). The same
-// bits either way; 0 selects the default. Fails with a message for any other value.
 int cuda_ctx_set_prefill_warp_rows(cuda_ctx *ctx, int rows);
 // Which of cuBLASLt's ranked heuristic answers (at most CUDA_GEMM_ALGOS) the GEMMs take: 0, the default, its
 // first choice; a rank past the answers offered takes the last one. Forgets the context's remembered answers,
@@ -93,16 +92,6 @@ int cuda_ctx_gemm_last_answers(const cuda_ctx *ctx);
 // (or not within the context's workspace) then fails with a message. Forgets the remembered answers, as the
 // rank does. For benchmarks (gpu_kernels' decode GEMMs: whether splitting K feeds more SMs at 64 rows).
 int cuda_ctx_set_gemm_splitk(cuda_ctx *ctx, int splits);
-// The decode-sized linear layers of cuda_matmul_forward and cuda_matmul_residual_forward (bf16, 1 to 64 rows, C a
-// multiple of 8, OC even, input and weight 16-byte aligned, output and residual 4-byte aligned) through a skinny
-// tensor-core kernel instead of cuBLASLt: blocks of 64 output columns over `slices` slices of C, the slices'
-// fp32 partials summed in a fixed order (0 slices: about two blocks per SM, each slice at least 256 of C).
-// Other shapes keep cuBLASLt. On (1) or off (0); CUDA_SKINNY_DEFAULT says which a new context starts with.
-// Fails with a message for slices outside 0..64.
-#define CUDA_SKINNY_DEFAULT 0
-int cuda_ctx_set_skinny_gemm(cuda_ctx *ctx, int on, int slices);
-// How many products the skinny kernel has computed in this context (tests check that it ran).
-int64_t cuda_ctx_skinny_calls(const cuda_ctx *ctx);
 
 // ----------------------------------------------------------------------------
 // matmul, embedding, residual

@@ -2,7 +2,6 @@
 // (nn.Linear) and cuda_gemm. cuBLAS is column-major, so a row-major c (M, N) is computed as its transpose:
 // c^T (N, M) = op(b)^T (N, K) @ op(a)^T (K, M), which swaps the operands and keeps every matrix in place.
 #include "kernels/cuda/matmul.cuh"
-#include "kernels/cuda/skinny.cuh"
 
 #include <string.h>
 
@@ -226,69 +225,10 @@ int gemm_rowmajor(cuda_ctx *ctx, cuda_dtype ab, cuda_dtype c_dt, bool trans_a, b
 }
 
 // ----------------------------------------------------------------------------
-// skinny GEMM (skinny.cuh): decode-sized linear layers
-
-int matmul_kernels_init(const cuda_ctx *ctx) {
-    constexpr size_t smem = skinny_smem_bytes<SKINNY_STAGES>();
-    CHECK_OR_FAIL(smem <= (size_t)ctx->smem_per_block_optin, "the skinny GEMM needs %zu bytes of shared memory per "
-                  "block, the device allows %d", smem, ctx->smem_per_block_optin);
-    CUDA_TRY(cudaFuncSetAttribute(skinny_gemm_kernel<SKINNY_STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  (int)smem),
-             "raising the shared-memory limit of the skinny GEMM to %zu bytes", smem);
-    return 0;
-}
-
-static bool aligned4(const void *p) { return ((uintptr_t)p & 3) == 0; }
-
-// Whether out (T, OC) = inp (T, C) @ weight (OC, C)^T (+ bias) (+ resid) goes through the skinny kernel.
-static bool skinny_takes(const cuda_ctx *ctx, cuda_dtype dt, const void *out, const void *resid, const void *inp,
-                         const void *weight, int T, int C, int OC) {
-    return ctx->skinny_gemm && dt == CUDA_BF16 && T >= 1 && T <= SKINNY_M && C >= 8 && C % 8 == 0 && OC >= 2 &&
-           OC % 2 == 0 && aligned16(inp) && aligned16(weight) && aligned4(out) && (!resid || aligned4(resid));
-}
-
-// K slices for (T, C) x (C, OC): about two blocks per SM over the 64-column tiles, each slice at least four
-// SKINNY_BK steps, the fp32 partials within the context's workspace (the context's fixed count, if set, only
-// capped by the steps and the workspace). Every slice gets steps_per_slice steps but the last.
-static int skinny_slices(const cuda_ctx *ctx, int T, int C, int OC, int *steps_per_slice) {
-    int steps = (C + SKINNY_BK - 1) / SKINNY_BK, tiles = (OC + SKINNY_BN - 1) / SKINNY_BN;
-    int want = ctx->skinny_slices;
-    if (want == 0) {
-        want = (2 * ctx->sm_count + tiles - 1) / tiles;
-        want = want < steps / 4 ? want : steps / 4;
-    }
-    want = want < 1 ? 1 : want > steps ? steps : want;
-    while (want > 1 && (size_t)want * T * OC * sizeof(float) > CUDA_GEMM_WORKSPACE_BYTES) want--;
-    *steps_per_slice = (steps + want - 1) / want;
-    return (steps + *steps_per_slice - 1) / *steps_per_slice;
-}
-
-static int skinny_matmul(cuda_ctx *ctx, void *out, const void *resid, const void *inp, const void *weight,
-                         const void *bias, int T, int C, int OC, cudaStream_t stream) {
-    int per = 0, slices = skinny_slices(ctx, T, C, OC, &per);
-    SkinnyArgs a = {(const bf16 *)inp, (const bf16 *)weight, (const bf16 *)bias, (const bf16 *)resid, (bf16 *)out,
-                    slices > 1 ? (float *)ctx->workspace : NULL, C, C, OC, T, OC, C, per};
-    dim3 grid((unsigned)((OC + SKINNY_BN - 1) / SKINNY_BN), (unsigned)slices);
-    skinny_gemm_kernel<SKINNY_STAGES><<<grid, SKINNY_THREADS, skinny_smem_bytes<SKINNY_STAGES>(), stream>>>(a);
-    CUDA_LAUNCHED("skinny gemm %d x %d -> %d (%d K slices)", T, C, OC, slices);
-    if (slices > 1) {
-        skinny_reduce_kernel<<<grid_for((int64_t)T * OC / 2, 256, 4096), 256, 0, stream>>>(a, slices);
-        CUDA_LAUNCHED("skinny gemm %d x %d -> %d: summing %d K slices", T, C, OC, slices);
-    }
-    ctx->skinny_calls++;
-    return 0;
-}
-
-// ----------------------------------------------------------------------------
 // C API
 
 extern "C" int cuda_matmul_forward(cuda_ctx *ctx, cuda_dtype dt, void *out, const void *inp, const void *weight,
                                    const void *bias, int T, int C, int OC, cuda_stream stream) {
-    if (skinny_takes(ctx, dt, out, NULL, inp, weight, T, C, OC)) {
-        if (skinny_matmul(ctx, out, NULL, inp, weight, bias, T, C, OC, stream) < 0)
-            return maye_fail_ctx("matmul_forward %d x %d -> %d (%s)", T, C, OC, dtype_name(dt));
-        return 0;
-    }
     if (gemm_rowmajor(ctx, dt, dt, false, true, T, OC, C, 1.0f, inp, C > 0 ? C : 1, weight, C > 0 ? C : 1, 0.0f,
                       out, OC, bias, stream) < 0)
         return maye_fail_ctx("matmul_forward %d x %d -> %d (%s)", T, C, OC, dtype_name(dt));
@@ -298,11 +238,6 @@ extern "C" int cuda_matmul_forward(cuda_ctx *ctx, cuda_dtype dt, void *out, cons
 extern "C" int cuda_matmul_residual_forward(cuda_ctx *ctx, cuda_dtype dt, void *out, const void *resid,
                                             const void *inp, const void *weight, const void *bias, int T, int C, int OC,
                                             cuda_stream stream) {
-    if (skinny_takes(ctx, dt, out, resid, inp, weight, T, C, OC)) {
-        if (skinny_matmul(ctx, out, resid, inp, weight, bias, T, C, OC, stream) < 0)
-            return maye_fail_ctx("matmul_residual_forward %d x %d -> %d (%s)", T, C, OC, dtype_name(dt));
-        return 0;
-    }
     if (gemm_rowmajor(ctx, dt, dt, false, true, T, OC, C, 1.0f, inp, C > 0 ? C : 1, weight, C > 0 ? C : 1, 1.0f, out,
                       OC, bias, stream, resid) < 0)
         return maye_fail_ctx("matmul_residual_forward %d x %d -> %d (%s)", T, C, OC, dtype_name(dt));

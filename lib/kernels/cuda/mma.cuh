@@ -1,7 +1,7 @@
-// The sm_80+ warp-level instructions the tensor-core kernels (attention, the skinny GEMM) are built from, as
-// inline PTX: mma.sync (bf16 in, fp32 accumulation), ldmatrix and cp.async. The CPU emulator of tests/cuda_emu
-// gives the same functions (same fragment layouts) in C++, so the kernels that use them also run there. Then
-// the fragment loads of row-major bf16 tiles built on them.
+// The sm_80+ warp-level instructions the tensor-core attention kernels are built from, as inline PTX:
+// mma.sync (bf16 in, fp32 accumulation), ldmatrix and cp.async. The CPU emulator of tests/cuda_emu gives
+// the same functions (same fragment layouts) in C++, so the kernels that use them also run there. Then the
+// fragment loads of row-major bf16 tiles built on them.
 #pragma once
 #include "kernels/cuda/common.cuh"
 
