@@ -1,6 +1,6 @@
 #!/bin/sh
 # Nsight Compute on the kernels that bound the update step and the rollout: one profiled launch each of the
-# prefill attention, the two flash-style backward kernels, the split-K decode attention and the log-prob fold,
+# prefill attention (the 32-row-warp kernel and the 16-row one), the two flash-style backward kernels, the split-K decode attention and the log-prob fold,
 # taken from `gpu_kernels --only <benchmark>` (the third launch, after the warm-ups): speed of light,
 # occupancy, launch statistics, warp stall reasons, memory and compute workload. For finding what limits a
 # kernel; gpu.sh runs it last when GPU_NCU=1 (about a minute).
@@ -13,11 +13,14 @@ ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/
 [ -n "$ncu" ] || { echo "gpu_ncu.sh: no ncu on this machine"; exit 77; }
 : >"$out"
 status=0
-for job in prefill:attn_mma_kernel backward:attn_bwd_dkv_mma_kernel backward:attn_bwd_dq_mma_kernel \
-           decode:attn_decode_kernel logprobs:logprobs_fold_kernel; do
+# kernels by a regex on the demangled name ('.' for the space inside template arguments): the 4-warp wide
+# prefill kernel at D 128 (the default), and the 16-row one it replaced
+for job in 'prefill:attn_mma_wide_kernel<128,.4>' prefill:attn_mma_kernel backward:attn_bwd_dkv_mma_kernel \
+           backward:attn_bwd_dq_mma_kernel decode:attn_decode_kernel logprobs:logprobs_fold_kernel; do
   bench=${job%%:*} kernel=${job#*:}
   echo "==== $kernel (gpu_kernels --only $bench)" >>"$out"
-  timeout 90 "$ncu" -k "regex:$kernel" --launch-skip 2 --launch-count 1 --section SpeedOfLight \
+  timeout 90 "$ncu" --kernel-name-base demangled -k "regex:$kernel" --launch-skip 2 --launch-count 1 \
+    --section SpeedOfLight \
     --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
     --section ComputeWorkloadAnalysis --section SchedulerStats "$bin" --only "$bench" >>"$out" 2>&1
   rc=$?
