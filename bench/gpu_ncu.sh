@@ -13,9 +13,9 @@ ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/
 [ -n "$ncu" ] || { echo "gpu_ncu.sh: no ncu on this machine"; exit 77; }
 : >"$out"
 status=0
-# kernels by a regex on the demangled name ('.' for the space inside template arguments): the 4-warp wide
-# prefill kernel at D 128 (the default), and the 16-row one it replaced
-for job in 'prefill:attn_mma_wide_kernel<128,.4>' prefill:attn_mma_kernel backward:attn_bwd_dkv_mma_kernel \
+# kernels by a regex on the demangled name ("void attn_mma_wide_kernel<(int)128, (int)4>(...)"; '.' for the
+# parentheses and the space): the 4-warp wide prefill kernel at D 128 (the default), and the 16-row one
+for job in 'prefill:attn_mma_wide_kernel<.int.128,..int.4>' prefill:attn_mma_kernel backward:attn_bwd_dkv_mma_kernel \
            backward:attn_bwd_dq_mma_kernel decode:attn_decode_kernel logprobs:logprobs_fold_kernel; do
   bench=${job%%:*} kernel=${job#*:}
   echo "==== $kernel (gpu_kernels --only $bench)" >>"$out"
