@@ -1,7 +1,8 @@
 // The GPU model's forward (model/cuda/model.h) against the CPU model (model/model.h): vision tower + merger
 // (Qwen2-VL, and Qwen2.5-VL with window attention), the packed language model (hidden states, logits,
 // log-probs and entropies) on random models of both architectures with odd sizes and with tensor-core head
-// dims, packed batches mixing image and text prompts, a batch of one-token sequences (the decode attention
+// dims (the pixels also uploaded per image in 4 KiB waves: the same features to the bit), packed batches mixing
+// image and text prompts, a batch of one-token sequences (the decode attention
 // path), then every golden fixture model under $MAYE_FIXTURES/golden (each sample alone against the
 // fixture's image_embeds, logits and token_logprobs, and all samples packed against the CPU). fp32 mode: 1e-4
 // (logits 1e-3 against the fixtures); bf16 mode: mean |log-prob difference| to the CPU below 0.02, and the
@@ -180,6 +181,32 @@ static void random_model(cuda_ctx *ctx, const TestModelSpec &spec, uint64_t seed
         snprintf(what, sizeof what, "%s, 4 prompts, T %.1f", spec.name, tau);
         Outputs cpu = cpu_run(&m, b, tgt, tau);
         compare(what, cpu, gpu_run(&g32, b, tgt, tau), gpu_run(&g16, b, tgt, tau), tgt);
+    }
+
+    // the pixels as one part per image, uploaded in 4 KiB waves that cut through parts and patches: the same
+    // image features, to the bit, as one part in the default waves
+    if (b.n_images) {
+        std::vector<const float *> parts;
+        std::vector<int64_t> counts;
+        int64_t at = 0;
+        for (int i = 0; i < b.n_images; i++) {
+            int64_t n = b.grid[(size_t)3 * i] * b.grid[(size_t)3 * i + 1] * b.grid[(size_t)3 * i + 2];
+            parts.push_back(b.pixels.data() + at * c->vision.patch_dim), counts.push_back(n);
+            at += n;
+        }
+        size_t bytes = (size_t)b.NI * c->hidden * sizeof(float);
+        void *one = dev_alloc(bytes), *waves = dev_alloc(bytes);
+        EXPECT_OK(cuda_vision_forward(&g32, b.pixels.data(), b.P, b.grid.data(), b.n_images, one));
+        EXPECT_OK(cuda_model_set_upload_wave(&g32, 4096));
+        EXPECT_OK(cuda_vision_forward_parts(&g32, parts.data(), counts.data(), (int)parts.size(), b.grid.data(),
+                                            b.n_images, waves));
+        EXPECT_OK(cuda_model_sync(&g32));
+        float *x = dev_to_f32(one, b.NI * c->hidden, CUDA_F32), *y = dev_to_f32(waves, b.NI * c->hidden, CUDA_F32);
+        EXPECT(memcmp(x, y, bytes) == 0, "%s: image features after the upload in 4 KiB waves over %d "
+               "parts differ from one part's", spec.name, (int)parts.size());
+        EXPECT_OK(cuda_model_set_upload_wave(&g32, 0));
+        EXPECT_FAIL(cuda_model_set_upload_wave(&g32, 100), "at least 4096");
+        dev_free(one), dev_free(waves), free(x), free(y);
     }
 
     // prompts followed by responses holding the image-pad id as an ordinary token

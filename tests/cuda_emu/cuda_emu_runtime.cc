@@ -477,6 +477,24 @@ cudaError_t cudaFree(void *p) {
     return cudaSuccess;
 }
 
+cudaError_t cudaMallocHost(void **p, size_t bytes) {
+    std::lock_guard<std::recursive_mutex> lock(emu().mu);
+    *p = nullptr;
+    if (cudaError_t err = unsafe_during_capture()) return ret(err);
+    if (posix_memalign(p, page_bytes(), bytes ? bytes : 1) != 0) {
+        *p = nullptr;
+        return ret(cudaErrorMemoryAllocation);
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void *p) {
+    std::lock_guard<std::recursive_mutex> lock(emu().mu);
+    if (cudaError_t err = unsafe_during_capture()) return ret(err);
+    free(p);
+    return cudaSuccess;
+}
+
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
     std::lock_guard<std::recursive_mutex> lock(emu().mu);
     *free_bytes = EMU_TOTAL_MEM - emu().used;

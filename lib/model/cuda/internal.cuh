@@ -28,6 +28,9 @@ static inline float *gm_layer(const cuda_model *, float *base, int l, size_t per
     return base + (size_t)l * per_copy;
 }
 
+// Frees the pixel upload's page-locked staging halves and their events (vision.cu); the stream must be idle.
+void cuda_model_free_staging(cuda_model *gm);
+
 static inline int gm_qkv(const maye_model_config *c) { return (c->heads + 2 * c->kv_heads) * c->head_dim; }
 
 // Whether row t of sequence s takes an image feature (maye_llm_image_row on the batch's host arrays).

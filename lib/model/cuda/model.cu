@@ -219,6 +219,7 @@ void cuda_model_free(cuda_model *gm) {
     if (gm->master) cudaFree(gm->master);
     if (gm->norm32) cudaFree(gm->norm32);
     if (gm->scratch) cudaFree(gm->scratch);
+    cuda_model_free_staging(gm);
     if (gm->stream) cudaStreamDestroy(gm->stream);
     memset(gm, 0, sizeof *gm);
 }

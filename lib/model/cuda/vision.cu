@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <thread>
+#include <vector>
+
 #define VISION_EPS 1e-6f
 
 // ----------------------------------------------------------------------------
@@ -58,6 +61,87 @@ static int vision_norm(cuda_model *gm, void *out, const void *x, const float *w,
         return cuda_rmsnorm_forward(gm->dt, out, NULL, x, w, P, VC, VISION_EPS, gm->stream);
     return cuda_layernorm_forward(gm->dt, out, NULL, NULL, x, w, b, P, VC, VISION_EPS, gm->stream);
 }
+
+// ----------------------------------------------------------------------------
+// pixel upload through page-locked staging
+
+#define UPLOAD_THREADS 8          // host threads filling a wave
+#define UPLOAD_MIN_SPLIT (1u << 20) // bytes below which one thread fills a wave
+
+int cuda_model_set_upload_wave(cuda_model *gm, size_t bytes) {
+    CHECK_OR_FAIL(bytes == 0 || bytes >= 4096, "cuda_model_set_upload_wave: %zu bytes per wave (at least 4096; 0 for "
+                  "the default)", bytes);
+    TRY(cuda_model_sync(gm)); // no copy still reads the halves
+    cuda_model_free_staging(gm);
+    gm->upload_wave = bytes ? bytes : CUDA_UPLOAD_WAVE_BYTES;
+    return 0;
+}
+
+void cuda_model_free_staging(cuda_model *gm) {
+    if (gm->pinned) cudaFreeHost(gm->pinned);
+    for (int h = 0; h < 2; h++)
+        if (gm->upload_done[h]) cudaEventDestroy(gm->upload_done[h]);
+    gm->pinned = NULL, gm->upload_done[0] = gm->upload_done[1] = NULL;
+}
+
+// The staging halves and their events; false (no error) when page-locked memory is not to be had.
+static bool staging_ready(cuda_model *gm) {
+    if (gm->pinned) return true;
+    if (!gm->upload_wave) gm->upload_wave = CUDA_UPLOAD_WAVE_BYTES;
+    if (cudaMallocHost(&gm->pinned, 2 * gm->upload_wave) != cudaSuccess) {
+        cudaGetLastError(); // not sticky: the pageable path goes on
+        gm->pinned = NULL;
+        return false;
+    }
+    for (int h = 0; h < 2; h++)
+        if (cudaEventCreate(&gm->upload_done[h]) != cudaSuccess) {
+            cudaGetLastError();
+            cuda_model_free_staging(gm);
+            return false;
+        }
+    return true;
+}
+
+// Bytes [from, from + n) of the parts laid end to end (starts[i]: where part i begins; starts[n_parts]: the
+// end) into dst.
+static void copy_span(char *dst, const char *const *parts, const size_t *starts, int n_parts, size_t from, size_t n) {
+    int i = 0;
+    while (i + 1 < n_parts && starts[i + 1] <= from) i++;
+    while (n > 0 && i < n_parts) {
+        size_t in_part = starts[i + 1] - from, take = n < in_part ? n : in_part;
+        memcpy(dst, parts[i] + (from - starts[i]), take);
+        dst += take, from += take, n -= take, i++;
+    }
+}
+
+// dst (device) <- the parts laid end to end (total bytes), wave by wave through the staging halves: a half is
+// refilled once its previous copy has finished (its event), by up to UPLOAD_THREADS threads, then queued.
+static int upload_staged(cuda_model *gm, char *dst, const char *const *parts, const size_t *starts, int n_parts,
+                         size_t total) {
+    size_t wave = gm->upload_wave;
+    for (size_t off = 0, w = 0; off < total; off += wave, w++) {
+        size_t n = total - off < wave ? total - off : wave;
+        int h = (int)(w & 1);
+        char *half = (char *)gm->pinned + h * wave;
+        CUDA_TRY(cudaEventSynchronize(gm->upload_done[h]), "waiting for the pixel staging half %d", h);
+        int threads = n < UPLOAD_MIN_SPLIT ? 1 : UPLOAD_THREADS;
+        size_t per = (n + threads - 1) / threads;
+        std::vector<std::thread> pool;
+        for (int t = 1; t < threads && (size_t)t * per < n; t++) {
+            size_t a = (size_t)t * per, len = n - a < per ? n - a : per;
+            pool.emplace_back(copy_span, half + a, parts, starts, n_parts, off + a, len);
+        }
+        copy_span(half, parts, starts, n_parts, off, n < per ? n : per);
+        for (std::thread &th : pool) th.join();
+        CUDA_TRY(cudaMemcpyAsync(dst + off, half, n, cudaMemcpyHostToDevice, gm->stream),
+                 "uploading pixels %zu..%zu", off, off + n);
+        CUDA_TRY(cudaEventRecord(gm->upload_done[h], gm->stream), "marking the pixel staging half %d", h);
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// forward
 
 int cuda_vision_forward(cuda_model *gm, const float *pixels, int64_t P, const int64_t *grid_thw, int n_images,
                         void *out) {
@@ -140,14 +224,23 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
     fill_segments(gm, lo.cu_win, lo.n_win, hix.nk_win, hix.kv_win, qkv, VC);
     gm_mark(gm, "upload");
     cudaError_t err = cudaMemcpyAsync(gm->scratch, host, index_bytes, cudaMemcpyHostToDevice, s);
-    // each part straight from the caller's memory (no gathering copy on the host)
-    size_t done = 0;
-    for (int i = 0; i < n_parts && err == cudaSuccess; i++) {
-        size_t n = (size_t)part_patches[i] * PD;
-        if (n) err = cudaMemcpyAsync((float *)pix + done, parts[i], n * sizeof(float), cudaMemcpyHostToDevice, s);
-        done += n;
-    }
     free(host);
+    if (err == cudaSuccess && staging_ready(gm)) {
+        std::vector<size_t> starts((size_t)n_parts + 1, 0);
+        for (int i = 0; i < n_parts; i++) starts[(size_t)i + 1] = starts[(size_t)i] + (size_t)part_patches[i] * PD * sizeof(float);
+        if (upload_staged(gm, (char *)pix, (const char *const *)parts, starts.data(), n_parts, starts[(size_t)n_parts]) < 0) {
+            maye_vision_layout_free(&lo);
+            return maye_fail_ctx("uploading %d patches", P);
+        }
+    } else {
+        // each part straight from the caller's pageable memory
+        size_t done = 0;
+        for (int i = 0; i < n_parts && err == cudaSuccess; i++) {
+            size_t n = (size_t)part_patches[i] * PD;
+            if (n) err = cudaMemcpyAsync((float *)pix + done, parts[i], n * sizeof(float), cudaMemcpyHostToDevice, s);
+            done += n;
+        }
+    }
     if (err != cudaSuccess) {
         maye_vision_layout_free(&lo);
         return cuda_fail(err, "uploading %d patches", P);
