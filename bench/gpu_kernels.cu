@@ -212,24 +212,31 @@ static void bench_gemm_decode(void) {
             failed |= rc < 0;
         };
         double base = 0;
+        // after a first call (failed says how it went): the time per call as the context is set, or, when that
+        // call failed, -1 and an error line naming the setting (key: value)
+        auto timed = [&](const char *key, int value) -> double {
+            if (failed) {
+                printf("{\"bench\": \"gemm_decode\", \"device\": \"%s\", \"shape\": \"%s\", \"%s\": %d, "
+                       "\"error\": \"%s\"}\n", cuda_ctx_device_name(ctx), s.name, key, value, maye_errmsg());
+                fflush(stdout);
+                cudaGetLastError();
+                return -1;
+            }
+            return time_ms(
+                       [&] {
+                           for (int l = 0; l < s.copies; l++) call(l);
+                       },
+                       3) /
+                   s.copies;
+        };
         for (int rank = 0; rank < CUDA_GEMM_ALGOS; rank++) {
             OK(cuda_ctx_set_gemm_algo_rank(ctx, rank));
             failed = false;
             call(0); // asks the heuristic
             int answers = cuda_ctx_gemm_last_answers(ctx);
             if (!failed && answers < rank + 1) break; // no answer of this rank
-            double ms = failed ? 0
-                               : time_ms(
-                                     [&] {
-                                         for (int l = 0; l < s.copies; l++) call(l);
-                                     },
-                                     3) /
-                                     s.copies;
-            if (failed) {
-                printf("{\"bench\": \"gemm_decode\", \"device\": \"%s\", \"shape\": \"%s\", \"algo_rank\": %d, "
-                       "\"error\": \"%s\"}\n", cuda_ctx_device_name(ctx), s.name, rank, maye_errmsg());
-                fflush(stdout);
-                cudaGetLastError();
+            double ms = timed("algo_rank", rank);
+            if (ms < 0) {
                 if (rank == 0) break;
                 continue;
             }
@@ -246,20 +253,8 @@ static void bench_gemm_decode(void) {
             OK(cuda_ctx_set_gemm_splitk(ctx, splits));
             failed = false;
             call(0);
-            double ms = failed ? 0
-                               : time_ms(
-                                     [&] {
-                                         for (int l = 0; l < s.copies; l++) call(l);
-                                     },
-                                     3) /
-                                     s.copies;
-            if (failed) {
-                printf("{\"bench\": \"gemm_decode\", \"device\": \"%s\", \"shape\": \"%s\", \"splitk\": %d, "
-                       "\"error\": \"%s\"}\n", cuda_ctx_device_name(ctx), s.name, splits, maye_errmsg());
-                fflush(stdout);
-                cudaGetLastError();
-                continue;
-            }
+            double ms = timed("splitk", splits);
+            if (ms < 0) continue;
             double gbps = wn * 2.0 / (ms * 1e-3) / 1e9;
             emit("gemm_decode", s.name, ms, "\"algo_rank\": 0, \"splitk\": %d, \"weight_gb_per_s\": %.1f, "
                  "\"vs_copy_bandwidth\": %.3f, \"vs_rank0\": %.3f", splits, gbps, ratio(gbps, copy_gbps), base / ms);
