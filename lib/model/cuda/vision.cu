@@ -129,7 +129,11 @@ static int upload_staged(cuda_model *gm, char *dst, const char *const *parts, co
         std::vector<std::thread> pool;
         for (int t = 1; t < threads && (size_t)t * per < n; t++) {
             size_t a = (size_t)t * per, len = n - a < per ? n - a : per;
-            pool.emplace_back(copy_span, half + a, parts, starts, n_parts, off + a, len);
+            try {
+                pool.emplace_back(copy_span, half + a, parts, starts, n_parts, off + a, len);
+            } catch (...) { // no thread to be had: this one copies the range itself
+                copy_span(half + a, parts, starts, n_parts, off + a, len);
+            }
         }
         copy_span(half, parts, starts, n_parts, off, n < per ? n : per);
         for (std::thread &th : pool) th.join();
