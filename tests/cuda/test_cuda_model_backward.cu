@@ -7,7 +7,8 @@
 // weights) the gradients' relative L2 error stays small with both attention backwards (flash-style kernels for
 // the tensor-core head dims, per-segment GEMMs), a second step gives the same gradient bits (so does a step
 // under the profiler, whose report charges every layer's regions once), and the bf16 weights are the rounded
-// master weights after a step. Exits 77 without a GPU.
+// master weights after a step. A training state larger than the device fails with a message, keeps no device
+// memory and leaves no pending error for the next step. Exits 77 without a GPU.
 #include "test_cuda_model_common.h"
 
 extern "C" {
@@ -228,6 +229,15 @@ static void bf16_case(cuda_ctx *ctx, const char *what, const maye_model *m, cons
     cuda_model gm;
     EXPECT_OK(cuda_model_upload(&gm, ctx, m, CUDA_BF16, true));
     void *d_emb = dev_from_f32(k.embeds.data(), b.NI * m->cfg.hidden, CUDA_BF16);
+    // a training state far larger than the device fails with a message naming the allocation, gives back what
+    // it took, and leaves no error behind for the next launch (the step below runs)
+    size_t free_before = 0, free_after = 0, total = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_before, &total));
+    cuda_llm_train huge;
+    EXPECT_FAIL(cuda_llm_train_init(&huge, &gm, 1 << 28, 4, false), "allocating");
+    CUDA_CHECK(cudaMemGetInfo(&free_after, &total));
+    EXPECT(free_after == free_before, "%s: a failed training-state allocation kept %lld bytes of the device", what,
+           (long long)free_before - (long long)free_after);
     cuda_llm_train tr;
     EXPECT_OK(cuda_llm_train_init(&tr, &gm, b.T, b.B, false));
     gpu_backward(&gm, &tr, k, d_emb, 1);

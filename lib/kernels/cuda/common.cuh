@@ -35,9 +35,12 @@ typedef __nv_bfloat16 bf16;
 // ----------------------------------------------------------------------------
 // errors
 
-// maye_fail("<what>: <cuda error name> (<description>)"); returns -1.
+// maye_fail("<what>: <cuda error name> (<description>)"); returns -1. The failure is reported here, so it is
+// taken off the runtime's last error: a failed call (a cudaMalloc past the device's memory) would otherwise
+// show again at the next launch's check, as that launch's failure. (An error that poisons the context stays.)
 static inline int cuda_fail(cudaError_t err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static inline int cuda_fail(cudaError_t err, const char *fmt, ...) {
+    (void)cudaGetLastError();
     char what[512];
     va_list ap;
     va_start(ap, fmt);

@@ -454,8 +454,10 @@ static int admit(cuda_gen *g, cuda_gen_run_state *st, const maye_gen_request *re
             h.stream[w] = maye_sample_stream(reqs[r0 + i].stream_key, k);
         }
     gm_mark(gm, "inputs");
-    if (rc == 0 && cudaMemcpyAsync(st->wave.slots, st->wave_host, st->wave_bytes, cudaMemcpyHostToDevice, s) != cudaSuccess)
-        rc = maye_fail("uploading the wave's samples");
+    if (rc == 0) {
+        cudaError_t up = cudaMemcpyAsync(st->wave.slots, st->wave_host, st->wave_bytes, cudaMemcpyHostToDevice, s);
+        if (up != cudaSuccess) rc = cuda_fail(up, "uploading the wave's samples");
+    }
     if (rc == 0) rc = cuda_copy_rows(gm->dt, st->x, C, NULL, gm->dt, st->pre.hidden, C, st->wave.rows, W, C, 0, s);
     gm_mark(gm, "lm_head");
     if (rc == 0)
