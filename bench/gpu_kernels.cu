@@ -338,7 +338,8 @@ static void bench_prefill(const char *name, int B, int H, int KV, int D, int n, 
             snprintf(shape, sizeof shape, "%s %dx%d H%d KV%d D%d (tensor-core %d rows%s)", name, B, n, H, KV, D, rows,
                      warp_rows == 32 ? ", 32 per warp" : "");
             if (k == 0) ms_64 = ms;
-            snprintf(extra, sizeof extra, ", \"rows\": %d, \"warp_rows\": %d%s", rows, warp_rows, k ? ", \"speedup_vs_64_rows\": " : "");
+            snprintf(extra, sizeof extra, ", \"rows\": %d, \"warp_rows\": %d%s", rows, warp_rows,
+                     k ? ", \"speedup_vs_64_rows\": " : "");
             if (k) snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%.3f", ms_64 / ms);
         } else {
             snprintf(shape, sizeof shape, "%s %dx%d H%d KV%d D%d (simt)", name, B, n, H, KV, D);
