@@ -389,7 +389,8 @@ __global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 3 : 0) attn_mma_kerne
 
 // Whether the wide kernel's warps keep their query fragments in registers (D 64: 32 registers beside the output
 // accumulators, 238 in all) or read them from the shared query stage at every key tile (D 80: 235 registers
-// that way, 255 and spills with them in registers; D 128: 255 either way, fewer spills this way).
+// that way, 255 and spills with them in registers; D 128: 255 and 68 bytes of spills that way, where the
+// fragments would ask for 64 registers more).
 template <int D> __host__ __device__ constexpr bool attn_wide_q_in_registers() { return D <= 64; }
 
 // The wide kernel's shared memory: the query stage (32 WARPS rows) and two K/V stages.
