@@ -10,8 +10,8 @@
 //            line, 0 for the default, 32; "prefill_rows" likewise, cuda_ctx_set_prefill_rows)
 //   update   forward + backward + clip + AdamW on 8 sequences x 1024 tokens of the language model, with kept
 //            activations (flash-style attention backward, then the per-segment GEMM one), with
-//            recomputation, and kept activations with 16-row warps in the forward's attention: tokens/s, model TFLOP/s (6 N + attention per token) and their fraction of the
-//            measured GEMM rate (MFU), device memory
+//            recomputation, and kept activations with 16-row warps in the forward's attention: tokens/s, model
+//            TFLOP/s (6 N + attention per token) and their fraction of the measured GEMM rate (MFU), device memory
 //   profile  where the GPU time goes (cuda_model_profile_begin): a 32-token rollout without the CUDA graph
 //            and one update step (flash attention backward, kept activations), each as one JSON line with
 //            the time per phase (vision, prefill, first_draw, decode; forward, logprobs, backward, optimizer)
@@ -401,9 +401,8 @@ static void bench_update(cuda_model *gm, int steps) {
         size_t held = gm->device_bytes + cuda_llm_train_bytes(&tr);
         printf("{\"bench\": \"update\", \"impl\": \"maye\", \"device\": \"%s\", \"shape\": \"%s\", "
                "\"recompute\": %s, \"attention_backward\": \"%s\", \"prefill_warp_rows\": %d, \"ms\": %.2f, "
-               "\"tokens_per_s\": %.1f, "
-               "\"model_tflops\": %.1f, \"mfu\": %.3f, \"allocated_gb\": %.2f, \"device_used_gb\": %.2f, "
-               "\"loss\": %.4f}\n",
+               "\"tokens_per_s\": %.1f, \"model_tflops\": %.1f, \"mfu\": %.3f, \"allocated_gb\": %.2f, "
+               "\"device_used_gb\": %.2f, \"loss\": %.4f}\n",
                cuda_ctx_device_name(ctx), shape.c_str(), recompute ? "true" : "false", attn, run.prefill_warp_rows,
                secs * 1e3, tok_s, tflops,
                gemm_peak_tflops > 0 ? tflops / gemm_peak_tflops : 0, held / 1e9, (device_used() - base_used) / 1e9,

@@ -175,7 +175,7 @@ def compare(ours_path, results):
         seen.append(rows)
         what = "rollout generated tokens/s"
         if rows[0]:
-            what += " (%d-row prefill attention tiles everywhere)" % rows[0]
+            what += " (%d query rows per prefill attention block)" % rows[0]
         if rows[1]:
             what += " (prefill attention in %d-row warps)" % rows[1]
         emit({"bench": "compare", "what": what, "maye": m["tokens_per_s"],

@@ -1,9 +1,9 @@
 #!/bin/sh
 # Nsight Compute on the kernels that bound the update step and the rollout: one profiled launch each of the
-# prefill attention (the 32-row-warp kernel and the 16-row one), the two flash-style backward kernels, the split-K decode attention and the log-prob fold,
-# taken from `gpu_kernels --only <benchmark>` (the third launch, after the warm-ups): speed of light,
-# occupancy, launch statistics, warp stall reasons, memory and compute workload. For finding what limits a
-# kernel; gpu.sh runs it last when GPU_NCU=1 (about a minute).
+# prefill attention (the 32-row-warp kernel and the 16-row one), the two flash-style backward kernels, the
+# split-K decode attention and the log-prob fold, taken from `gpu_kernels --only <benchmark>` (the third
+# launch, after the warm-ups): speed of light, occupancy, launch statistics, warp stall reasons, memory and
+# compute workload. For finding what limits a kernel; gpu.sh runs it last when GPU_NCU=1 (about a minute).
 #
 #   sh bench/gpu_ncu.sh path/to/gpu_kernels [OUT]    report in OUT (default ncu.txt); exit 77 without ncu
 set -u

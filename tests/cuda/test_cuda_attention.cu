@@ -23,8 +23,9 @@ struct AttnCase {
 };
 
 // One case in one dtype with one kernel choice, prefill block rows (64 or 128) and rows per warp (16 or 32, 0
-// for the default; what the tensor-core prefill kernel uses when it runs); the CPU reference runs on the rounded inputs. With
-// same_bits, the first run's output (with workspace) is kept there and later runs must give the same bits.
+// for the default; what the tensor-core prefill kernel uses when it runs); the CPU reference runs on the rounded
+// inputs. With same_bits, the first run's output (with workspace) is kept there and later runs must give the same
+// bits.
 static void run_case(cuda_ctx *ctx, const AttnCase &c, cuda_dtype dt, cuda_attention_kernel kernel, int rows,
                      int warp_rows = 0, std::vector<float> *same_bits = nullptr) {
     int B = (int)c.nq.size(), H = c.H, KV = c.KV, D = c.D;

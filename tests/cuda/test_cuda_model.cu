@@ -1,9 +1,9 @@
 // The GPU model's forward (model/cuda/model.h) against the CPU model (model/model.h): vision tower + merger
 // (Qwen2-VL, and Qwen2.5-VL with window attention), the packed language model (hidden states, logits,
 // log-probs and entropies) on random models of both architectures with odd sizes and with tensor-core head
-// dims (the pixels also uploaded per image in 4 KiB waves: the same features to the bit), packed batches mixing
-// image and text prompts, a batch of one-token sequences (the decode attention
-// path), then every golden fixture model under $MAYE_FIXTURES/golden (each sample alone against the
+// dims (the pixels also uploaded per image in 4 KiB waves: the same features to the bit), packed batches
+// mixing image and text prompts, a batch of one-token sequences (the decode attention path), then every
+// golden fixture model under $MAYE_FIXTURES/golden (each sample alone against the
 // fixture's image_embeds, logits and token_logprobs, and all samples packed against the CPU). fp32 mode: 1e-4
 // (logits 1e-3 against the fixtures); bf16 mode: mean |log-prob difference| to the CPU below 0.02, and the
 // norms' weights and biases kept in fp32: a download gives them back exactly, every other tensor rounded to

@@ -92,12 +92,17 @@ extern "C" void cuda_ctx_set_decode_split_tiles(cuda_ctx *ctx, int tiles) {
     ctx->decode_split_tiles = tiles > 0 ? tiles : 0;
 }
 
+// Forgets the remembered cuBLASLt answers: the next GEMM of every shape asks the heuristic again.
+static void forget_gemm_answers(cuda_ctx *ctx) {
+    memset(ctx->gemm_cache, 0, sizeof ctx->gemm_cache);
+    ctx->gemm_cache_next = 0;
+}
+
 extern "C" int cuda_ctx_set_gemm_algo_rank(cuda_ctx *ctx, int rank) {
     CHECK_OR_FAIL(rank >= 0 && rank < CUDA_GEMM_ALGOS, "cuda_ctx_set_gemm_algo_rank: rank %d is outside [0, %d)", rank,
                   CUDA_GEMM_ALGOS);
     ctx->gemm_algo_rank = rank;
-    memset(ctx->gemm_cache, 0, sizeof ctx->gemm_cache);
-    ctx->gemm_cache_next = 0;
+    forget_gemm_answers(ctx);
     return 0;
 }
 
@@ -105,8 +110,7 @@ extern "C" int cuda_ctx_set_gemm_splitk(cuda_ctx *ctx, int splits) {
     CHECK_OR_FAIL(splits == 0 || (splits >= 2 && splits <= 64),
                   "cuda_ctx_set_gemm_splitk: %d K splits is outside 2..64 (0 keeps the heuristic's own)", splits);
     ctx->gemm_splitk = splits;
-    memset(ctx->gemm_cache, 0, sizeof ctx->gemm_cache);
-    ctx->gemm_cache_next = 0;
+    forget_gemm_answers(ctx);
     return 0;
 }
 

@@ -230,9 +230,11 @@ int cuda_vision_forward_parts(cuda_model *gm, const float *const *parts, const i
     cudaError_t err = cudaMemcpyAsync(gm->scratch, host, index_bytes, cudaMemcpyHostToDevice, s);
     free(host);
     if (err == cudaSuccess && staging_ready(gm)) {
-        std::vector<size_t> starts((size_t)n_parts + 1, 0);
-        for (int i = 0; i < n_parts; i++) starts[(size_t)i + 1] = starts[(size_t)i] + (size_t)part_patches[i] * PD * sizeof(float);
-        if (upload_staged(gm, (char *)pix, (const char *const *)parts, starts.data(), n_parts, starts[(size_t)n_parts]) < 0) {
+        std::vector<size_t> starts((size_t)n_parts + 1, 0); // bytes
+        for (int i = 0; i < n_parts; i++)
+            starts[(size_t)i + 1] = starts[(size_t)i] + (size_t)part_patches[i] * PD * sizeof(float);
+        if (upload_staged(gm, (char *)pix, (const char *const *)parts, starts.data(), n_parts,
+                          starts[(size_t)n_parts]) < 0) {
             maye_vision_layout_free(&lo);
             return maye_fail_ctx("uploading %d patches", P);
         }
